@@ -1,0 +1,121 @@
+/*-------------------------------------------------------------------------
+ *
+ * deploy_progress.h
+ *	  Shared declarations of the deploy_progress extension: settings, the
+ *	  per-table tracking cache used by the triggers, and the figure helpers.
+ *
+ * IDENTIFICATION
+ *	  src/deploy_progress.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DEPLOY_PROGRESS_H
+#define DEPLOY_PROGRESS_H
+
+#include "access/attnum.h"
+#include "fmgr.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+/* Schema the extension lives in (the control file fixes it). */
+#define DP_SCHEMA "deploy_progress"
+
+/* Phase kinds, in the order the lifecycle table's CHECK constraint lists them. */
+typedef enum DpKind
+{
+	DP_KIND_PENDING = 0,
+	DP_KIND_ACTIVE,
+	DP_KIND_WAITING,
+	DP_KIND_SUCCEEDED,
+	DP_KIND_FAILED,
+	DP_KIND_CANCELLED
+} DpKind;
+
+#define DP_KIND_IS_TERMINAL(k) ((k) >= DP_KIND_SUCCEEDED)
+
+/* Which clock the triggers stamp with (deploy_progress.clock). */
+typedef enum DpClock
+{
+	DP_CLOCK_STATEMENT,
+	DP_CLOCK_TRANSACTION,
+	DP_CLOCK_WALL
+} DpClock;
+
+/* Timing roles, in the order of DpTrack.att_timing[]. */
+typedef enum DpTimingRole
+{
+	DP_PHASE_UPDATED_AT = 0,
+	DP_PROGRESS_UPDATED_AT,
+	DP_HEARTBEAT_AT,
+	DP_STARTED_AT,
+	DP_FINISHED_AT,
+	DP_SPEED_UPDATED_AT,
+	DP_NUM_TIMINGS
+} DpTimingRole;
+
+/* One phase of a lifecycle, as the trigger needs it. */
+typedef struct DpPhase
+{
+	char	   *name;
+	int			namelen;
+	Oid			enumoid;		/* label OID when the phase column is an enum */
+	DpKind		kind;
+} DpPhase;
+
+/*
+ * Everything the triggers need to know about one tracked relation, resolved
+ * once per backend and kept until a relcache invalidation of the relation
+ * (ALTER TABLE, track(), untrack(), a lifecycle redefinition) drops it.
+ */
+typedef struct DpTrack
+{
+	Oid			relid;			/* hash key: the relation the trigger fires on */
+	bool		valid;
+	MemoryContext cxt;			/* holds phases and key output functions */
+
+	/* lifecycle */
+	int			nphases;
+	DpPhase    *phases;
+	bool		phase_is_enum;
+
+	/* column positions (InvalidAttrNumber when the role is absent) */
+	AttrNumber	att_phase;
+	AttrNumber	att_completed;
+	AttrNumber	att_total;
+	AttrNumber	att_speed;
+	AttrNumber	att_timing[DP_NUM_TIMINGS];
+	Oid			completed_type;
+	Oid			total_type;
+
+	/* options */
+	bool		allow_restart;
+	bool		side;			/* timings kept in deploy_progress.timings */
+	double		speed_tau;		/* smoothing time constant, seconds */
+
+	/* row key, for the side table */
+	int			nkeys;
+	AttrNumber *key_atts;
+	FmgrInfo   *key_out;
+	TupleDesc	key_desc;		/* blessed descriptor of a composite key */
+	FmgrInfo	key_record_out; /* record_out, for a composite key */
+	Oid			side_owner;		/* owner of deploy_progress.timings */
+} DpTrack;
+
+/* deploy_progress.c */
+extern bool dp_stamping;
+extern int	dp_clock;
+extern TimestampTz dp_now(void);
+
+/* lifecycle.c */
+extern DpTrack *dp_get_track(Relation rel);
+extern int	dp_phase_index(DpTrack *t, Datum value);
+extern const char *dp_phase_list(DpTrack *t);
+extern char *dp_phase_datum_text(DpTrack *t, Datum value);
+extern DpKind dp_kind_from_name(const char *name);
+
+/* figures.c */
+extern double dp_speed_step(double rate, bool rate_isnull, double delta,
+							double seconds, double tau);
+extern double dp_speed_decay(double rate, double seconds, double tau);
+
+#endif							/* DEPLOY_PROGRESS_H */

@@ -1,0 +1,76 @@
+# Shared shell functions of test/run_all.sh, demo/run.sh and test/bench:
+# install what is missing, build and install the extension, and run a
+# throwaway PostgreSQL cluster on a private socket directory.
+#
+# PostgreSQL refuses to run as root, so when these scripts run as root
+# (CI) the server and the TAP tests run as the "postgres" OS user.
+
+: "${PG_MAJOR:=15}"
+export PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}"
+export PGBIN="/usr/lib/postgresql/$PG_MAJOR/bin"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Run a command as the server's OS user.
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Install the Debian packages the build and the suites need, if missing.
+ensure_packages() {
+    local pkgs=(build-essential "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
+                "postgresql-$PG_MAJOR-cron" postgresql-contrib libipc-run-perl "$@")
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # the Debian package starts a cluster of its own; these scripts do not use it
+}
+
+# Build with warnings as errors (the shipped Makefile leaves -Werror out) and install.
+build_install() {
+    log "building and installing deploy_progress"
+    make -C "$REPO" -s clean PG_CONFIG="$PG_CONFIG" >/dev/null
+    make -C "$REPO" -s PG_CONFIG="$PG_CONFIG" \
+        PG_CFLAGS="-Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror ${EXTRA_CFLAGS:-}"
+    as_root make -C "$REPO" -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+}
+
+# start_cluster [extra postgresql.conf lines...]: initdb + start a server
+# listening only on a private Unix socket.  Sets PGHOST, PGPORT, PGUSER,
+# PGDATABASE and CLUSTER_DIR; stop_cluster removes everything.
+start_cluster() {
+    CLUSTER_DIR="$(mktemp -d /tmp/deploy_progress.XXXXXX)"
+    chmod 755 "$CLUSTER_DIR"
+    [ "$(id -u)" = 0 ] && chown postgres: "$CLUSTER_DIR"
+    export PGHOST="$CLUSTER_DIR" PGPORT="${PGPORT_TEST:-54$(( RANDOM % 90 + 10 ))}" PGUSER=postgres PGDATABASE=postgres
+    as_pg "$PGBIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null
+    {
+        echo "listen_addresses = ''"
+        echo "unix_socket_directories = '$CLUSTER_DIR'"
+        echo "port = $PGPORT"
+        echo "fsync = off"
+        echo "max_connections = 50"
+        for line in "$@"; do echo "$line"; done
+    } >> "$CLUSTER_DIR/data/postgresql.conf"
+    as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
+    trap stop_cluster EXIT
+}
+
+stop_cluster() {
+    if [ -n "${CLUSTER_DIR:-}" ] && [ -d "$CLUSTER_DIR/data" ]; then
+        as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+        rm -rf "$CLUSTER_DIR"
+    fi
+    CLUSTER_DIR=
+}
