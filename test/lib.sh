@@ -7,7 +7,8 @@
 
 : "${PG_MAJOR:=15}"
 export PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}"
-export PGBIN="/usr/lib/postgresql/$PG_MAJOR/bin"
+PGBIN="$("$PG_CONFIG" --bindir 2>/dev/null || echo "/usr/lib/postgresql/$PG_MAJOR/bin")"
+export PGBIN
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf '\n== %s\n' "$*" >&2; }

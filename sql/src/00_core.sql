@@ -96,6 +96,14 @@ CREATE TABLE @extschema@.tracked (
     allow_restart           boolean NOT NULL DEFAULT false,
     speed_time_constant     interval NOT NULL DEFAULT '15 seconds'
                             CHECK (speed_time_constant OPERATOR(pg_catalog.>) '0'::interval),
+    reason_column           name,
+    queue_deadline          interval CHECK (queue_deadline OPERATOR(pg_catalog.>) '0'::interval),
+    phase_deadline          interval CHECK (phase_deadline OPERATOR(pg_catalog.>) '0'::interval),
+    progress_deadline       interval CHECK (progress_deadline OPERATOR(pg_catalog.>) '0'::interval),
+    heartbeat_deadline      interval CHECK (heartbeat_deadline OPERATOR(pg_catalog.>) '0'::interval),
+    history                 text NOT NULL DEFAULT 'all'
+                            CHECK (history OPERATOR(pg_catalog.=) ANY (ARRAY['all', 'failures', 'off'])),
+    notify_channel          text CHECK (notify_channel OPERATOR(pg_catalog.<>) ''),
     tracked_at              timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE @extschema@.tracked IS
@@ -569,7 +577,15 @@ CREATE FUNCTION @extschema@.track(
     storage                 text     DEFAULT 'auto',
     allow_restart           boolean  DEFAULT false,
     speed_time_constant     interval DEFAULT '15 seconds',
-    validate                boolean  DEFAULT true)
+    validate                boolean  DEFAULT true,
+    failure_reason          name     DEFAULT 'failure_reason',
+    queue_deadline          interval DEFAULT NULL,
+    phase_deadline          interval DEFAULT NULL,
+    progress_deadline       interval DEFAULT '10 minutes',
+    heartbeat_deadline      interval DEFAULT '5 minutes',
+    history                 text     DEFAULT 'all',
+    notify_channel          text     DEFAULT 'deploy_progress',
+    create_index            boolean  DEFAULT true)
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -583,9 +599,11 @@ DECLARE
     dflt       name;
     wanted     text;
     roles      text[] := ARRAY['completed_items', 'total_items', 'phase_updated_at', 'progress_updated_at',
-                               'heartbeat_at', 'started_at', 'finished_at', 'items_per_second', 'speed_updated_at'];
+                               'heartbeat_at', 'started_at', 'finished_at', 'items_per_second', 'speed_updated_at',
+                               'failure_reason'];
     given      name[] := ARRAY[completed_items, total_items, phase_updated_at, progress_updated_at,
-                               heartbeat_at, started_at, finished_at, items_per_second, speed_updated_at];
+                               heartbeat_at, started_at, finished_at, items_per_second, speed_updated_at,
+                               failure_reason];
     resolved   name[] := '{}';
     relkind    "char";
     k          name;
@@ -668,14 +686,17 @@ BEGIN
         END IF;
         wanted := CASE WHEN role_name IN ('completed_items', 'total_items') THEN 'integer'
                        WHEN role_name = 'items_per_second' THEN 'double precision'
+                       WHEN role_name = 'failure_reason' THEN 'text'
                        ELSE 'timestamp with time zone' END;
         IF NOT (CASE wanted
                   WHEN 'integer' THEN typ IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype)
+                  WHEN 'text' THEN typ IN ('text'::regtype, 'character varying'::regtype)
                   ELSE typ::text = wanted END) THEN
             RAISE EXCEPTION '% column "%" of table % has type %', role_name, col, tbl, typ
                 USING ERRCODE = 'datatype_mismatch',
                       DETAIL = format('The %s column must be of type %s.', role_name,
-                                      CASE wanted WHEN 'integer' THEN 'smallint, integer or bigint' ELSE wanted END),
+                                      CASE wanted WHEN 'integer' THEN 'smallint, integer or bigint'
+                                                  WHEN 'text' THEN 'text or varchar' ELSE wanted END),
                       HINT = format('Change the column''s type, or pass %s => NULL to leave the role out.', role_name);
         END IF;
         resolved := resolved || col;
@@ -713,6 +734,25 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The value given is %s.', coalesce(speed_time_constant::text, 'NULL'));
     END IF;
+    IF queue_deadline <= '0'::interval OR phase_deadline <= '0'::interval
+       OR progress_deadline <= '0'::interval OR heartbeat_deadline <= '0'::interval THEN
+        RAISE EXCEPTION 'deadlines must be positive intervals'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Given: queue_deadline %s, phase_deadline %s, progress_deadline %s, heartbeat_deadline %s.',
+                                  queue_deadline, phase_deadline, progress_deadline, heartbeat_deadline),
+                  HINT = 'Pass NULL to switch a check off.';
+    END IF;
+    IF history IS NULL OR history NOT IN ('all', 'failures', 'off') THEN
+        RAISE EXCEPTION 'invalid history "%"', coalesce(history, '(null)')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'History is "all" (every transition), "failures" (transitions into failed or cancelled phases) or "off".';
+    END IF;
+    IF notify_channel = '' OR octet_length(notify_channel) > 63 THEN
+        RAISE EXCEPTION 'invalid notify channel "%"', notify_channel
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A channel name is a non-empty string of at most 63 bytes.',
+                  HINT = 'Pass notify_channel => NULL to switch notifications off.';
+    END IF;
 
     -- the row key: the primary key unless named
     IF key IS NULL THEN
@@ -743,7 +783,9 @@ BEGIN
     cfg := ROW(tbl, lc, phase,
                resolved[1], resolved[2], resolved[3], resolved[4], resolved[5], resolved[6], resolved[7],
                resolved[8], resolved[9],
-               key, storage, allow_restart, speed_time_constant, now());
+               key, storage, allow_restart, speed_time_constant,
+               resolved[10], queue_deadline, phase_deadline, progress_deadline, heartbeat_deadline,
+               history, notify_channel, now());
 
     -- the side table keeps timings only while the table is tracked that way
     IF storage = 'row' THEN
@@ -755,12 +797,15 @@ BEGIN
        SET (lifecycle, phase_column, completed_column, total_column, phase_updated_column,
             progress_updated_column, heartbeat_column, started_column, finished_column,
             speed_column, speed_updated_column, key_columns, storage, allow_restart,
-            speed_time_constant) =
+            speed_time_constant, reason_column, queue_deadline, phase_deadline, progress_deadline,
+            heartbeat_deadline, history, notify_channel) =
            (EXCLUDED.lifecycle, EXCLUDED.phase_column, EXCLUDED.completed_column, EXCLUDED.total_column,
             EXCLUDED.phase_updated_column, EXCLUDED.progress_updated_column, EXCLUDED.heartbeat_column,
             EXCLUDED.started_column, EXCLUDED.finished_column, EXCLUDED.speed_column,
             EXCLUDED.speed_updated_column, EXCLUDED.key_columns, EXCLUDED.storage,
-            EXCLUDED.allow_restart, EXCLUDED.speed_time_constant)
+            EXCLUDED.allow_restart, EXCLUDED.speed_time_constant, EXCLUDED.reason_column,
+            EXCLUDED.queue_deadline, EXCLUDED.phase_deadline, EXCLUDED.progress_deadline,
+            EXCLUDED.heartbeat_deadline, EXCLUDED.history, EXCLUDED.notify_channel)
     RETURNING t.* INTO cfg;
 
     -- the triggers; "zz_" makes them fire after the table's own BEFORE
@@ -775,7 +820,7 @@ BEGIN
     RETURN cfg;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean) IS
+COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean) IS
     'Starts (or reconfigures) tracking of a table: checks its columns and phase values and installs the stamping triggers';
 
 CREATE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean DEFAULT false)
