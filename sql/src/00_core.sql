@@ -817,6 +817,8 @@ BEGIN
         EXECUTE format('CREATE TRIGGER zz_deploy_progress_side AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
     END IF;
+    -- the partial index over in-flight rows (see 20_stuck.sql)
+    PERFORM @extschema@._ensure_in_flight_index(cfg, create_index);
     RETURN cfg;
 END
 $$;
@@ -844,6 +846,9 @@ BEGIN
                   DETAIL = 'Only the owner of a table can untrack it.';
     END IF;
     PERFORM @extschema@._drop_triggers(tbl);
+    IF @extschema@._in_flight_index(tbl) IS NOT NULL THEN
+        EXECUTE format('DROP INDEX %s', @extschema@._in_flight_index(tbl));
+    END IF;
     DELETE FROM @extschema@.timings s WHERE s.relid = tbl;
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     RETURN true;
@@ -869,19 +874,19 @@ GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
 
 -- The key text of a row as the triggers write it: the single key column's
 -- text, or the row literal of a composite key.
-CREATE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked)
+CREATE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
 RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
+LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
-                THEN pg_catalog.format('%I::text', cfg.key_columns[1])
-                ELSE pg_catalog.format('ROW(%s)::text',
-                         (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ')
+                THEN pg_catalog.format('%s%I::pg_catalog.text', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
+                ELSE pg_catalog.format('ROW(%s)::pg_catalog.text',
+                         (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
                             FROM pg_catalog.unnest(cfg.key_columns) AS c))
            END
 $$;
-COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked) IS
+COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
     'Internal: SQL expression giving a row''s key text';
 
 CREATE FUNCTION @extschema@.timings(tbl regclass, key text)
