@@ -176,8 +176,8 @@ BEGIN
         ' WHERE %19$s%20$s %21$s',
         keyx,
         cfg.phase_column,
-        coalesce(format('t.%I::pg_catalog.int8', cfg.completed_column), 'NULL::pg_catalog.int8'),
-        coalesce(format('t.%I::pg_catalog.int8', cfg.total_column), 'NULL::pg_catalog.int8'),
+        coalesce('t.' || quote_ident(cfg.completed_column) || '::pg_catalog.int8', 'NULL::pg_catalog.int8'),
+        coalesce('t.' || quote_ident(cfg.total_column) || '::pg_catalog.int8', 'NULL::pg_catalog.int8'),
         e_phase_upd, e_prog, e_hb, e_start, e_fin,
         coalesce('t.' || quote_ident(cfg.speed_column), 'NULL::pg_catalog.float8'),
         coalesce('t.' || quote_ident(cfg.speed_updated_column), 'NULL::pg_catalog.timestamptz'),
@@ -204,7 +204,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
         'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.stuck_reason, r.stuck_clock, r.stuck_deadline,'
-        ' $1 OPERATOR(pg_catalog.-) r.stuck_clock OPERATOR(pg_catalog.-) r.stuck_deadline'
+        ' $1 OPERATOR(pg_catalog.-) (r.stuck_clock OPERATOR(pg_catalog.+) r.stuck_deadline)'
         ' FROM (%s) r ORDER BY 7 DESC, 2',
         cfg.relid::oid, @extschema@._rows_sql(cfg, 'st.reason IS NOT NULL'))
 $$;
@@ -281,7 +281,8 @@ BEGIN
 
     FOR cfg IN SELECT * FROM @extschema@.tracked t
                 WHERE (tbl IS NULL OR t.relid = tbl)
-                  AND has_table_privilege(t.relid, 'SELECT, UPDATE')
+                  AND has_table_privilege(t.relid, 'SELECT')
+                  AND has_table_privilege(t.relid, 'UPDATE')
                 ORDER BY t.relid::text
     LOOP
         SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
