@@ -27,15 +27,19 @@ fi
 
 if ls "$REPO"/test/t/*.pl >/dev/null 2>&1; then
     log "TAP suite"
-    # the TAP framework starts clusters of its own, which must not run as root
-    rm -rf "$REPO/tmp_check"
-    if [ "$(id -u)" = 0 ]; then
-        mkdir -p "$REPO/tmp_check" && chown -R postgres: "$REPO/tmp_check"
-    fi
-    if ! as_pg make -C "$REPO" installcheck PG_CONFIG="$PG_CONFIG" REGRESS= ISOLATION= ; then
+    # the TAP framework starts clusters of its own, which must not run as
+    # root: run prove as the server's OS user, with its logs in a directory
+    # that user owns (what "make installcheck" would do with TAP_TESTS)
+    pgxs_dir="$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)"
+    tap_dir="$(mktemp -d /tmp/deploy_progress_tap.XXXXXX)"
+    [ "$(id -u)" = 0 ] && chown postgres: "$tap_dir"
+    if ! (cd "$REPO" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" \
+            PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
+            prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} test/t/*.pl); then
         status=1
-        find "$REPO/tmp_check" -name 'regress_log_*' -exec tail -n 40 {} + 2>/dev/null || true
+        find "$tap_dir" -name 'regress_log_*' -exec tail -n 60 {} + 2>/dev/null || true
     fi
+    rm -rf "$tap_dir"
 fi
 
 if [ $status -eq 0 ]; then log "all suites passed"; else log "FAILED"; fi

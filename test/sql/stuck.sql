@@ -151,8 +151,12 @@ CREATE FUNCTION pg_temp.plan_of(q text) RETURNS SETOF text LANGUAGE plpgsql AS $
 BEGIN
     RETURN QUERY EXECUTE 'EXPLAIN (COSTS OFF) ' || replace(q, '$1', 'now()');
 END $$;
-SELECT * FROM pg_temp.plan_of((SELECT deploy_progress._stuck_query(t) FROM deploy_progress.tracked t
-                                WHERE relid = 'stuck_big'::regclass));
+-- (only the scan of stuck_big is shown: the rest of the plan depends on
+-- the statistics of the lifecycle table)
+SELECT regexp_replace(p, '^\s*(->\s*)?', '') AS scan_of_stuck_big
+  FROM pg_temp.plan_of((SELECT deploy_progress._stuck_query(t) FROM deploy_progress.tracked t
+                         WHERE relid = 'stuck_big'::regclass)) AS p
+ WHERE p ~ 'on stuck_big';
 SELECT count(*) AS in_flight_stuck_in_a_day
   FROM deploy_progress.stuck('stuck_big', now() + interval '1 day');
 
