@@ -30,6 +30,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_enum.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -441,15 +442,20 @@ dp_phase_list(DpTrack *t)
 
 /*
  * deploy_progress._invalidate(regclass): make every backend reload the
- * tracking configuration of a table at its next write.
+ * tracking configuration of a table at its next write.  The triggers of a
+ * partitioned table fire on its partitions, whose entries are keyed by the
+ * partition, so those are invalidated too.
  */
 PG_FUNCTION_INFO_V1(dp_invalidate);
 Datum
 dp_invalidate(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
+	ListCell   *lc;
 
-	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		CacheInvalidateRelcacheByRelid(relid);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		PG_RETURN_VOID();
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+		CacheInvalidateRelcacheByRelid(lfirst_oid(lc));
 	PG_RETURN_VOID();
 }

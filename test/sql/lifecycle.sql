@@ -60,6 +60,12 @@ SELECT count(*) AS lifecycles_named_lc_build, bool_and(created_at = :'lc_build_c
 CREATE TABLE lc_jobs (id int PRIMARY KEY, phase text NOT NULL);
 INSERT INTO lc_jobs VALUES (1, 'queued'), (2, 'test');
 SELECT relid, lifecycle FROM deploy_progress.track('lc_jobs', lifecycle => 'lc_build');
+-- (a partitioned table too: its triggers fire on its partitions)
+CREATE TABLE lc_parts (id int, region text, phase text NOT NULL, PRIMARY KEY (id, region))
+    PARTITION BY LIST (region);
+CREATE TABLE lc_parts_eu PARTITION OF lc_parts FOR VALUES IN ('eu');
+SELECT relid, lifecycle FROM deploy_progress.track('lc_parts', lifecycle => 'lc_build');
+INSERT INTO lc_parts VALUES (1, 'eu', 'queued');
 SELECT deploy_progress.drop_lifecycle('lc_build');
 -- "test" is in use by row 2: it cannot go
 SELECT * FROM deploy_progress.define_lifecycle('lc_build', $$[
@@ -79,6 +85,9 @@ SELECT string_agg(phase, ', ' ORDER BY position)
 UPDATE lc_jobs SET phase = 'deploy' WHERE id = 2;
 UPDATE lc_jobs SET phase = 'compile' WHERE id = 1;
 SELECT * FROM lc_jobs ORDER BY id;
+UPDATE lc_parts SET phase = 'deploy';
+SELECT * FROM lc_parts;
+DROP TABLE lc_parts;
 -- untracked, the lifecycle can go
 SELECT deploy_progress.untrack('lc_jobs');
 SELECT deploy_progress.drop_lifecycle('lc_build');
