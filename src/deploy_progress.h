@@ -70,6 +70,7 @@ typedef struct DpPhase
 typedef struct DpTrack
 {
 	Oid			relid;			/* hash key: the relation the trigger fires on */
+	Oid			tracked_relid;	/* the tracked table: relid or a partitioned ancestor */
 	bool		valid;
 	MemoryContext cxt;			/* holds phases and key output functions */
 

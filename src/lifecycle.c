@@ -30,6 +30,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_enum.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -57,6 +58,12 @@ static const char *const dp_kind_names[] = {
 static const char *const dp_timing_columns[DP_NUM_TIMINGS] = {
 	"phase_updated_column", "progress_updated_column", "heartbeat_column",
 	"started_column", "finished_column", "speed_updated_column"
+};
+
+/* The same roles as track() names them, for messages. */
+static const char *const dp_timing_roles[DP_NUM_TIMINGS] = {
+	"phase_updated_at", "progress_updated_at", "heartbeat_at",
+	"started_at", "finished_at", "speed_updated_at"
 };
 
 /* Relcache callback: mark the entry of the relation (or all) stale. */
@@ -191,7 +198,8 @@ dp_build_track(DpTrack *t, Relation rel)
 
 	args[0] = ObjectIdGetDatum(relid);
 	ret = SPI_execute_with_args(
-		"SELECT t.lifecycle, t.phase_column, t.completed_column, t.total_column,"
+		"SELECT t.relid::pg_catalog.oid AS tracked_relid,"
+		"       t.lifecycle, t.phase_column, t.completed_column, t.total_column,"
 		"       t.phase_updated_column, t.progress_updated_column, t.heartbeat_column,"
 		"       t.started_column, t.finished_column, t.speed_column, t.speed_updated_column,"
 		"       pg_catalog.array_to_string(t.key_columns, ',') AS keys,"
@@ -213,6 +221,7 @@ dp_build_track(DpTrack *t, Relation rel)
 				 errdetail("The deploy_progress triggers on this table have no configuration."),
 				 errhint("Run deploy_progress.track() on the table, or drop its zz_deploy_progress triggers.")));
 
+	t->tracked_relid = (Oid) strtoul(dp_spi_text(0, "tracked_relid"), NULL, 10);
 	lifecycle = dp_spi_text(0, "lifecycle");
 	phase_col = dp_spi_text(0, "phase_column");
 	keys = dp_spi_text(0, "keys");
@@ -234,7 +243,7 @@ dp_build_track(DpTrack *t, Relation rel)
 									 "items_per_second", f8_types, 1, NULL);
 	for (i = 0; i < DP_NUM_TIMINGS; i++)
 		t->att_timing[i] = dp_resolve_column(rel, dp_spi_text(0, dp_timing_columns[i]),
-											 dp_timing_columns[i], ts_types, 1, NULL);
+											 dp_timing_roles[i], ts_types, 1, NULL);
 	if (!t->att_speed || !t->att_completed)
 	{
 		t->att_speed = InvalidAttrNumber;
@@ -433,15 +442,20 @@ dp_phase_list(DpTrack *t)
 
 /*
  * deploy_progress._invalidate(regclass): make every backend reload the
- * tracking configuration of a table at its next write.
+ * tracking configuration of a table at its next write.  The triggers of a
+ * partitioned table fire on its partitions, whose entries are keyed by the
+ * partition, so those are invalidated too.
  */
 PG_FUNCTION_INFO_V1(dp_invalidate);
 Datum
 dp_invalidate(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
+	ListCell   *lc;
 
-	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		CacheInvalidateRelcacheByRelid(relid);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		PG_RETURN_VOID();
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+		CacheInvalidateRelcacheByRelid(lfirst_oid(lc));
 	PG_RETURN_VOID();
 }

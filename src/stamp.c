@@ -402,6 +402,7 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 static SPIPlanPtr dp_side_upsert = NULL;
 static SPIPlanPtr dp_side_delete = NULL;
 static SPIPlanPtr dp_side_rekey = NULL;
+static SPIPlanPtr dp_side_truncate = NULL;
 
 /* Prepare (once per backend) one of the side-table statements. */
 static SPIPlanPtr
@@ -422,9 +423,11 @@ dp_side_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 
 /*
  * deploy_progress.stamp_side(): AFTER INSERT OR UPDATE OR DELETE FOR EACH
- * ROW on tables tracked with storage 'side'.  Keeps the row's timings in
- * deploy_progress.timings with the rules of stamp(), writing as the owner of
- * that table so that writers of the tracked table need no privilege on it.
+ * ROW, and AFTER TRUNCATE FOR EACH STATEMENT, on tables tracked with storage
+ * 'side'.  Keeps the row's timings in deploy_progress.timings with the rules
+ * of stamp(), writing as the owner of that table so that writers of the
+ * tracked table need no privilege on it.  Rows of a partition are filed
+ * under the tracked (partitioned) table, where timings() looks for them.
  */
 PG_FUNCTION_INFO_V1(dp_stamp_side);
 Datum
@@ -444,10 +447,11 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("deploy_progress.stamp_side() was not called by the trigger manager")));
 	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		(!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
+		 !TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.stamp_side() must be fired AFTER ... FOR EACH ROW")));
+				 errmsg("deploy_progress.stamp_side() must be fired AFTER ... FOR EACH ROW or AFTER TRUNCATE")));
 	if (!dp_stamping)
 		return PointerGetDatum(NULL);
 
@@ -455,7 +459,7 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 	t = dp_get_track(rel);
 	if (!t->side)
 		return PointerGetDatum(NULL);
-	relid = ObjectIdGetDatum(RelationGetRelid(rel));
+	relid = ObjectIdGetDatum(t->tracked_relid);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(t->side_owner,
@@ -463,7 +467,19 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 
-	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+	{
+		Oid			types[1] = {REGCLASSOID};
+
+		ret = SPI_execute_plan(dp_side_plan(&dp_side_truncate,
+											"DELETE FROM " DP_SCHEMA ".timings"
+											" WHERE relid OPERATOR(pg_catalog.=) $1",
+											1, types),
+							   &relid, NULL, false, 0);
+		if (ret != SPI_OK_DELETE)
+			elog(ERROR, "side-table truncate failed: %s", SPI_result_code_string(ret));
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
 		Oid			types[2] = {REGCLASSOID, TEXTOID};
 		Datum		args[2];
@@ -484,9 +500,9 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 		TupleTableSlot *oldslot = NULL;
 		TupleTableSlot *newslot = trigdata->tg_trigslot;
 		DpChange	ch;
-		Oid			types[8] = {REGCLASSOID, TEXTOID, TIMESTAMPTZOID, BOOLOID,
-		BOOLOID, BOOLOID, BOOLOID, BOOLOID};
-		Datum		args[8];
+		Oid			types[9] = {REGCLASSOID, TEXTOID, TIMESTAMPTZOID, BOOLOID,
+		BOOLOID, BOOLOID, BOOLOID, BOOLOID, BOOLOID};
+		Datum		args[9];
 		DpKind		kind;
 
 		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
@@ -531,6 +547,8 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 		args[6] = BoolGetDatum(ch.entered && ch.old_idx >= 0 &&
 							   DP_KIND_IS_TERMINAL(t->phases[ch.old_idx].kind));
 		args[7] = BoolGetDatum(ch.counters_moved);
+		/* a new row replaces whatever a truncated or deleted one left */
+		args[8] = BoolGetDatum(oldslot == NULL);
 		ret = SPI_execute_plan(dp_side_plan(&dp_side_upsert,
 											"INSERT INTO " DP_SCHEMA ".timings AS s"
 											" (relid, key, phase_updated_at, progress_updated_at, heartbeat_at, started_at, finished_at)"
@@ -539,9 +557,10 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 											"  heartbeat_at = $3,"
 											"  phase_updated_at = CASE WHEN $4 THEN $3 ELSE s.phase_updated_at END,"
 											"  progress_updated_at = CASE WHEN $4 OR $8 THEN $3 ELSE s.progress_updated_at END,"
-											"  started_at = CASE WHEN $5 AND s.started_at IS NULL THEN $3 ELSE s.started_at END,"
-											"  finished_at = CASE WHEN $6 THEN $3 WHEN $7 THEN NULL ELSE s.finished_at END",
-											8, types),
+											"  started_at = CASE WHEN $9 THEN EXCLUDED.started_at"
+											"    WHEN $5 AND s.started_at IS NULL THEN $3 ELSE s.started_at END,"
+											"  finished_at = CASE WHEN $6 THEN $3 WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
+											9, types),
 							   args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "side-table upsert failed: %s", SPI_result_code_string(ret));

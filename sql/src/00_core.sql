@@ -248,9 +248,15 @@ BEGIN
                       HINT = 'Define a lifecycle of your own with deploy_progress.define_lifecycle().';
         END IF;
     END LOOP;
-    IF TG_OP = 'INSERT' AND NEW.builtin AND NOT @extschema@._may_edit_lifecycle('default') THEN
+    IF TG_OP <> 'DELETE' AND NEW.builtin AND NOT @extschema@._may_edit_lifecycle('default') THEN
         RAISE EXCEPTION 'only a superuser can define a built-in lifecycle'
             USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- like any object, a lifecycle is owned by its definer or a role it can act as
+    IF TG_OP <> 'DELETE' AND NOT pg_catalog.pg_has_role(NEW.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be member of role "%"', NEW.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Lifecycle "%s" cannot be given to a role the current role is not a member of.', NEW.name);
     END IF;
     IF TG_OP = 'DELETE' THEN
         RETURN OLD;
@@ -373,9 +379,14 @@ BEGIN
                     USING ERRCODE = 'invalid_parameter_value',
                           DETAIL = format('The weight given is %s.', elem -> 'weight');
             END IF;
-            pweight := (elem ->> 'weight')::double precision;
+            BEGIN
+                pweight := (elem ->> 'weight')::double precision;
+            EXCEPTION WHEN numeric_value_out_of_range THEN
+                pweight := 'Infinity';
+            END;
             IF pweight < 0 OR pweight = 'Infinity' THEN
-                RAISE EXCEPTION 'phase "%" of lifecycle "%" has a negative weight', pname, lc_name
+                RAISE EXCEPTION 'phase "%" of lifecycle "%" has %', pname, lc_name,
+                                CASE WHEN pweight < 0 THEN 'a negative weight' ELSE 'too large a weight' END
                     USING ERRCODE = 'invalid_parameter_value',
                           DETAIL = format('The weight given is %s; weights must be finite and >= 0.', elem -> 'weight');
             END IF;
@@ -452,6 +463,12 @@ BEGIN
         RAISE EXCEPTION 'lifecycle "%" does not exist', lc_name
             USING ERRCODE = 'undefined_object',
                   HINT = 'See deploy_progress.lifecycles for the defined lifecycles.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @extschema@.lifecycles l WHERE l.name = lc_name AND l.builtin) THEN
+        RAISE EXCEPTION 'cannot drop built-in lifecycle "%"', lc_name
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = 'It belongs to the extension (it is the lifecycle of type deploy_progress.phase) and is not dumped.',
+                  HINT = 'Define a lifecycle of your own instead.';
     END IF;
     SELECT string_agg(t.relid::text, ', ' ORDER BY t.relid::text) INTO users
       FROM @extschema@.tracked t WHERE t.lifecycle = lc_name;
@@ -540,6 +557,25 @@ $$;
 COMMENT ON FUNCTION @extschema@._check_phase_values(regclass, name, text) IS
     'Internal: raises an error when a table holds phase values that are not in a lifecycle';
 
+-- Removes the side timings of a table that is not (or no longer) tracked in
+-- side storage.  track() and untrack() run with the caller's rights, who
+-- cannot write the side table; this runs as its owner, and since it only
+-- removes timings no tracking configuration refers to, anyone may call it.
+CREATE FUNCTION @extschema@._forget_timings(tbl regclass)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.timings s
+     WHERE s.relid OPERATOR(pg_catalog.=) tbl
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.tracked t
+                        WHERE t.relid OPERATOR(pg_catalog.=) tbl
+                          AND t.storage OPERATOR(pg_catalog.=) 'side')
+$$;
+COMMENT ON FUNCTION @extschema@._forget_timings(regclass) IS
+    'Internal: removes the side timings of a table not tracked in side storage';
+
 -- Drops the tracking triggers of a table (those of its partitions go with them).
 CREATE FUNCTION @extschema@._drop_triggers(tbl regclass)
 RETURNS void
@@ -551,7 +587,8 @@ DECLARE
 BEGIN
     FOR trg IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
                 WHERE tg.tgrelid = tbl AND tg.tgparentid = 0
-                  AND tg.tgname IN ('zz_deploy_progress_stamp', 'zz_deploy_progress_side')
+                  AND tg.tgname IN ('zz_deploy_progress_stamp', 'zz_deploy_progress_side',
+                                    'zz_deploy_progress_side_truncate')
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
     END LOOP;
@@ -787,11 +824,6 @@ BEGIN
                resolved[10], queue_deadline, phase_deadline, progress_deadline, heartbeat_deadline,
                history, notify_channel, now());
 
-    -- the side table keeps timings only while the table is tracked that way
-    IF storage = 'row' THEN
-        DELETE FROM @extschema@.timings s WHERE s.relid = tbl;
-    END IF;
-
     INSERT INTO @extschema@.tracked AS t VALUES (cfg.*)
     ON CONFLICT (relid) DO UPDATE
        SET (lifecycle, phase_column, completed_column, total_column, phase_updated_column,
@@ -807,6 +839,8 @@ BEGIN
             EXCLUDED.queue_deadline, EXCLUDED.phase_deadline, EXCLUDED.progress_deadline,
             EXCLUDED.heartbeat_deadline, EXCLUDED.history, EXCLUDED.notify_channel)
     RETURNING t.* INTO cfg;
+    -- the side table keeps timings only while the table is tracked that way
+    PERFORM @extschema@._forget_timings(tbl);
 
     -- the triggers; "zz_" makes them fire after the table's own BEFORE
     -- triggers, so the stamps describe the row as it is finally written
@@ -816,6 +850,8 @@ BEGIN
     IF storage = 'side' THEN
         EXECUTE format('CREATE TRIGGER zz_deploy_progress_side AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
+        EXECUTE format('CREATE TRIGGER zz_deploy_progress_side_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
     END IF;
     -- the partial index over in-flight rows (see 20_stuck.sql)
     PERFORM @extschema@._ensure_in_flight_index(cfg, create_index);
@@ -849,8 +885,8 @@ BEGIN
     IF @extschema@._in_flight_index(tbl) IS NOT NULL THEN
         EXECUTE format('DROP INDEX %s', @extschema@._in_flight_index(tbl));
     END IF;
-    DELETE FROM @extschema@.timings s WHERE s.relid = tbl;
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
+    PERFORM @extschema@._forget_timings(tbl);
     RETURN true;
 END
 $$;

@@ -136,7 +136,6 @@ BEGIN
     WHEN 'dp_side' THEN
         PERFORM deploy_progress.track(name, storage => 'side', history => 'off', notify_channel => NULL);
     END CASE;
-    EXECUTE format('VACUUM ANALYZE %I', name);
 END $$;
 SQL
 
@@ -145,8 +144,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0 || a == "nan" || b == "nan
 
 log "building workload tables: $ROWS rows, $IN_FLIGHT in flight, $BULK_ROWS-row bulk tables"
 for v in "${VARIANTS[@]}"; do
-    q -c "SELECT bench_make_table('w_$v', '$v', $ROWS, $IN_FLIGHT)" >/dev/null
-    q -c "SELECT bench_make_table('b_$v', '$v', $BULK_ROWS, $BULK_ROWS)" >/dev/null
+    q -c "SELECT bench_make_table('w_$v', '$v', $ROWS, $IN_FLIGHT)" -c "VACUUM ANALYZE w_$v" >/dev/null
+    q -c "SELECT bench_make_table('b_$v', '$v', $BULK_ROWS, $BULK_ROWS)" -c "VACUUM ANALYZE b_$v" >/dev/null
 done
 
 cat > "$WORK/heartbeat.sql" <<EOF
