@@ -156,9 +156,11 @@ BEGIN;
 INSERT INTO st (id) VALUES (6), (7);
 UPDATE st SET phase = 'preparing' WHERE id = 6;
 SELECT (SELECT heartbeat_at FROM st WHERE id = 6) > (SELECT heartbeat_at FROM st WHERE id = 7) AS second_statement_later;
-UPDATE st SET note = 'tick' WHERE id IN (6, 7)
-RETURNING id, heartbeat_at = statement_timestamp() AS this_statement,
-          heartbeat_at > now() AS after_transaction_start;
+WITH u AS (
+    UPDATE st SET note = 'tick' WHERE id IN (6, 7)
+    RETURNING id, heartbeat_at = statement_timestamp() AS this_statement,
+              heartbeat_at > now() AS after_transaction_start)
+SELECT * FROM u ORDER BY id;
 SELECT count(DISTINCT heartbeat_at) AS distinct_stamps FROM st WHERE id IN (6, 7);
 COMMIT;
 SELECT st_snap();
