@@ -116,7 +116,7 @@ extern DpKind dp_kind_from_name(const char *name);
 
 /* figures.c */
 extern double dp_speed_step(double rate, bool rate_isnull, double delta,
-							double seconds, double tau);
+							double seconds, double elapsed, double tau);
 extern double dp_speed_decay(double rate, double seconds, double tau);
 
 #endif							/* DEPLOY_PROGRESS_H */

@@ -310,7 +310,8 @@ dp_stamp(PG_FUNCTION_ARGS)
 				speed_null = true;
 				DP_SET(DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 			}
-			else if (want_null[DP_SPEED_UPDATED_AT])
+			else if (want_null[DP_SPEED_UPDATED_AT] ||
+					 TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(want[DP_SPEED_UPDATED_AT])))
 				DP_SET(DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 			else
 			{
@@ -319,11 +320,16 @@ dp_stamp(PG_FUNCTION_ARGS)
 				if (now > last)
 				{
 					double		rate;
+					double		elapsed = 0;	/* since the estimate began */
 
+					if (!want_null[DP_PHASE_UPDATED_AT] &&
+						!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(want[DP_PHASE_UPDATED_AT])))
+						elapsed = (double) (now - DatumGetTimestampTz(want[DP_PHASE_UPDATED_AT])) /
+							USECS_PER_SEC;
 					rate = dp_speed_step(speed_null ? 0 : DatumGetFloat8(speed), speed_null,
 										 (double) (ch.completed - ch.old_completed),
 										 (double) (now - last) / USECS_PER_SEC,
-										 t->speed_tau);
+										 elapsed, t->speed_tau);
 					speed = Float8GetDatum(rate);
 					speed_null = false;
 					DP_SET(DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
