@@ -31,7 +31,12 @@ ifneq ($(PROVE_TESTS),)
 TAP_TESTS = 1
 endif
 
-EXTRA_CLEAN = $(DATA_built) output_iso results regression.diffs regression.out
+# deploy-progress-watch, a libpq client built and installed (into bindir)
+# with the extension.  PGXS cannot build a PROGRAM beside a MODULE_big, so
+# it has rules of its own below.
+WATCH = src/watch/deploy-progress-watch
+
+EXTRA_CLEAN = $(DATA_built) output_iso results regression.diffs regression.out $(WATCH)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -41,3 +46,37 @@ $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
 $(OBJS): src/deploy_progress.h
+
+all: $(WATCH)
+
+$(WATCH): $(WATCH).c
+	$(CC) $(CFLAGS) -I$(includedir) $< $(LDFLAGS) $(LDFLAGS_EX) -L$(libdir) -lpq -o $@
+
+install: install-watch
+uninstall: uninstall-watch
+
+install-watch: $(WATCH)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(WATCH) '$(DESTDIR)$(bindir)/deploy-progress-watch'
+
+uninstall-watch:
+	rm -f '$(DESTDIR)$(bindir)/deploy-progress-watch'
+
+# PGXN: META.json carries the control file's default_version as a semantic
+# version (1.0 -> 1.0.0); "make dist" checks that and archives HEAD.
+META_VERSION = $(shell echo '$(EXTVERSION)' | sed -e 's/^[0-9]*$$/&.0.0/' -e 's/^[0-9]*\.[0-9]*$$/&.0/')
+DIST = $(EXTENSION)-$(META_VERSION)
+
+check-meta:
+	@n=$$(grep -c '"version": *"$(META_VERSION)"' META.json); \
+	if [ "$$n" -ne 2 ]; then \
+		echo "META.json: version and provides.$(EXTENSION).version must be \"$(META_VERSION)\" (default_version '$(EXTVERSION)' in $(EXTENSION).control)" >&2; \
+		exit 1; \
+	fi
+
+dist: check-meta
+	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "make dist archives the git HEAD: run it in a git clone" >&2; exit 1; }
+	git archive --format=tar.gz --prefix=$(DIST)/ -o $(DIST).tar.gz HEAD
+	git archive --format=zip --prefix=$(DIST)/ -o $(DIST).zip HEAD
+
+.PHONY: install-watch uninstall-watch check-meta dist
