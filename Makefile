@@ -49,8 +49,9 @@ $(OBJS): src/deploy_progress.h
 
 all: $(WATCH)
 
-$(WATCH): $(WATCH).c
-	$(CC) $(CFLAGS) -I$(includedir) $< $(LDFLAGS) $(LDFLAGS_EX) -L$(libdir) -lpq -o $@
+$(WATCH): $(WATCH).c $(EXTENSION).control
+	$(CC) $(CFLAGS) -I$(includedir) -DDEPLOY_PROGRESS_VERSION='"$(EXTVERSION)"' $< \
+		$(LDFLAGS) $(LDFLAGS_EX) -L$(libdir) -lpq -o $@
 
 install: install-watch
 uninstall: uninstall-watch
@@ -63,20 +64,19 @@ uninstall-watch:
 	rm -f '$(DESTDIR)$(bindir)/deploy-progress-watch'
 
 # PGXN: META.json carries the control file's default_version as a semantic
-# version (1.0 -> 1.0.0); "make dist" checks that and archives HEAD.
+# version (1.0 -> 1.0.0); "make dist" checks that and archives HEAD into
+# $(DIST_DIR)/deploy_progress-<version>.tar.gz and .zip.
 META_VERSION = $(shell echo '$(EXTVERSION)' | sed -e 's/^[0-9]*$$/&.0.0/' -e 's/^[0-9]*\.[0-9]*$$/&.0/')
 DIST = $(EXTENSION)-$(META_VERSION)
+DIST_DIR ?= .
 
 check-meta:
-	@n=$$(grep -c '"version": *"$(META_VERSION)"' META.json); \
-	if [ "$$n" -ne 2 ]; then \
-		echo "META.json: version and provides.$(EXTENSION).version must be \"$(META_VERSION)\" (default_version '$(EXTVERSION)' in $(EXTENSION).control)" >&2; \
-		exit 1; \
-	fi
+	@perl -MJSON::PP -e 'open my $$f, "<", "META.json" or die "META.json: $$!\n"; local $$/; my $$m = decode_json(<$$f>); for my $$v ($$m->{version}, $$m->{provides}{"$(EXTENSION)"}{version}) { die "META.json: version and provides.$(EXTENSION).version must be $(META_VERSION) (default_version $(EXTVERSION) in $(EXTENSION).control), not " . ($$v // "missing") . "\n" unless defined $$v && $$v eq "$(META_VERSION)" }'
 
 dist: check-meta
 	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "make dist archives the git HEAD: run it in a git clone" >&2; exit 1; }
-	git archive --format=tar.gz --prefix=$(DIST)/ -o $(DIST).tar.gz HEAD
-	git archive --format=zip --prefix=$(DIST)/ -o $(DIST).zip HEAD
+	@git diff --quiet HEAD || echo "warning: make dist archives HEAD; uncommitted changes are left out" >&2
+	git archive --format=tar.gz --prefix=$(DIST)/ -o $(DIST_DIR)/$(DIST).tar.gz HEAD
+	git archive --format=zip --prefix=$(DIST)/ -o $(DIST_DIR)/$(DIST).zip HEAD
 
 .PHONY: install-watch uninstall-watch check-meta dist

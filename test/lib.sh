@@ -24,12 +24,19 @@ as_pg() {
 
 # Install the Debian packages the build and the suites need, if missing.
 ensure_packages() {
+    # the client tests (test/clients) need libpq, git, Debian's python3
+    # with psycopg 3, Ruby with ActiveRecord and pg, and Node.js with npm
     local pkgs=(build-essential "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
-                "postgresql-$PG_MAJOR-cron" postgresql-contrib libipc-run-perl "$@")
+                "postgresql-$PG_MAJOR-cron" postgresql-contrib libipc-run-perl
+                libpq-dev git python3-psycopg ruby-activerecord ruby-pg "$@")
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
+    # Debian's nodejs and npm, unless a Node.js with its npm is there already
+    # (NodeSource's nodejs package bundles npm and conflicts with Debian's)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         as_root apt-get update -qq

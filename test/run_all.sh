@@ -6,8 +6,8 @@
 # Works on a fresh Debian bookworm machine: installs what is missing
 # (apt-get, as root or with sudo), builds with -Werror, installs, starts a
 # private PostgreSQL 15 cluster, runs the regression and isolation suites
-# (make installcheck) and the TAP tests, stops the cluster, and exits
-# non-zero on any failure.
+# (make installcheck), the TAP tests and the client tests (test/clients),
+# stops the cluster, and exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -40,6 +40,11 @@ if ls "$REPO"/test/t/*.pl >/dev/null 2>&1; then
         find "$tap_dir" -name 'regress_log_*' -exec tail -n 60 {} + 2>/dev/null || true
     fi
     rm -rf "$tap_dir"
+fi
+
+log "client tests: Node.js, Python, Ruby, deploy-progress-watch, packaging"
+if ! "$REPO/test/clients/run.sh"; then
+    status=1
 fi
 
 if [ $status -eq 0 ]; then log "all suites passed"; else log "FAILED"; fi

@@ -49,7 +49,10 @@
 
 #include "libpq-fe.h"
 
-#define WATCH_VERSION "1.0"
+/* the extension's default_version, passed by the Makefile */
+#ifndef DEPLOY_PROGRESS_VERSION
+#define DEPLOY_PROGRESS_VERSION "unknown"
+#endif
 
 #define EXIT_SUCCEEDED		0
 #define EXIT_FAILED			1
@@ -941,7 +944,7 @@ main(int argc, char **argv)
 				w.once = true;
 				break;
 			case 'V':
-				printf("deploy-progress-watch (deploy_progress) %s\n", WATCH_VERSION);
+				printf("deploy-progress-watch (deploy_progress) %s\n", DEPLOY_PROGRESS_VERSION);
 				return 0;
 			default:
 				fprintf(stderr, "Try \"deploy-progress-watch --help\" for more information.\n");

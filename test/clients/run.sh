@@ -45,7 +45,7 @@ suite_python() {
 suite_ruby() {
     fresh_db dp_client_ruby
     cd "$HERE/ruby"
-    PGDATABASE=dp_client_ruby "$RUBY" -w test_steps.rb
+    PGDATABASE=dp_client_ruby "$RUBY" test_steps.rb --verbose
 }
 
 suite_watch() {

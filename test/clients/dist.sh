@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Packaging check: META.json agrees with the control file, and the release
+# archives of "make dist" (git archive of HEAD) hold the same files and
+# build and install from scratch.
+#
+#   test/clients/dist.sh
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+cd "$REPO"
+
+make -s check-meta
+version="$(perl -MJSON::PP -e 'local $/; print decode_json(<STDIN>)->{version}' < META.json)"
+dist="deploy_progress-$version"
+tmp="$(mktemp -d /tmp/deploy_progress_dist.XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+
+make -s dist DIST_DIR="$tmp"
+ls -l "$tmp/$dist.tar.gz" "$tmp/$dist.zip"
+
+tar -tzf "$tmp/$dist.tar.gz" | grep -v '/$' | sort > "$tmp/tar.list"
+"${PYTHON:-/usr/bin/python3}" -c 'import sys, zipfile; print("\n".join(sorted(n for n in zipfile.ZipFile(sys.argv[1]).namelist() if not n.endswith("/"))))' \
+    "$tmp/$dist.zip" > "$tmp/zip.list"
+diff -u "$tmp/tar.list" "$tmp/zip.list"
+git ls-files | grep -v -e '^\.ci/' -e '^\.git' | sed "s|^|$dist/|" | sort > "$tmp/git.list"
+diff -u "$tmp/git.list" "$tmp/tar.list"
+for f in META.json deploy_progress.control Makefile src/watch/deploy-progress-watch.c; do
+    grep -qx "$dist/$f" "$tmp/tar.list" || { echo "$f is missing from $dist.tar.gz" >&2; exit 1; }
+done
+
+# unpack each archive into a directory of its own and build there
+mkdir "$tmp/from-tar" "$tmp/from-zip"
+tar -xzf "$tmp/$dist.tar.gz" -C "$tmp/from-tar"
+"${PYTHON:-/usr/bin/python3}" -m zipfile -e "$tmp/$dist.zip" "$tmp/from-zip"
+for d in "$tmp/from-tar/$dist" "$tmp/from-zip/$dist"; do
+    make -C "$d" -s PG_CONFIG="$PG_CONFIG" >/dev/null
+    make -C "$d" -s install PG_CONFIG="$PG_CONFIG" DESTDIR="$tmp/root" >/dev/null
+done
+# what make install put in place, under the staging root
+for f in "$($PG_CONFIG --sharedir)/extension/deploy_progress.control" \
+         "$($PG_CONFIG --sharedir)/extension/deploy_progress--1.0.sql" \
+         "$($PG_CONFIG --pkglibdir)/deploy_progress.so" \
+         "$($PG_CONFIG --bindir)/deploy-progress-watch"; do
+    [ -f "$tmp/root$f" ] || { echo "make install did not install $f" >&2; exit 1; }
+done
+"$tmp/root$($PG_CONFIG --bindir)/deploy-progress-watch" --version
+echo "$dist.tar.gz and $dist.zip build and install from scratch"
