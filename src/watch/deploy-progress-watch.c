@@ -4,8 +4,9 @@
  *	  Live progress bars for the in-flight rows of deploy_progress's
  *	  tracked tables: a small libpq client.
  *
- * The program reads deploy_progress.in_flight (one row per non-terminal row
- * of every tracked table the role can read) and shows each row's phase,
+ * The program reads deploy_progress.in_flight(table) (one row per
+ * non-terminal row of the tracked tables, all or one, that the role can
+ * read) and shows each row's phase,
  * counters, percent, speed and ETA, marking stuck rows with their reason.
  * The text of a row is the database's own describe() line, so the terminal
  * shows the same numbers as every other client.
@@ -130,9 +131,9 @@ static const char *const in_flight_sql =
 "SELECT f.relid::oid::text, f.relid::text, f.key, f.kind, f.percent, f.stuck_reason,"
 "       pg_catalog.concat_ws('|', f.phase, f.completed, f.total, f.stuck_reason),"
 "       deploy_progress.describe(j), " ROW_JSON
-"  FROM (SELECT i.*, 'in_flight' AS event, NULL::text AS reason FROM deploy_progress.in_flight i"
-"         WHERE ($1::pg_catalog.oid IS NULL OR i.relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass)"
-"           AND ($2::pg_catalog.text IS NULL OR i.key OPERATOR(pg_catalog.=) $2::pg_catalog.text)) f"
+"  FROM (SELECT i.*, 'in_flight' AS event, NULL::text AS reason"
+"          FROM deploy_progress.in_flight($1::pg_catalog.oid::pg_catalog.regclass) i"
+"         WHERE $2::pg_catalog.text IS NULL OR i.key OPERATOR(pg_catalog.=) $2::pg_catalog.text) f"
 " CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_build_object("
 "         'phase', f.phase, 'kind', f.kind, 'completed', f.completed, 'total', f.total, 'speed', f.speed,"
 "         'eta_seconds', pg_catalog.date_part('epoch', f.eta),"
@@ -731,11 +732,11 @@ check_setup(Watch *w)
 {
 	PGresult   *res;
 
-	res = PQexec(w->conn, "SELECT pg_catalog.to_regclass('deploy_progress.in_flight') IS NOT NULL");
+	res = PQexec(w->conn, "SELECT pg_catalog.to_regprocedure('deploy_progress.in_flight(pg_catalog.regclass, pg_catalog.timestamptz)') IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		fatal("%s", PQresultErrorMessage(res));
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
-		fatal("database \"%s\" has no view deploy_progress.in_flight\n"
+		fatal("database \"%s\" has no function deploy_progress.in_flight(regclass, timestamptz)\n"
 			  "HINT:  Run CREATE EXTENSION deploy_progress (or ALTER EXTENSION deploy_progress UPDATE) there.",
 			  PQdb(w->conn));
 	PQclear(res);
