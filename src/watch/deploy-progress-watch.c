@@ -125,7 +125,9 @@ typedef struct Watch
 /*
  * The in-flight rows of one table ($1, an OID, or all) and one key ($2, or
  * all): OID, table, key, kind, percent, stuck reason, state (what a plain
- * line reports when it changes), description and JSON.
+ * line reports when it changes), description and JSON.  A row whose
+ * counters have not moved for the table's speed time constant is
+ * described as stalled, as progress() does.
  */
 static const char *const in_flight_sql =
 "SELECT f.relid::oid::text, f.relid::text, f.key, f.kind, f.percent, f.stuck_reason,"
@@ -138,7 +140,15 @@ static const char *const in_flight_sql =
 "         'phase', f.phase, 'kind', f.kind, 'completed', f.completed, 'total', f.total, 'speed', f.speed,"
 "         'eta_seconds', pg_catalog.date_part('epoch', f.eta),"
 "         'phase_elapsed_seconds', pg_catalog.date_part('epoch', f.in_phase),"
-"         'elapsed_seconds', pg_catalog.date_part('epoch', f.elapsed)) AS j) x"
+"         'elapsed_seconds', pg_catalog.date_part('epoch', f.elapsed),"
+"         'since_progress_seconds', s.since_progress,"
+"         'stalled', f.kind OPERATOR(pg_catalog.=) 'active' AND f.completed IS NOT NULL"
+"                    AND (f.total IS NULL OR f.completed OPERATOR(pg_catalog.<) f.total)"
+"                    AND s.since_progress OPERATOR(pg_catalog.>=) pg_catalog.date_part('epoch', t.speed_time_constant)) AS j"
+"          FROM (SELECT CASE WHEN f.kind OPERATOR(pg_catalog.=) 'active'"
+"                            THEN pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) f.progress_updated_at)"
+"                       END AS since_progress) s"
+"          LEFT JOIN deploy_progress.tracked t ON t.relid OPERATOR(pg_catalog.=) f.relid) x"
 " ORDER BY 2, pg_catalog.length(f.key), f.key";
 
 /*
@@ -594,7 +604,6 @@ refresh(Watch *w, const char *trigger)
 		PQclear(res);
 		if (PQstatus(w->conn) == CONNECTION_BAD)
 		{
-			fprintf(stderr, "deploy-progress-watch: connection lost: %s\n", msg);
 			free(msg);
 			return -2;
 		}
@@ -835,6 +844,13 @@ wait_for_update(Watch *w)
 	}
 }
 
+/* Server notices and asynchronous errors, under the program's name. */
+static void
+print_notice(void *arg, const char *message)
+{
+	fprintf(stderr, "deploy-progress-watch: %s", message);
+}
+
 static PGconn *
 connect_db(const char *host, const char *port, const char *user, const char *dbname)
 {
@@ -861,6 +877,7 @@ connect_db(const char *host, const char *port, const char *user, const char *dbn
 		fatal("out of memory");
 	if (PQstatus(conn) != CONNECTION_OK)
 		fatal("%s", first_line(PQerrorMessage(conn)));
+	PQsetNoticeProcessor(conn, print_notice, NULL);
 	return conn;
 }
 
@@ -893,6 +910,7 @@ main(int argc, char **argv)
 	struct sigaction sa;
 	int			c;
 	int			status;
+	bool		reconnecting = false;
 	char	   *end;
 
 	memset(&w, 0, sizeof(w));
@@ -986,6 +1004,9 @@ main(int argc, char **argv)
 			break;
 		if (status == -2 || PQstatus(w.conn) == CONNECTION_BAD)
 		{
+			if (!reconnecting)
+				fprintf(stderr, "deploy-progress-watch: connection lost, reconnecting\n");
+			reconnecting = true;
 			PQreset(w.conn);
 			if (PQstatus(w.conn) != CONNECTION_OK)
 			{
@@ -993,6 +1014,7 @@ main(int argc, char **argv)
 				continue;
 			}
 			fprintf(stderr, "deploy-progress-watch: reconnected\n");
+			reconnecting = false;
 			listen_channels(&w);
 		}
 		status = refresh(&w, trigger);

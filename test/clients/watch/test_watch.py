@@ -181,12 +181,12 @@ class WatchTest(unittest.TestCase):
             time.sleep(STEP)
             self.move(id, phase, **counters)
 
-    def stuck_row(self, id):
-        """A building row whose worker went silent an hour ago."""
+    def stuck_row(self, id, phase="building", completed=None, total=None):
+        """A row whose worker went silent an hour ago."""
         self.sql("SET deploy_progress.stamping = off")
-        self.sql("INSERT INTO deployments (id, phase, phase_updated_at, progress_updated_at,"
-                 " heartbeat_at, started_at) SELECT %s, 'building', t, t, t, t"
-                 "  FROM (SELECT now() - interval '1 hour' AS t) x", id)
+        self.sql("INSERT INTO deployments (id, phase, completed_items, total_items, phase_updated_at,"
+                 " progress_updated_at, heartbeat_at, started_at) SELECT %s, %s, %s, %s, t, t, t, t"
+                 "  FROM (SELECT now() - interval '1 hour' AS t) x", id, phase, completed, total)
         self.sql("RESET deploy_progress.stamping")
 
     # -- plain lines --------------------------------------------------------
@@ -253,15 +253,22 @@ class WatchTest(unittest.TestCase):
 
     def test_stuck_rows_are_marked_with_their_reason(self):
         self.stuck_row(5)
-        self.sql("INSERT INTO deployments (id) VALUES (6)")
+        self.stuck_row(6, "transferring", 10, 100)
+        self.sql("INSERT INTO deployments (id) VALUES (7)")
         rc, out, err = run("-t", "deployments", "--once")
         self.assertEqual(rc, 0, err)
         rows = plain_rows(out)
         self.assertRegex(rows[0][2], r"^Building for 1h00m  STUCK \(no_heartbeat\)$")
-        self.assertNotIn("STUCK", rows[1][2])
+        # stalled counters are described as describe() and progress() do
+        self.assertRegex(rows[1][2], r"^Transferring: 10/100 \(10\.0%\) . stalled, no progress for 1h00m"
+                                     r"  STUCK \(no_heartbeat\)$")
+        (line,) = self.conn.execute("SELECT deploy_progress.describe('deployments', '6')").fetchone()
+        self.assertEqual(rows[1][2].split("  STUCK")[0], line)
+        self.assertNotIn("STUCK", rows[2][2])
 
         rc, out, err = run("-t", "deployments", "--once", "--json")
-        self.assertEqual([json.loads(l)["stuck_reason"] for l in out.splitlines()], ["no_heartbeat", None])
+        self.assertEqual([json.loads(l)["stuck_reason"] for l in out.splitlines()],
+                         ["no_heartbeat", "no_heartbeat", None])
 
     # -- JSON ---------------------------------------------------------------
 
@@ -337,6 +344,21 @@ class WatchTest(unittest.TestCase):
         self.assertRegex(w.next_line(timeout=10), r" jobs 2 Building for \d+s$")
         w.proc.send_signal(signal.SIGTERM)
         self.assertEqual(w.wait(), 4, "interrupted before the row finished")
+
+    def test_reconnects_when_its_connection_is_lost(self):
+        self.sql("INSERT INTO deployments (id) VALUES (13)")
+        w = Watch("-t", "deployments", "-k", "13", "-i", POLL)
+        self.assertRegex(w.next_line(), r"Queued for")
+        (killed,) = self.conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'deploy-progress-watch'").fetchone()
+        self.assertEqual(killed, 1)
+        time.sleep(STEP)
+        self.move(13, "succeeded")
+        self.assertEqual(w.wait(), 0, w.stderr)
+        self.assertIn("deploy-progress-watch: connection lost, reconnecting\n"
+                      "deploy-progress-watch: reconnected\n", w.stderr)
+        self.assertRegex(w.output(), r" deployments 13 Succeeded\n$")
 
     # -- errors -------------------------------------------------------------
 
