@@ -1,4 +1,17 @@
 require "active_record"
+require "active_record/connection_adapters/postgresql_adapter"
+
+# in_flight.relid is a regclass, a type ActiveRecord does not know: read it
+# as the table's name (a string), without an "unknown OID" warning.
+module RegclassAsString
+  private
+
+  def initialize_type_map(m = type_map)
+    super
+    m.register_type "regclass", ActiveRecord::Type::String.new
+  end
+end
+ActiveRecord::ConnectionAdapters::PostgreSQLAdapter.prepend(RegclassAsString)
 
 # A step of a deployment.  The application writes phase and counters; the
 # database stamps the timings (reload to read them).
@@ -37,8 +50,6 @@ end
 class InFlight < ActiveRecord::Base
   self.table_name = "deploy_progress.in_flight"
   self.primary_key = nil
-  # a regclass reads as the table's name
-  attribute :relid, :string
   # intervals as ActiveSupport::Duration (the Rails 7 behaviour)
   attribute :eta, :interval
   attribute :in_phase, :interval
