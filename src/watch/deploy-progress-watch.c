@@ -6,8 +6,8 @@
  *
  * The program reads deploy_progress.in_flight(table) (one row per
  * non-terminal row of the tracked tables, all or one, that the role can
- * read) and shows each row's phase,
- * counters, percent, speed and ETA, marking stuck rows with their reason.
+ * read) and shows each row's phase, counters, percent, speed and ETA,
+ * marking stuck rows with their reason.
  * The text of a row is the database's own describe() line, so the terminal
  * shows the same numbers as every other client.
  *
