@@ -222,6 +222,7 @@ dp_stamp(PG_FUNCTION_ARGS)
 	DpTrack    *t;
 	DpChange	ch;
 	TimestampTz now;
+	TimestampTz latest;
 	int			cols[DP_NUM_TIMINGS + 1];
 	Datum		vals[DP_NUM_TIMINGS + 1];
 	bool		nulls[DP_NUM_TIMINGS + 1];
@@ -269,13 +270,27 @@ dp_stamp(PG_FUNCTION_ARGS)
 	 * on INSERT) and apply the rules.
 	 */
 	now = dp_now();
+	latest = DT_NOBEGIN;
 	for (i = 0; i < DP_NUM_TIMINGS; i++)
 	{
 		want[i] = (Datum) 0;
 		want_null[i] = true;
 		if (oldslot && t->att_timing[i])
+		{
 			want[i] = slot_getattr(oldslot, t->att_timing[i], &want_null[i]);
+			if (!want_null[i] && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(want[i])))
+				latest = Max(latest, DatumGetTimestampTz(want[i]));
+		}
 	}
+
+	/*
+	 * A row's stamps never go back.  A statement that waited for the row's
+	 * lock (or re-read it after a concurrent update) can have begun before
+	 * the write that last stamped the row, which committed before this
+	 * write: stamp the wall clock instead, which is past that write.
+	 */
+	if (unlikely(latest > now))
+		now = GetCurrentTimestamp();
 #define DP_SET(role, v, n) (want[(role)] = (v), want_null[(role)] = (n))
 	DP_SET(DP_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
 	if (ch.entered)
@@ -404,6 +419,15 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 	return cstring_to_text(OutputFunctionCall(&t->key_record_out,
 											  HeapTupleGetDatum(heap_form_tuple(t->key_desc, vals, nulls))));
 }
+
+/*
+ * The time the side-table upsert stamps an existing row with: $3 (the
+ * statement's time), or the wall clock when the row already holds a later
+ * stamp, so that its stamps never go back (see dp_stamp()).
+ */
+#define DP_SIDE_NOW \
+	"(CASE WHEN $3 OPERATOR(pg_catalog.<) GREATEST(s.phase_updated_at, s.progress_updated_at," \
+	" s.heartbeat_at, s.started_at, s.finished_at) THEN pg_catalog.clock_timestamp() ELSE $3 END)"
 
 static SPIPlanPtr dp_side_upsert = NULL;
 static SPIPlanPtr dp_side_delete = NULL;
@@ -560,12 +584,12 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 											" (relid, key, phase_updated_at, progress_updated_at, heartbeat_at, started_at, finished_at)"
 											" VALUES ($1, $2, $3, $3, $3, CASE WHEN $5 THEN $3 END, CASE WHEN $6 THEN $3 END)"
 											" ON CONFLICT (relid, key) DO UPDATE SET"
-											"  heartbeat_at = $3,"
-											"  phase_updated_at = CASE WHEN $4 THEN $3 ELSE s.phase_updated_at END,"
-											"  progress_updated_at = CASE WHEN $4 OR $8 THEN $3 ELSE s.progress_updated_at END,"
+											"  heartbeat_at = " DP_SIDE_NOW ","
+											"  phase_updated_at = CASE WHEN $4 THEN " DP_SIDE_NOW " ELSE s.phase_updated_at END,"
+											"  progress_updated_at = CASE WHEN $4 OR $8 THEN " DP_SIDE_NOW " ELSE s.progress_updated_at END,"
 											"  started_at = CASE WHEN $9 THEN EXCLUDED.started_at"
-											"    WHEN $5 AND s.started_at IS NULL THEN $3 ELSE s.started_at END,"
-											"  finished_at = CASE WHEN $6 THEN $3 WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
+											"    WHEN $5 AND s.started_at IS NULL THEN " DP_SIDE_NOW " ELSE s.started_at END,"
+											"  finished_at = CASE WHEN $6 THEN " DP_SIDE_NOW " WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
 											9, types),
 							   args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
