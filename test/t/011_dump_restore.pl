@@ -10,6 +10,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use DpTap;
 
 my $node = PostgreSQL::Test::Cluster->new('dump');
 $node->init;
@@ -19,13 +22,7 @@ my $tmp = $PostgreSQL::Test::Utils::tmp_check;
 
 # Tables of every kind, driven through a few phases in separate statements
 # so that their stamps differ.
-my $schema_sql = q{
-CREATE TABLE deployments (
-    id integer PRIMARY KEY, name text, phase deploy_progress.phase NOT NULL,
-    completed_items integer, total_items integer,
-    phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
-    started_at timestamptz, finished_at timestamptz,
-    items_per_second double precision, speed_updated_at timestamptz, failure_reason text);
+my $schema_sql = deployments_table('deployments', 'name text') . q{
 SELECT relid FROM deploy_progress.track('deployments', allow_restart => true, history => 'failures',
     progress_deadline => '3 minutes', heartbeat_deadline => '1 minute', notify_channel => 'deploys',
     speed_time_constant => '30 seconds');
@@ -96,12 +93,6 @@ SELECT count(*) || E'\n' || coalesce(string_agg(h.relid::text || ' ' || (to_json
   FROM deploy_progress.history h;
 };
 
-sub has_history
-{
-	my ($db) = @_;
-	return $node->safe_psql($db, q{SELECT to_regclass('deploy_progress.history') IS NOT NULL}) eq 't';
-}
-
 # Compare a restored database with the original.
 sub same_as_source
 {
@@ -111,7 +102,7 @@ sub same_as_source
 		"$what: rows, timings (in-row and side), lifecycles and configuration restored unchanged");
   SKIP:
 	{
-		skip 'no deploy_progress.history table (history issue not merged)', 1 unless has_history($src);
+		skip 'no deploy_progress.history table (history issue not merged)', 1 unless has_relation($node, $src, 'deploy_progress.history');
 		is($node->safe_psql($db, $history_snapshot_sql), $node->safe_psql($src, $history_snapshot_sql),
 			"$what: history restored unchanged");
 	}
