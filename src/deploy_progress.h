@@ -100,6 +100,11 @@ typedef struct DpTrack
 	TupleDesc	key_desc;		/* blessed descriptor of a composite key */
 	FmgrInfo	key_record_out; /* record_out, for a composite key */
 	Oid			side_owner;		/* owner of deploy_progress.timings */
+
+	/* scratch arrays for building the stamped row (natts entries) */
+	int			scratch_natts;
+	Datum	   *scratch_values;
+	bool	   *scratch_isnull;
 } DpTrack;
 
 /* deploy_progress.c */

@@ -370,26 +370,42 @@ dp_figure_kind(const char *name)
  * NULL; other results are clamped to [0, 1) so that a row that has not
  * succeeded never shows as complete.
  */
-PG_FUNCTION_INFO_V1(dp_weighted_progress);
-Datum
-dp_weighted_progress(PG_FUNCTION_ARGS)
+/*
+ * A lifecycle's weights and kinds as weighted_progress() uses them, parsed
+ * once per query: callers such as in_flight() pass the same two arrays on
+ * every row, so the parsed form is kept in fn_extra together with copies of
+ * the arrays it came from, and reused while they are equal.
+ */
+typedef struct DpWeights
 {
-	ArrayType  *warr = PG_GETARG_ARRAYTYPE_P(0);
-	ArrayType  *karr = PG_GETARG_ARRAYTYPE_P(1);
-	int32		position = PG_GETARG_INT32(2);
-	double		fraction = PG_GETARG_FLOAT8(3);
+	ArrayType  *warr;			/* copies of the arrays parsed */
+	ArrayType  *karr;
+	int			n;
+	double	   *weights;
+	int		   *kinds;
+} DpWeights;
+
+static bool
+dp_array_equal(ArrayType *a, ArrayType *b)
+{
+	return a && VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
+}
+
+static DpWeights *
+dp_parse_weights(FunctionCallInfo fcinfo, ArrayType *warr, ArrayType *karr)
+{
+	DpWeights  *cache = (DpWeights *) fcinfo->flinfo->fn_extra;
+	MemoryContext oldcxt;
 	Datum	   *wvals;
 	Datum	   *kvals;
 	bool	   *wnulls;
 	bool	   *knulls;
 	int			nw;
 	int			nk;
-	int		   *kinds;
-	double		total = 0;
-	double		before = 0;
-	double		result;
-	bool		active_after = false;
 	int			i;
+
+	if (cache && dp_array_equal(cache->warr, warr) && dp_array_equal(cache->karr, karr))
+		return cache;
 
 	if (ARR_NDIM(warr) > 1 || ARR_NDIM(karr) > 1)
 		ereport(ERROR,
@@ -409,18 +425,30 @@ dp_weighted_progress(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("weights and kinds must describe the same, non-empty list of phases"),
 				 errdetail("Found %d weights and %d kinds.", nw, nk)));
-	if (position < 1 || position > nw)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("position %d is not a phase of the lifecycle", position),
-				 errdetail("Positions run from 1 to %d.", nw)));
 
-	kinds = palloc(sizeof(int) * nw);
+	oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	if (cache == NULL)
+		cache = palloc0(sizeof(DpWeights));
+	else
+	{
+		/* forget the previous arrays before anything can fail */
+		pfree(cache->warr);
+		pfree(cache->karr);
+		pfree(cache->weights);
+		pfree(cache->kinds);
+		cache->warr = cache->karr = NULL;
+	}
+	cache->n = nw;
+	cache->weights = palloc(sizeof(double) * nw);
+	cache->kinds = palloc(sizeof(int) * nw);
+	MemoryContextSwitchTo(oldcxt);
+	fcinfo->flinfo->fn_extra = cache;
+
 	for (i = 0; i < nw; i++)
 	{
 		double		w;
 
-		if (knulls[i] || (kinds[i] = dp_figure_kind(TextDatumGetCString(kvals[i]))) < 0)
+		if (knulls[i] || (cache->kinds[i] = dp_figure_kind(TextDatumGetCString(kvals[i]))) < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("kind %d of the lifecycle is not a phase kind", i + 1),
@@ -434,11 +462,47 @@ dp_weighted_progress(PG_FUNCTION_ARGS)
 					 errmsg("weight %d of the lifecycle is not a finite number >= 0", i + 1),
 					 errdetail("The value given is %s.",
 							   wnulls[i] ? "NULL" : psprintf("%g", DatumGetFloat8(wvals[i])))));
+		cache->weights[i] = w;
+	}
+
+	/* only a fully checked list is remembered */
+	oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	cache->warr = (ArrayType *) pg_detoast_datum_copy((struct varlena *) warr);
+	cache->karr = (ArrayType *) pg_detoast_datum_copy((struct varlena *) karr);
+	MemoryContextSwitchTo(oldcxt);
+	return cache;
+}
+
+PG_FUNCTION_INFO_V1(dp_weighted_progress);
+Datum
+dp_weighted_progress(PG_FUNCTION_ARGS)
+{
+	ArrayType  *warr = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *karr = PG_GETARG_ARRAYTYPE_P(1);
+	int32		position = PG_GETARG_INT32(2);
+	double		fraction = PG_GETARG_FLOAT8(3);
+	DpWeights  *lc = dp_parse_weights(fcinfo, warr, karr);
+	int			nw = lc->n;
+	int		   *kinds = lc->kinds;
+	double		total = 0;
+	double		before = 0;
+	double		result;
+	bool		active_after = false;
+	int			i;
+
+	if (position < 1 || position > nw)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position %d is not a phase of the lifecycle", position),
+				 errdetail("Positions run from 1 to %d.", nw)));
+
+	for (i = 0; i < nw; i++)
+	{
 		if (DP_KIND_IS_TERMINAL(kinds[i]))
 			continue;
-		total += w;
+		total += lc->weights[i];
 		if (i < position - 1)
-			before += w;
+			before += lc->weights[i];
 		if (i > position - 1 && kinds[i] == DP_KIND_ACTIVE)
 			active_after = true;
 	}
@@ -465,7 +529,7 @@ dp_weighted_progress(PG_FUNCTION_ARGS)
 				fraction = 0;
 			else if (fraction > 1)
 				fraction = 1;
-			result = (before + DatumGetFloat8(wvals[position - 1]) * fraction) / total;
+			result = (before + lc->weights[position - 1] * fraction) / total;
 			break;
 	}
 	if (result < 0)

@@ -49,6 +49,7 @@
 
 static HTAB *dp_tracks = NULL;
 static MemoryContext dp_cache_cxt = NULL;
+static DpTrack *dp_last_track = NULL;	/* entry returned last (entries never move) */
 
 static const char *const dp_kind_names[] = {
 	"pending", "active", "waiting", "succeeded", "failed", "cancelled"
@@ -187,6 +188,7 @@ dp_build_track(DpTrack *t, Relation rel)
 	int			i;
 	int			ret;
 
+	t->scratch_natts = 0;		/* the arrays go with the context's reset */
 	if (t->cxt)
 		MemoryContextReset(t->cxt);
 	else
@@ -353,6 +355,10 @@ dp_get_track(Relation rel)
 	DpTrack    *t;
 	bool		found;
 
+	/* a run of writes usually hits one table: skip the hash lookup */
+	if (dp_last_track && dp_last_track->relid == relid && dp_last_track->valid)
+		return dp_last_track;
+
 	if (dp_tracks == NULL)
 		dp_cache_init();
 	t = hash_search(dp_tracks, &relid, HASH_ENTER, &found);
@@ -360,6 +366,7 @@ dp_get_track(Relation rel)
 	{
 		t->valid = false;
 		t->cxt = NULL;
+		t->scratch_natts = 0;
 	}
 	while (!t->valid)
 	{
@@ -375,6 +382,7 @@ dp_get_track(Relation rel)
 		}
 		PG_END_TRY();
 	}
+	dp_last_track = t;
 	return t;
 }
 

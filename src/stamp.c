@@ -209,6 +209,43 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 }
 
 /*
+ * The row with some columns replaced: heap_modify_tuple_by_cols() without
+ * its deform step, since the trigger slot already holds the row's values
+ * deformed.  The arrays come from the table's cache entry, so a write
+ * allocates nothing but the new tuple.
+ */
+static HeapTuple
+dp_modify_tuple(DpTrack *t, Relation rel, TupleTableSlot *slot, HeapTuple tuple,
+				int ncols, const int *cols, const Datum *vals, const bool *nulls)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			natts = desc->natts;
+	HeapTuple	result;
+	int			i;
+
+	if (t->scratch_natts != natts)
+	{
+		t->scratch_values = MemoryContextAlloc(t->cxt, sizeof(Datum) * natts);
+		t->scratch_isnull = MemoryContextAlloc(t->cxt, sizeof(bool) * natts);
+		t->scratch_natts = natts;
+	}
+	slot_getallattrs(slot);
+	memcpy(t->scratch_values, slot->tts_values, sizeof(Datum) * natts);
+	memcpy(t->scratch_isnull, slot->tts_isnull, sizeof(bool) * natts);
+	for (i = 0; i < ncols; i++)
+	{
+		t->scratch_values[cols[i] - 1] = vals[i];
+		t->scratch_isnull[cols[i] - 1] = nulls[i];
+	}
+	result = heap_form_tuple(desc, t->scratch_values, t->scratch_isnull);
+	/* keep the row's identity, as heap_modify_tuple_by_cols() does */
+	result->t_data->t_ctid = tuple->t_data->t_ctid;
+	result->t_self = tuple->t_self;
+	result->t_tableOid = tuple->t_tableOid;
+	return result;
+}
+
+/*
  * deploy_progress.stamp(): BEFORE INSERT OR UPDATE FOR EACH ROW.
  */
 PG_FUNCTION_INFO_V1(dp_stamp);
@@ -388,9 +425,8 @@ dp_stamp(PG_FUNCTION_ARGS)
 	}
 	if (ncols == 0)
 		return PointerGetDatum(newtuple);
-	return PointerGetDatum(heap_modify_tuple_by_cols(newtuple,
-													 RelationGetDescr(trigdata->tg_relation),
-													 ncols, cols, vals, nulls));
+	return PointerGetDatum(dp_modify_tuple(t, trigdata->tg_relation, newslot, newtuple,
+										   ncols, cols, vals, nulls));
 }
 
 /*
