@@ -88,11 +88,17 @@ like($standby->safe_psql('postgres', qq{SELECT string_agg(relid::text || ' ' || 
 
 SKIP:
 {
-	skip 'no deploy_progress.in_flight view (stuck-detection issue not merged)', 1
+	skip 'no deploy_progress.in_flight view (stuck-detection issue not merged)', 3
 	  unless has_relation($primary, 'postgres', 'deploy_progress.in_flight');
-	my $q = q{SELECT count(*) FROM deploy_progress.in_flight};
+	my $q = qq{SELECT string_agg(f::text, E'\\n' ORDER BY f.relid::text, f.key)
+		FROM deploy_progress.in_flight(as_of => '$as_of') f};
+	isnt($primary->safe_psql('postgres', $q), '', 'in_flight(): not empty on the primary');
 	is($standby->safe_psql('postgres', $q), $primary->safe_psql('postgres', $q),
-		'in_flight: the same rows on the standby');
+		'in_flight(): the same rows and figures on the standby');
+	is( $standby->safe_psql('postgres',
+			q{SELECT string_agg(relid::text || ' ' || key, ', ' ORDER BY relid::text, key) FROM deploy_progress.in_flight}),
+		'deployments 1, deployments 2, deployments 4, jobs 1, jobs 2',
+		'the in_flight view lists the in-flight rows on the standby');
 }
 
 # writes fail with a read-only error (SQLSTATE 25006): fail_stuck() with a
