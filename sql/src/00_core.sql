@@ -134,16 +134,6 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.timings', '');
 -- as its owner and read through the side_timings view.
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.lifecycles, @extschema@.lifecycle_phases, @extschema@.tracked TO PUBLIC;
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
--- pg_dump copies the rows of the configuration tables, so the database owner
--- can read the side table too: a database owner that is not a superuser can
--- then dump its database (the role pg_database_owner exists from 14 on).
-DO $$
-BEGIN
-    IF pg_catalog.to_regrole('pg_database_owner') IS NOT NULL THEN
-        GRANT SELECT ON @extschema@.timings TO pg_database_owner;
-    END IF;
-END
-$$;
 
 --------------------------------------------------------------------------
 -- C entry points
