@@ -380,6 +380,33 @@ dp_stamp(PG_FUNCTION_ARGS)
 	memset(&w, 0, sizeof(w));
 	w.src = owned_kept ? newslot : oldslot;
 	now = dp_now();
+
+	/*
+	 * A row's stamps never go back.  A statement that waited for the row's
+	 * lock (or re-read it after a concurrent update) can have begun before
+	 * the write that last stamped the row, which committed before this
+	 * write: stamp the wall clock instead, which is past that write.  Every
+	 * write stamps heartbeat_at, so it holds the row's latest stamp (else
+	 * progress_updated_at, else phase_updated_at).
+	 */
+	if (oldslot)
+	{
+		static const int latest_roles[] = {DP_HEARTBEAT_AT, DP_PROGRESS_UPDATED_AT, DP_PHASE_UPDATED_AT};
+
+		for (i = 0; i < (int) lengthof(latest_roles); i++)
+		{
+			int			role = latest_roles[i];
+
+			if (!t->att_timing[role])
+				continue;
+			dp_want_load(t, &w, role);
+			if (unlikely(!w.isnull[role] &&
+						 !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[role])) &&
+						 DatumGetTimestampTz(w.v[role]) > now))
+				now = GetCurrentTimestamp();
+			break;
+		}
+	}
 	dp_want_set(&w, DP_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
 	if (ch.entered)
 	{
@@ -522,6 +549,15 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 	return cstring_to_text(OutputFunctionCall(&t->key_record_out,
 											  HeapTupleGetDatum(heap_form_tuple(t->key_desc, vals, nulls))));
 }
+
+/*
+ * The time the side-table upsert stamps an existing row with: $3 (the
+ * statement's time), or the wall clock when the row already holds a later
+ * stamp, so that its stamps never go back (see dp_stamp()).
+ */
+#define DP_SIDE_NOW \
+	"(CASE WHEN $3 OPERATOR(pg_catalog.<) GREATEST(s.phase_updated_at, s.progress_updated_at," \
+	" s.heartbeat_at, s.started_at, s.finished_at) THEN pg_catalog.clock_timestamp() ELSE $3 END)"
 
 static SPIPlanPtr dp_side_upsert = NULL;
 static SPIPlanPtr dp_side_delete = NULL;
@@ -678,12 +714,12 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 											" (relid, key, phase_updated_at, progress_updated_at, heartbeat_at, started_at, finished_at)"
 											" VALUES ($1, $2, $3, $3, $3, CASE WHEN $5 THEN $3 END, CASE WHEN $6 THEN $3 END)"
 											" ON CONFLICT (relid, key) DO UPDATE SET"
-											"  heartbeat_at = $3,"
-											"  phase_updated_at = CASE WHEN $4 THEN $3 ELSE s.phase_updated_at END,"
-											"  progress_updated_at = CASE WHEN $4 OR $8 THEN $3 ELSE s.progress_updated_at END,"
+											"  heartbeat_at = " DP_SIDE_NOW ","
+											"  phase_updated_at = CASE WHEN $4 THEN " DP_SIDE_NOW " ELSE s.phase_updated_at END,"
+											"  progress_updated_at = CASE WHEN $4 OR $8 THEN " DP_SIDE_NOW " ELSE s.progress_updated_at END,"
 											"  started_at = CASE WHEN $9 THEN EXCLUDED.started_at"
-											"    WHEN $5 AND s.started_at IS NULL THEN $3 ELSE s.started_at END,"
-											"  finished_at = CASE WHEN $6 THEN $3 WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
+											"    WHEN $5 AND s.started_at IS NULL THEN " DP_SIDE_NOW " ELSE s.started_at END,"
+											"  finished_at = CASE WHEN $6 THEN " DP_SIDE_NOW " WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
 											9, types),
 							   args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
