@@ -66,7 +66,8 @@ start_cluster() {
     chmod 755 "$CLUSTER_DIR"
     if [ "$(id -u)" = 0 ]; then chown postgres: "$CLUSTER_DIR"; fi
     export PGHOST="$CLUSTER_DIR" PGPORT="${PGPORT_TEST:-54$(( RANDOM % 90 + 10 ))}" PGUSER=postgres PGDATABASE=postgres
-    as_pg "$PGBIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null
+    # (run from the cluster's directory: the caller's may be closed to postgres)
+    (cd "$CLUSTER_DIR" && as_pg "$PGBIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null)
     {
         echo "listen_addresses = ''"
         echo "unix_socket_directories = '$CLUSTER_DIR'"
@@ -75,7 +76,7 @@ start_cluster() {
         echo "max_connections = 50"
         for line in "$@"; do echo "$line"; done
     } >> "$CLUSTER_DIR/data/postgresql.conf"
-    if ! as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null; then
+    if ! (cd "$CLUSTER_DIR" && as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null); then
         tail -n 20 "$CLUSTER_DIR/server.log" >&2 || true
         return 1
     fi
@@ -83,7 +84,7 @@ start_cluster() {
 
 stop_cluster() {
     if [ -n "${CLUSTER_DIR:-}" ] && [ -d "$CLUSTER_DIR/data" ]; then
-        as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+        (cd "$CLUSTER_DIR" && as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1) || true
         rm -rf "$CLUSTER_DIR"
     fi
     CLUSTER_DIR=
