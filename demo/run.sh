@@ -225,19 +225,15 @@ workers_running() {
     return 1
 }
 
-# ISSUE 4 (stuck detection): count deploy_progress.in_flight rows instead.
 deployments_in_flight() {
-    "${PSQL[@]}" -At -c "SELECT count(*) FROM deployments d
-                           JOIN deploy_progress.lifecycle_phases p
-                             ON p.lifecycle = 'default' AND p.phase = d.phase::text
-                          WHERE p.kind NOT IN ('succeeded', 'failed', 'cancelled')"
+    "${PSQL[@]}" -At -c "SELECT count(*) FROM deploy_progress.in_flight WHERE relid = 'deployments'::regclass"
 }
 
 # The stuck sweep a cron job would run; what it fails goes to the event log.
 sweep() {
     local name reason
     "${PSQL[@]}" -At -F '|' -f "$DEMO/sweep.sql" | while IFS='|' read -r name reason; do
-        D=$name event "failed by the stuck sweep: $reason"
+        D=$name event "$reason"
     done
 }
 
