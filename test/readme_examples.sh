@@ -10,19 +10,22 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages
-build_install
-log "starting a throwaway cluster"
-start_cluster
+# test/run_all.sh runs this against its own cluster (DP_REUSE_CLUSTER=1)
+if [ -z "${DP_REUSE_CLUSTER:-}" ]; then
+    ensure_packages
+    build_install
+    log "starting a throwaway cluster"
+    start_cluster
+fi
 
-blocks="$CLUSTER_DIR/readme"
-mkdir "$blocks"
+blocks="$(mktemp -d /tmp/deploy_progress_readme.XXXXXX)"
+trap 'rm -rf "$blocks"; [ -z "${DP_REUSE_CLUSTER:-}" ] && stop_cluster; true' EXIT
 awk -v dir="$blocks" '
     /^```sql$/ { n++; file = sprintf("%s/%03d.sql", dir, n); inside = 1; printf "" > file; next }
     /^```/     { inside = 0; next }
     inside     { print > file }' "$REPO/README.md"
 
-"$PGBIN/psql" -X -q -c 'CREATE DATABASE readme_examples'
+PGOPTIONS='-c client_min_messages=warning' "$PGBIN/psql" -X -q -c 'DROP DATABASE IF EXISTS readme_examples' -c 'CREATE DATABASE readme_examples'
 status=0
 for block in "$blocks"/*.sql; do
     want=$(sed -n 's/^-- \(ERROR:  .*\)$/\1/p' "$block")

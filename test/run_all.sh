@@ -25,6 +25,11 @@ if ! make -C "$REPO" installcheck PG_CONFIG="$PG_CONFIG" TAP_TESTS= ; then
     [ -f "$REPO/output_iso/regression.diffs" ] && cat "$REPO/output_iso/regression.diffs"
 fi
 
+log "README examples (test/readme_examples.sh)"
+if ! DP_REUSE_CLUSTER=1 "$REPO/test/readme_examples.sh"; then
+    status=1
+fi
+
 if ls "$REPO"/test/t/*.pl >/dev/null 2>&1; then
     log "TAP suite"
     # the TAP framework starts clusters of its own, which must not run as
