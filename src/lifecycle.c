@@ -31,7 +31,9 @@
 #include "access/htup_details.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -327,6 +329,37 @@ dp_build_track(DpTrack *t, Relation rel)
 									ObjectIdGetDatum(phase_type),
 									CStringGetDatum(name));
 		}
+	}
+
+	/*
+	 * The columns the extension owns, and whether an UPDATE's SET list is
+	 * the whole story: only when no other BEFORE UPDATE row trigger (which
+	 * fires first, by name) can change the row before stamp() sees it.
+	 */
+	{
+		TriggerDesc *trigdesc = rel->trigdesc;
+		int			before_update = 0;
+
+		oldcxt = MemoryContextSwitchTo(t->cxt);
+		t->owned_cols = NULL;
+		for (i = 0; i < DP_NUM_TIMINGS; i++)
+			if (t->att_timing[i])
+				t->owned_cols = bms_add_member(t->owned_cols,
+											   t->att_timing[i] - FirstLowInvalidHeapAttributeNumber);
+		if (t->att_speed)
+			t->owned_cols = bms_add_member(t->owned_cols,
+										   t->att_speed - FirstLowInvalidHeapAttributeNumber);
+		MemoryContextSwitchTo(oldcxt);
+
+		for (i = 0; trigdesc && i < trigdesc->numtriggers; i++)
+		{
+			Trigger    *trig = &trigdesc->triggers[i];
+
+			if (TRIGGER_FOR_ROW(trig->tgtype) && TRIGGER_FOR_BEFORE(trig->tgtype) &&
+				TRIGGER_FOR_UPDATE(trig->tgtype) && trig->tgenabled != TRIGGER_DISABLED)
+				before_update++;
+		}
+		t->setlist_exact = (before_update == 1);
 	}
 
 	/* who writes the side table */
