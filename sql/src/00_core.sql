@@ -8,6 +8,27 @@
 
 \echo Use "CREATE EXTENSION deploy_progress" to load this file. \quit
 
+-- The triggers and the event trigger below run with the rights of the
+-- extension's owner and find its objects by schema-qualified name, so the
+-- schema must not belong to a role that could rename it and plant
+-- look-alikes: refuse a schema that a role other than a superuser owns.
+DO $$
+DECLARE
+    owner_name pg_catalog.text;
+BEGIN
+    SELECT r.rolname INTO owner_name
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@' AND NOT r.rolsuper;
+    IF owner_name IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "@extschema@" is owned by role "%", which is not a superuser', owner_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The extension runs code with elevated rights that refers to the objects of its schema by name; the owner of the schema could replace them.',
+                  HINT = 'Drop the schema, or give it to a superuser with ALTER SCHEMA ... OWNER TO, before CREATE EXTENSION.';
+    END IF;
+END
+$$;
+
 --------------------------------------------------------------------------
 -- Phase type and lifecycles
 --------------------------------------------------------------------------
