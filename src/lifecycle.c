@@ -35,6 +35,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -182,7 +183,10 @@ dp_build_track(DpTrack *t, Relation rel)
 	MemoryContext oldcxt;
 	char	   *lifecycle;
 	char	   *phase_col;
-	char	   *keys;
+	Datum	   *keys;
+	bool	   *key_nulls;
+	int			nkeys;
+	bool		isnull;
 	Oid			phase_type = InvalidOid;
 	int			i;
 	int			ret;
@@ -202,7 +206,7 @@ dp_build_track(DpTrack *t, Relation rel)
 		"       t.lifecycle, t.phase_column, t.completed_column, t.total_column,"
 		"       t.phase_updated_column, t.progress_updated_column, t.heartbeat_column,"
 		"       t.started_column, t.finished_column, t.speed_column, t.speed_updated_column,"
-		"       pg_catalog.array_to_string(t.key_columns, ',') AS keys,"
+		"       t.key_columns,"
 		"       t.storage, t.allow_restart,"
 		"       pg_catalog.date_part('epoch', t.speed_time_constant) AS tau"
 		"  FROM " DP_SCHEMA ".tracked t"
@@ -224,7 +228,21 @@ dp_build_track(DpTrack *t, Relation rel)
 	t->tracked_relid = (Oid) strtoul(dp_spi_text(0, "tracked_relid"), NULL, 10);
 	lifecycle = dp_spi_text(0, "lifecycle");
 	phase_col = dp_spi_text(0, "phase_column");
-	keys = dp_spi_text(0, "keys");
+
+	/*
+	 * The key columns as names: a name may hold any character (upper case,
+	 * commas, quotes), so they are read from the array, not from its text.
+	 */
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   SPI_fnumber(SPI_tuptable->tupdesc, "key_columns"),
+													   &isnull)),
+					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &keys, &key_nulls, &nkeys);
+	if (nkeys < 1 || nkeys > INDEX_MAX_KEYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tracked table \"%s\" has %d key columns", RelationGetRelationName(rel), nkeys),
+				 errdetail("A key has between 1 and %d columns.", INDEX_MAX_KEYS),
+				 errhint("Run deploy_progress.track() again with a shorter key.")));
 
 	/* columns; types are checked again in case the table changed since */
 	t->att_phase = dp_resolve_column(rel, phase_col, "phase", NULL, 0, &phase_type);
@@ -258,30 +276,31 @@ dp_build_track(DpTrack *t, Relation rel)
 	/* the row key, for the side table */
 	oldcxt = MemoryContextSwitchTo(t->cxt);
 	{
-		List	   *names = NIL;
-		ListCell   *lc;
-		int			k = 0;
+		int			k;
 
-		if (!SplitIdentifierString(pstrdup(keys), ',', &names) || names == NIL)
-			elog(ERROR, "invalid key columns \"%s\"", keys);
-		t->nkeys = list_length(names);
+		t->nkeys = nkeys;
 		t->key_atts = palloc(sizeof(AttrNumber) * t->nkeys);
 		t->key_out = palloc(sizeof(FmgrInfo) * t->nkeys);
 		t->key_desc = NULL;
 		if (t->nkeys > 1)
 			t->key_desc = CreateTemplateTupleDesc(t->nkeys);
-		foreach(lc, names)
+		for (k = 0; k < nkeys; k++)
 		{
 			Oid			typid = InvalidOid;
 			Oid			outfn;
 			bool		varlena;
 
-			t->key_atts[k] = dp_resolve_column(rel, lfirst(lc), "key", NULL, 0, &typid);
+			if (key_nulls[k])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("key column %d of tracked table \"%s\" is null", k + 1,
+								RelationGetRelationName(rel)),
+						 errhint("Run deploy_progress.track() again to update the table's configuration.")));
+			t->key_atts[k] = dp_resolve_column(rel, NameStr(*DatumGetName(keys[k])), "key", NULL, 0, &typid);
 			getTypeOutputInfo(typid, &outfn, &varlena);
 			fmgr_info_cxt(outfn, &t->key_out[k], t->cxt);
 			if (t->key_desc)
 				TupleDescInitEntry(t->key_desc, k + 1, NULL, typid, -1, 0);
-			k++;
 		}
 		if (t->key_desc)
 		{

@@ -830,6 +830,11 @@ BEGIN
             RAISE EXCEPTION 'key must name at least one column'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        IF cardinality(key) > 32 THEN
+            RAISE EXCEPTION 'key names % columns', cardinality(key)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A key has at most 32 columns, like an index.';
+        END IF;
         FOREACH k IN ARRAY key LOOP
             IF k IS NULL OR @extschema@._column_type(tbl, k) IS NULL THEN
                 RAISE EXCEPTION 'key column "%" of table % does not exist', coalesce(k, '(null)'), tbl
