@@ -209,6 +209,64 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 }
 
 /*
+ * The stamps the last BEFORE UPDATE of a partition gave its row.  An UPDATE
+ * that moves a row to another partition runs as a DELETE from the old
+ * partition followed, at once, by an INSERT into the new one, whose BEFORE
+ * INSERT trigger would stamp it as a new row: its phase clock would restart
+ * and its start time be lost.  When an INSERT into a partition of the same
+ * tracked table carries exactly the stamps just given (the heartbeat is
+ * always among them, and is the statement's time), it is that row arriving,
+ * and it keeps them.
+ */
+typedef struct DpMoved
+{
+	bool		valid;
+	Oid			tracked_relid;
+	TimestampTz ts[DP_NUM_TIMINGS];
+	bool		ts_null[DP_NUM_TIMINGS];
+	double		speed;
+	bool		speed_null;
+} DpMoved;
+
+static DpMoved dp_moved;
+
+/* Whether a row being inserted into a partition is the row just updated. */
+static bool
+dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
+{
+	int			i;
+	bool		any = false;
+
+	if (!dp_moved.valid || !rel->rd_rel->relispartition ||
+		dp_moved.tracked_relid != t->tracked_relid)
+		return false;
+	dp_moved.valid = false;		/* one row at most */
+	for (i = 0; i < DP_NUM_TIMINGS; i++)
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (!t->att_timing[i])
+			continue;
+		d = slot_getattr(slot, t->att_timing[i], &isnull);
+		if (isnull != dp_moved.ts_null[i] ||
+			(!isnull && DatumGetTimestampTz(d) != dp_moved.ts[i]))
+			return false;
+		any = any || !isnull;
+	}
+	if (t->att_speed)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, t->att_speed, &isnull);
+
+		if (isnull != dp_moved.speed_null ||
+			(!isnull && DatumGetFloat8(d) != dp_moved.speed))
+			return false;
+	}
+	return any;
+}
+
+/*
  * deploy_progress.stamp(): BEFORE INSERT OR UPDATE FOR EACH ROW.
  */
 PG_FUNCTION_INFO_V1(dp_stamp);
@@ -262,6 +320,8 @@ dp_stamp(PG_FUNCTION_ARGS)
 	dp_classify(t, trigdata->tg_relation, oldslot, newslot, &ch);
 
 	if (!dp_stamping || t->side)
+		return PointerGetDatum(newtuple);
+	if (oldslot == NULL && dp_is_moved_row(t, trigdata->tg_relation, newslot))
 		return PointerGetDatum(newtuple);
 
 	/*
@@ -371,6 +431,21 @@ dp_stamp(PG_FUNCTION_ARGS)
 			ncols++;
 		}
 	}
+	/* remember the stamps in case the row moves to another partition */
+	dp_moved.valid = false;
+	if (oldslot && trigdata->tg_relation->rd_rel->relispartition)
+	{
+		for (i = 0; i < DP_NUM_TIMINGS; i++)
+		{
+			dp_moved.ts_null[i] = want_null[i];
+			dp_moved.ts[i] = want_null[i] ? 0 : DatumGetTimestampTz(want[i]);
+		}
+		dp_moved.speed_null = speed_null;
+		dp_moved.speed = speed_null ? 0 : DatumGetFloat8(speed);
+		dp_moved.tracked_relid = t->tracked_relid;
+		dp_moved.valid = true;
+	}
+
 	if (ncols == 0)
 		return PointerGetDatum(newtuple);
 	return PointerGetDatum(heap_modify_tuple_by_cols(newtuple,
