@@ -51,6 +51,8 @@ INSERT INTO pt_deploys (id, created_at, phase) VALUES (1, '2026-01-10', 'buildin
 
 SELECT relid, storage, key_columns FROM deploy_progress.track('pt_deploys');
 SELECT * FROM pt_show('pt_deploys');
+-- (to build by hand: not concurrently, which a partitioned table cannot do)
+SELECT deploy_progress.in_flight_index_statement('pt_deploys');
 
 -- a partition created after track(), and a table of its own (columns in
 -- another order) attached later, are tracked the same way
