@@ -14,6 +14,7 @@
 
 #include "access/attnum.h"
 #include "fmgr.h"
+#include "nodes/bitmapset.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -100,6 +101,20 @@ typedef struct DpTrack
 	TupleDesc	key_desc;		/* blessed descriptor of a composite key */
 	FmgrInfo	key_record_out; /* record_out, for a composite key */
 	Oid			side_owner;		/* owner of deploy_progress.timings */
+
+	/*
+	 * Whether stamp() is the table's only BEFORE UPDATE row trigger, so that
+	 * an UPDATE's SET list tells exactly which columns may have changed; and
+	 * the columns the extension owns (timings and speed), as attnums offset
+	 * by FirstLowInvalidHeapAttributeNumber like tg_updatedcols.
+	 */
+	bool		setlist_exact;
+	Bitmapset  *owned_cols;
+
+	/* scratch arrays for building the stamped row (natts entries) */
+	int			scratch_natts;
+	Datum	   *scratch_values;
+	bool	   *scratch_isnull;
 } DpTrack;
 
 /* deploy_progress.c */

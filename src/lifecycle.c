@@ -31,7 +31,9 @@
 #include "access/htup_details.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -50,6 +52,7 @@
 
 static HTAB *dp_tracks = NULL;
 static MemoryContext dp_cache_cxt = NULL;
+static DpTrack *dp_last_track = NULL;	/* entry returned last (entries never move) */
 
 static const char *const dp_kind_names[] = {
 	"pending", "active", "waiting", "succeeded", "failed", "cancelled"
@@ -191,6 +194,7 @@ dp_build_track(DpTrack *t, Relation rel)
 	int			i;
 	int			ret;
 
+	t->scratch_natts = 0;		/* the arrays go with the context's reset */
 	if (t->cxt)
 		MemoryContextReset(t->cxt);
 	else
@@ -346,6 +350,37 @@ dp_build_track(DpTrack *t, Relation rel)
 		}
 	}
 
+	/*
+	 * The columns the extension owns, and whether an UPDATE's SET list is
+	 * the whole story: only when no other BEFORE UPDATE row trigger (which
+	 * fires first, by name) can change the row before stamp() sees it.
+	 */
+	{
+		TriggerDesc *trigdesc = rel->trigdesc;
+		int			before_update = 0;
+
+		oldcxt = MemoryContextSwitchTo(t->cxt);
+		t->owned_cols = NULL;
+		for (i = 0; i < DP_NUM_TIMINGS; i++)
+			if (t->att_timing[i])
+				t->owned_cols = bms_add_member(t->owned_cols,
+											   t->att_timing[i] - FirstLowInvalidHeapAttributeNumber);
+		if (t->att_speed)
+			t->owned_cols = bms_add_member(t->owned_cols,
+										   t->att_speed - FirstLowInvalidHeapAttributeNumber);
+		MemoryContextSwitchTo(oldcxt);
+
+		for (i = 0; trigdesc && i < trigdesc->numtriggers; i++)
+		{
+			Trigger    *trig = &trigdesc->triggers[i];
+
+			if (TRIGGER_FOR_ROW(trig->tgtype) && TRIGGER_FOR_BEFORE(trig->tgtype) &&
+				TRIGGER_FOR_UPDATE(trig->tgtype) && trig->tgenabled != TRIGGER_DISABLED)
+				before_update++;
+		}
+		t->setlist_exact = (before_update == 1);
+	}
+
 	/* who writes the side table */
 	t->side_owner = InvalidOid;
 	if (t->side)
@@ -372,6 +407,10 @@ dp_get_track(Relation rel)
 	DpTrack    *t;
 	bool		found;
 
+	/* a run of writes usually hits one table: skip the hash lookup */
+	if (dp_last_track && dp_last_track->relid == relid && dp_last_track->valid)
+		return dp_last_track;
+
 	if (dp_tracks == NULL)
 		dp_cache_init();
 	t = hash_search(dp_tracks, &relid, HASH_ENTER, &found);
@@ -379,6 +418,7 @@ dp_get_track(Relation rel)
 	{
 		t->valid = false;
 		t->cxt = NULL;
+		t->scratch_natts = 0;
 	}
 	while (!t->valid)
 	{
@@ -394,6 +434,7 @@ dp_get_track(Relation rel)
 		}
 		PG_END_TRY();
 	}
+	dp_last_track = t;
 	return t;
 }
 

@@ -93,7 +93,8 @@ dp_phase_same(DpTrack *t, Datum a, Datum b)
  */
 static void
 dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
-			TupleTableSlot *newslot, DpChange *ch)
+			TupleTableSlot *newslot, bool phase_kept, bool counters_kept,
+			DpChange *ch)
 {
 	Datum		phase;
 	Datum		old_phase = (Datum) 0;
@@ -103,6 +104,19 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 	int64		old_total = 0;
 	bool		total_null = true;
 	bool		old_total_null = true;
+
+	ch->completed = ch->old_completed = 0;
+	ch->completed_null = ch->old_completed_null = true;
+	ch->completed_moved = ch->counters_moved = false;
+	ch->new_idx = ch->old_idx = -1;
+	ch->entered = false;
+
+	/*
+	 * An UPDATE whose SET list leaves the phase alone keeps it: nothing to
+	 * check (rows are checked when their phase is written).
+	 */
+	if (phase_kept)
+		goto counters;
 
 	phase = slot_getattr(newslot, t->att_phase, &isnull);
 	if (isnull)
@@ -117,7 +131,6 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 
 	ch->entered = (oldslot == NULL || old_isnull ||
 				   !dp_phase_same(t, phase, old_phase));
-	ch->new_idx = ch->old_idx = -1;
 	if (ch->entered)
 	{
 		ch->new_idx = dp_phase_index(t, phase);
@@ -145,9 +158,9 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 					 errhint("Insert a new row for a new attempt, or track the table with allow_restart => true.")));
 	}
 
-	/* counters */
-	ch->completed = ch->old_completed = 0;
-	ch->completed_null = ch->old_completed_null = true;
+counters:
+	if (counters_kept)
+		return;
 	if (t->att_completed)
 	{
 		Datum		d = slot_getattr(newslot, t->att_completed, &ch->completed_null);
@@ -267,6 +280,79 @@ dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
 }
 
 /*
+ * The timing values a write should leave in the row, loaded from "src" (the
+ * old row, or the new one when it is known to hold the same values) only
+ * when a rule or the final comparison needs them.
+ */
+typedef struct DpWant
+{
+	TupleTableSlot *src;		/* NULL on INSERT: everything starts NULL */
+	Datum		v[DP_NUM_TIMINGS];
+	bool		isnull[DP_NUM_TIMINGS];
+	bool		loaded[DP_NUM_TIMINGS];
+	bool		set[DP_NUM_TIMINGS];	/* assigned by a rule */
+} DpWant;
+
+static inline DpWant *
+dp_want_load(DpTrack *t, DpWant *w, int role)
+{
+	if (!w->loaded[role])
+	{
+		w->loaded[role] = true;
+		w->v[role] = (Datum) 0;
+		w->isnull[role] = true;
+		if (w->src && t->att_timing[role])
+			w->v[role] = slot_getattr(w->src, t->att_timing[role], &w->isnull[role]);
+	}
+	return w;
+}
+
+static inline void
+dp_want_set(DpWant *w, int role, Datum value, bool isnull)
+{
+	w->loaded[role] = w->set[role] = true;
+	w->v[role] = value;
+	w->isnull[role] = isnull;
+}
+
+/*
+ * The row with some columns replaced: heap_modify_tuple_by_cols() without
+ * its deform step, since the trigger slot already holds the row's values
+ * deformed.  The arrays come from the table's cache entry, so a write
+ * allocates nothing but the new tuple.
+ */
+static HeapTuple
+dp_modify_tuple(DpTrack *t, Relation rel, TupleTableSlot *slot, HeapTuple tuple,
+				int ncols, const int *cols, const Datum *vals, const bool *nulls)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			natts = desc->natts;
+	HeapTuple	result;
+	int			i;
+
+	if (t->scratch_natts != natts)
+	{
+		t->scratch_values = MemoryContextAlloc(t->cxt, sizeof(Datum) * natts);
+		t->scratch_isnull = MemoryContextAlloc(t->cxt, sizeof(bool) * natts);
+		t->scratch_natts = natts;
+	}
+	slot_getallattrs(slot);
+	memcpy(t->scratch_values, slot->tts_values, sizeof(Datum) * natts);
+	memcpy(t->scratch_isnull, slot->tts_isnull, sizeof(bool) * natts);
+	for (i = 0; i < ncols; i++)
+	{
+		t->scratch_values[cols[i] - 1] = vals[i];
+		t->scratch_isnull[cols[i] - 1] = nulls[i];
+	}
+	result = heap_form_tuple(desc, t->scratch_values, t->scratch_isnull);
+	/* keep the row's identity, as heap_modify_tuple_by_cols() does */
+	result->t_data->t_ctid = tuple->t_data->t_ctid;
+	result->t_self = tuple->t_self;
+	result->t_tableOid = tuple->t_tableOid;
+	return result;
+}
+
+/*
  * deploy_progress.stamp(): BEFORE INSERT OR UPDATE FOR EACH ROW.
  */
 PG_FUNCTION_INFO_V1(dp_stamp);
@@ -283,10 +369,13 @@ dp_stamp(PG_FUNCTION_ARGS)
 	int			cols[DP_NUM_TIMINGS + 1];
 	Datum		vals[DP_NUM_TIMINGS + 1];
 	bool		nulls[DP_NUM_TIMINGS + 1];
-	Datum		want[DP_NUM_TIMINGS];
-	bool		want_null[DP_NUM_TIMINGS];
+	DpWant		w;
 	Datum		speed = (Datum) 0;
 	bool		speed_null = true;
+	bool		speed_set = false;
+	bool		phase_kept = false;
+	bool		counters_kept = false;
+	bool		owned_kept = false;
 	int			ncols = 0;
 	int			i;
 
@@ -317,7 +406,25 @@ dp_stamp(PG_FUNCTION_ARGS)
 				 errmsg("deploy_progress.stamp() must be fired for INSERT or UPDATE")));
 
 	t = dp_get_track(trigdata->tg_relation);
-	dp_classify(t, trigdata->tg_relation, oldslot, newslot, &ch);
+
+	/*
+	 * When this is the table's only BEFORE UPDATE trigger, the UPDATE's SET
+	 * list (tg_updatedcols) says exactly which columns can differ from the
+	 * old row: a heartbeat "SET completed_items = completed_items + 1" needs
+	 * no look at the phase or at any timing column.
+	 */
+	if (oldslot && t->setlist_exact && trigdata->tg_updatedcols)
+	{
+		const Bitmapset *upd = trigdata->tg_updatedcols;
+
+		phase_kept = !bms_is_member(t->att_phase - FirstLowInvalidHeapAttributeNumber, upd);
+		counters_kept = !((t->att_completed &&
+						   bms_is_member(t->att_completed - FirstLowInvalidHeapAttributeNumber, upd)) ||
+						  (t->att_total &&
+						   bms_is_member(t->att_total - FirstLowInvalidHeapAttributeNumber, upd)));
+		owned_kept = !bms_overlap(upd, t->owned_cols);
+	}
+	dp_classify(t, trigdata->tg_relation, oldslot, newslot, phase_kept, counters_kept, &ch);
 
 	if (!dp_stamping || t->side)
 		return PointerGetDatum(newtuple);
@@ -325,66 +432,95 @@ dp_stamp(PG_FUNCTION_ARGS)
 		return PointerGetDatum(newtuple);
 
 	/*
-	 * The value each timing column should have: start from the old row (NULL
-	 * on INSERT) and apply the rules.
+	 * The value each timing column should have: the old row's (NULL on
+	 * INSERT), loaded only when needed, with the rules applied.  When the
+	 * SET list left every timing column alone, the new row holds the old
+	 * values already and only what the rules set has to be written.
 	 */
+	memset(&w, 0, sizeof(w));
+	w.src = owned_kept ? newslot : oldslot;
 	now = dp_now();
-	for (i = 0; i < DP_NUM_TIMINGS; i++)
+
+	/*
+	 * A row's stamps never go back.  A statement that waited for the row's
+	 * lock (or re-read it after a concurrent update) can have begun before
+	 * the write that last stamped the row, which committed before this
+	 * write: stamp the wall clock instead, which is past that write.  Every
+	 * write stamps heartbeat_at, so it holds the row's latest stamp (else
+	 * progress_updated_at, else phase_updated_at).
+	 */
+	if (oldslot)
 	{
-		want[i] = (Datum) 0;
-		want_null[i] = true;
-		if (oldslot && t->att_timing[i])
-			want[i] = slot_getattr(oldslot, t->att_timing[i], &want_null[i]);
+		static const int latest_roles[] = {DP_HEARTBEAT_AT, DP_PROGRESS_UPDATED_AT, DP_PHASE_UPDATED_AT};
+
+		for (i = 0; i < (int) lengthof(latest_roles); i++)
+		{
+			int			role = latest_roles[i];
+
+			if (!t->att_timing[role])
+				continue;
+			dp_want_load(t, &w, role);
+			if (unlikely(!w.isnull[role] &&
+						 !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[role])) &&
+						 DatumGetTimestampTz(w.v[role]) > now))
+				now = GetCurrentTimestamp();
+			break;
+		}
 	}
-#define DP_SET(role, v, n) (want[(role)] = (v), want_null[(role)] = (n))
-	DP_SET(DP_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
+	dp_want_set(&w, DP_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
 	if (ch.entered)
 	{
 		DpKind		kind = t->phases[ch.new_idx].kind;
 
-		DP_SET(DP_PHASE_UPDATED_AT, TimestampTzGetDatum(now), false);
-		DP_SET(DP_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
-		if (kind == DP_KIND_ACTIVE && want_null[DP_STARTED_AT])
-			DP_SET(DP_STARTED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(&w, DP_PHASE_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(&w, DP_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
+		if (kind == DP_KIND_ACTIVE && dp_want_load(t, &w, DP_STARTED_AT)->isnull[DP_STARTED_AT])
+			dp_want_set(&w, DP_STARTED_AT, TimestampTzGetDatum(now), false);
 		if (DP_KIND_IS_TERMINAL(kind))
-			DP_SET(DP_FINISHED_AT, TimestampTzGetDatum(now), false);
+			dp_want_set(&w, DP_FINISHED_AT, TimestampTzGetDatum(now), false);
 		else if (ch.old_idx >= 0 && DP_KIND_IS_TERMINAL(t->phases[ch.old_idx].kind))
-			DP_SET(DP_FINISHED_AT, (Datum) 0, true);	/* restart */
+			dp_want_set(&w, DP_FINISHED_AT, (Datum) 0, true);	/* restart */
 		/* a new phase starts a new speed estimate */
-		DP_SET(DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(&w, DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 	}
 	else if (ch.counters_moved)
-		DP_SET(DP_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(&w, DP_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
 
 	/* smoothed speed: one O(1) step per move of completed_items */
 	if (t->att_speed)
 	{
-		speed = slot_getattr(oldslot ? oldslot : newslot, t->att_speed, &speed_null);
 		if (oldslot == NULL || ch.entered)
+		{
 			speed_null = true;
+			speed_set = true;
+		}
 		else if (ch.completed_moved)
 		{
+			speed = slot_getattr(w.src, t->att_speed, &speed_null);
+			speed_set = true;
+			dp_want_load(t, &w, DP_SPEED_UPDATED_AT);
 			if (ch.completed_null || ch.old_completed_null || ch.completed < ch.old_completed)
 			{
 				/* counter reset or went backwards: start over */
 				speed_null = true;
-				DP_SET(DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+				dp_want_set(&w, DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 			}
-			else if (want_null[DP_SPEED_UPDATED_AT] ||
-					 TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(want[DP_SPEED_UPDATED_AT])))
-				DP_SET(DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+			else if (w.isnull[DP_SPEED_UPDATED_AT] ||
+					 TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[DP_SPEED_UPDATED_AT])))
+				dp_want_set(&w, DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 			else
 			{
-				TimestampTz last = DatumGetTimestampTz(want[DP_SPEED_UPDATED_AT]);
+				TimestampTz last = DatumGetTimestampTz(w.v[DP_SPEED_UPDATED_AT]);
 
 				if (now > last)
 				{
 					double		rate;
 					double		elapsed = 0;	/* since the estimate began */
 
-					if (!want_null[DP_PHASE_UPDATED_AT] &&
-						!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(want[DP_PHASE_UPDATED_AT])))
-						elapsed = (double) (now - DatumGetTimestampTz(want[DP_PHASE_UPDATED_AT])) /
+					dp_want_load(t, &w, DP_PHASE_UPDATED_AT);
+					if (!w.isnull[DP_PHASE_UPDATED_AT] &&
+						!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[DP_PHASE_UPDATED_AT])))
+						elapsed = (double) (now - DatumGetTimestampTz(w.v[DP_PHASE_UPDATED_AT])) /
 							USECS_PER_SEC;
 					rate = dp_speed_step(speed_null ? 0 : DatumGetFloat8(speed), speed_null,
 										 (double) (ch.completed - ch.old_completed),
@@ -392,32 +528,42 @@ dp_stamp(PG_FUNCTION_ARGS)
 										 elapsed, t->speed_tau);
 					speed = Float8GetDatum(rate);
 					speed_null = false;
-					DP_SET(DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+					dp_want_set(&w, DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 				}
 			}
 		}
+		else if (!owned_kept)
+		{
+			/* the statement may have written the speed: keep the old one */
+			speed = slot_getattr(oldslot, t->att_speed, &speed_null);
+			speed_set = true;
+		}
 	}
-#undef DP_SET
 
-	/* replace what differs from the row as written */
+	/*
+	 * Replace what differs from the row as written: the values the rules set
+	 * and, unless the SET list proved them untouched, every other timing
+	 * column (a value the statement wrote is replaced by the old one).
+	 */
 	for (i = 0; i < DP_NUM_TIMINGS; i++)
 	{
 		AttrNumber	att = t->att_timing[i];
 		bool		isnull;
 		Datum		cur;
 
-		if (!att)
+		if (!att || (owned_kept && !w.set[i]))
 			continue;
+		dp_want_load(t, &w, i);
 		cur = slot_getattr(newslot, att, &isnull);
-		if (isnull == want_null[i] &&
-			(isnull || DatumGetTimestampTz(cur) == DatumGetTimestampTz(want[i])))
+		if (isnull == w.isnull[i] &&
+			(isnull || DatumGetTimestampTz(cur) == DatumGetTimestampTz(w.v[i])))
 			continue;
 		cols[ncols] = att;
-		vals[ncols] = want[i];
-		nulls[ncols] = want_null[i];
+		vals[ncols] = w.v[i];
+		nulls[ncols] = w.isnull[i];
 		ncols++;
 	}
-	if (t->att_speed)
+	if (speed_set)
 	{
 		bool		isnull;
 		Datum		cur = slot_getattr(newslot, t->att_speed, &isnull);
@@ -437,20 +583,42 @@ dp_stamp(PG_FUNCTION_ARGS)
 	{
 		for (i = 0; i < DP_NUM_TIMINGS; i++)
 		{
-			dp_moved.ts_null[i] = want_null[i];
-			dp_moved.ts[i] = want_null[i] ? 0 : DatumGetTimestampTz(want[i]);
+			Datum		d = (Datum) 0;
+			bool		isnull = true;
+
+			if (!t->att_timing[i])
+				;
+			else if (!owned_kept || w.set[i])
+			{
+				dp_want_load(t, &w, i);
+				d = w.v[i];
+				isnull = w.isnull[i];
+			}
+			else
+				d = slot_getattr(newslot, t->att_timing[i], &isnull);
+			dp_moved.ts_null[i] = isnull;
+			dp_moved.ts[i] = isnull ? 0 : DatumGetTimestampTz(d);
 		}
-		dp_moved.speed_null = speed_null;
-		dp_moved.speed = speed_null ? 0 : DatumGetFloat8(speed);
+		dp_moved.speed_null = true;
+		dp_moved.speed = 0;
+		if (t->att_speed)
+		{
+			Datum		d = speed;
+			bool		isnull = speed_null;
+
+			if (!speed_set)
+				d = slot_getattr(newslot, t->att_speed, &isnull);
+			dp_moved.speed_null = isnull;
+			dp_moved.speed = isnull ? 0 : DatumGetFloat8(d);
+		}
 		dp_moved.tracked_relid = t->tracked_relid;
 		dp_moved.valid = true;
 	}
 
 	if (ncols == 0)
 		return PointerGetDatum(newtuple);
-	return PointerGetDatum(heap_modify_tuple_by_cols(newtuple,
-													 RelationGetDescr(trigdata->tg_relation),
-													 ncols, cols, vals, nulls));
+	return PointerGetDatum(dp_modify_tuple(t, trigdata->tg_relation, newslot, newtuple,
+										   ncols, cols, vals, nulls));
 }
 
 /*
@@ -479,6 +647,15 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 	return cstring_to_text(OutputFunctionCall(&t->key_record_out,
 											  HeapTupleGetDatum(heap_form_tuple(t->key_desc, vals, nulls))));
 }
+
+/*
+ * The time the side-table upsert stamps an existing row with: $3 (the
+ * statement's time), or the wall clock when the row already holds a later
+ * stamp, so that its stamps never go back (see dp_stamp()).
+ */
+#define DP_SIDE_NOW \
+	"(CASE WHEN $3 OPERATOR(pg_catalog.<) GREATEST(s.phase_updated_at, s.progress_updated_at," \
+	" s.heartbeat_at, s.started_at, s.finished_at) THEN pg_catalog.clock_timestamp() ELSE $3 END)"
 
 static SPIPlanPtr dp_side_upsert = NULL;
 static SPIPlanPtr dp_side_delete = NULL;
@@ -591,7 +768,7 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 			oldslot = trigdata->tg_trigslot;
 			newslot = trigdata->tg_newslot;
 		}
-		dp_classify(t, rel, oldslot, newslot, &ch);
+		dp_classify(t, rel, oldslot, newslot, false, false, &ch);
 		key = dp_row_key(t, rel, newslot);
 
 		/* a key that changed carries its timings along */
@@ -635,12 +812,12 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 											" (relid, key, phase_updated_at, progress_updated_at, heartbeat_at, started_at, finished_at)"
 											" VALUES ($1, $2, $3, $3, $3, CASE WHEN $5 THEN $3 END, CASE WHEN $6 THEN $3 END)"
 											" ON CONFLICT (relid, key) DO UPDATE SET"
-											"  heartbeat_at = $3,"
-											"  phase_updated_at = CASE WHEN $4 THEN $3 ELSE s.phase_updated_at END,"
-											"  progress_updated_at = CASE WHEN $4 OR $8 THEN $3 ELSE s.progress_updated_at END,"
+											"  heartbeat_at = " DP_SIDE_NOW ","
+											"  phase_updated_at = CASE WHEN $4 THEN " DP_SIDE_NOW " ELSE s.phase_updated_at END,"
+											"  progress_updated_at = CASE WHEN $4 OR $8 THEN " DP_SIDE_NOW " ELSE s.progress_updated_at END,"
 											"  started_at = CASE WHEN $9 THEN EXCLUDED.started_at"
-											"    WHEN $5 AND s.started_at IS NULL THEN $3 ELSE s.started_at END,"
-											"  finished_at = CASE WHEN $6 THEN $3 WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
+											"    WHEN $5 AND s.started_at IS NULL THEN " DP_SIDE_NOW " ELSE s.started_at END,"
+											"  finished_at = CASE WHEN $6 THEN " DP_SIDE_NOW " WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
 											9, types),
 							   args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)

@@ -10,6 +10,11 @@ export PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}"
 PGBIN="$("$PG_CONFIG" --bindir 2>/dev/null || echo "/usr/lib/postgresql/$PG_MAJOR/bin")"
 export PGBIN
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# One locale for everything these scripts start (initdb, servers, TAP
+# clusters): the caller's may not be installed, and output must not vary.
+# (The TAP framework drops LC_ALL, so LANG is set too.)
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
+unset LANGUAGE LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -44,7 +49,12 @@ build_install() {
     make -C "$REPO" -s clean PG_CONFIG="$PG_CONFIG" >/dev/null
     make -C "$REPO" -s PG_CONFIG="$PG_CONFIG" \
         PG_CFLAGS="-Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror ${EXTRA_CFLAGS:-}"
-    as_root make -C "$REPO" -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+    # sudo only when the installation is not writable (a private copy may be)
+    if [ -w "$("$PG_CONFIG" --pkglibdir)" ] && [ -w "$("$PG_CONFIG" --sharedir)/extension" ]; then
+        make -C "$REPO" -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+    else
+        as_root make -C "$REPO" -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+    fi
 }
 
 # start_cluster [extra postgresql.conf lines...]: initdb + start a server
@@ -52,10 +62,12 @@ build_install() {
 # PGDATABASE and CLUSTER_DIR; stop_cluster removes everything.
 start_cluster() {
     CLUSTER_DIR="$(mktemp -d /tmp/deploy_progress.XXXXXX)"
+    trap stop_cluster EXIT      # also removes a cluster that failed to start
     chmod 755 "$CLUSTER_DIR"
-    [ "$(id -u)" = 0 ] && chown postgres: "$CLUSTER_DIR"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$CLUSTER_DIR"; fi
     export PGHOST="$CLUSTER_DIR" PGPORT="${PGPORT_TEST:-54$(( RANDOM % 90 + 10 ))}" PGUSER=postgres PGDATABASE=postgres
-    as_pg "$PGBIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null
+    # (run from the cluster's directory: the caller's may be closed to postgres)
+    (cd "$CLUSTER_DIR" && as_pg "$PGBIN/initdb" -D "$CLUSTER_DIR/data" -U postgres -A trust --no-sync >/dev/null)
     {
         echo "listen_addresses = ''"
         echo "unix_socket_directories = '$CLUSTER_DIR'"
@@ -64,13 +76,15 @@ start_cluster() {
         echo "max_connections = 50"
         for line in "$@"; do echo "$line"; done
     } >> "$CLUSTER_DIR/data/postgresql.conf"
-    as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
-    trap stop_cluster EXIT
+    if ! (cd "$CLUSTER_DIR" && as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null); then
+        tail -n 20 "$CLUSTER_DIR/server.log" >&2 || true
+        return 1
+    fi
 }
 
 stop_cluster() {
     if [ -n "${CLUSTER_DIR:-}" ] && [ -d "$CLUSTER_DIR/data" ]; then
-        as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+        (cd "$CLUSTER_DIR" && as_pg "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1) || true
         rm -rf "$CLUSTER_DIR"
     fi
     CLUSTER_DIR=

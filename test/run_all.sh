@@ -25,6 +25,11 @@ if ! make -C "$REPO" installcheck PG_CONFIG="$PG_CONFIG" TAP_TESTS= ; then
     [ -f "$REPO/output_iso/regression.diffs" ] && cat "$REPO/output_iso/regression.diffs"
 fi
 
+log "README examples (test/readme_examples.sh)"
+if ! DP_REUSE_CLUSTER=1 "$REPO/test/readme_examples.sh"; then
+    status=1
+fi
+
 if ls "$REPO"/test/t/*.pl >/dev/null 2>&1; then
     log "TAP suite"
     # the TAP framework starts clusters of its own, which must not run as
@@ -32,8 +37,16 @@ if ls "$REPO"/test/t/*.pl >/dev/null 2>&1; then
     # that user owns (what "make installcheck" would do with TAP_TESTS)
     pgxs_dir="$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)"
     tap_dir="$(mktemp -d /tmp/deploy_progress_tap.XXXXXX)"
-    [ "$(id -u)" = 0 ] && chown postgres: "$tap_dir"
-    if ! (cd "$REPO" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" \
+    tap_src="$REPO"
+    if [ "$(id -u)" = 0 ]; then
+        # postgres may not be able to read the tree (a clone under /root):
+        # the tests run from a copy it owns
+        tap_src="$tap_dir/src"
+        mkdir "$tap_src"
+        tar -C "$REPO" --exclude=./.git --exclude=./tmp_check -cf - . | tar -C "$tap_src" -xf -
+        chown -R postgres: "$tap_dir"
+    fi
+    if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" \
             PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
             prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} test/t/*.pl); then
         status=1
