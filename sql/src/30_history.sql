@@ -259,7 +259,10 @@ DECLARE
     cur_pos  integer;
     here     text;      -- the step the row is at (or was at when it ended)
     here_pos integer;
-    known    boolean;   -- whether history describes the current attempt
+    v_phase  text[];    -- the visits of the current attempt, in order
+    v_kind   text[];
+    v_start  timestamptz[];
+    v_end    timestamptz[];
     result   jsonb;
 BEGIN
     EXECUTE format('SELECT t.%I::pg_catalog.text FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
@@ -272,36 +275,30 @@ BEGIN
       FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.phase = cur;
 
-    -- the visits of the current attempt: the transitions since the row was
-    -- inserted or last left a terminal phase (a restart)
-    CREATE TEMP TABLE IF NOT EXISTS dp_steps_visits
-        (phase text, kind text, started_at timestamptz, ended_at timestamptz, ord bigint) ON COMMIT DROP;
-    TRUNCATE dp_steps_visits;
-    INSERT INTO dp_steps_visits
-    SELECT v.to_phase, v.to_kind, v.at, v.next_at, v.ord
-      FROM (SELECT h.to_phase, h.to_kind, h.at,
-                   lead(h.at) OVER w AS next_at,
-                   row_number() OVER w AS ord,
-                   h.from_phase IS NULL OR lag(h.to_kind) OVER w IN ('succeeded', 'failed', 'cancelled') AS starts
-              FROM @extschema@.transitions h
-             WHERE h.relid = tbl AND h.key = k
-            WINDOW w AS (ORDER BY h.at, h.id)) v
-     WHERE v.ord >= (SELECT coalesce(max(s.ord), 1)
-                       FROM (SELECT row_number() OVER w2 AS ord,
-                                    h2.from_phase IS NULL OR lag(h2.to_kind) OVER w2 IN ('succeeded', 'failed', 'cancelled') AS starts
-                               FROM @extschema@.transitions h2
-                              WHERE h2.relid = tbl AND h2.key = k
-                             WINDOW w2 AS (ORDER BY h2.at, h2.id)) s
-                      WHERE s.starts);
-    known := EXISTS (SELECT 1 FROM dp_steps_visits);
+    -- the current attempt: the transitions since the row was inserted or
+    -- last left a terminal phase (a restart)
+    SELECT array_agg(a.to_phase ORDER BY a.ord), array_agg(a.to_kind ORDER BY a.ord),
+           array_agg(a.at ORDER BY a.ord), array_agg(a.next_at ORDER BY a.ord)
+      INTO v_phase, v_kind, v_start, v_end
+      FROM (SELECT h.*, max(h.ord) FILTER (WHERE h.starts) OVER () AS attempt
+              FROM (SELECT x.to_phase, x.to_kind, x.at,
+                           lead(x.at) OVER w AS next_at,
+                           row_number() OVER w AS ord,
+                           x.from_phase IS NULL
+                               OR lag(x.to_kind) OVER w IN ('succeeded', 'failed', 'cancelled') AS starts
+                      FROM @extschema@.transitions x
+                     WHERE x.relid = tbl AND x.key = k
+                    WINDOW w AS (ORDER BY x.at, x.id)) h) a
+     WHERE a.ord >= coalesce(a.attempt, 1);
 
     -- where the row is: its phase, or for a waiting, failed or cancelled
     -- row the last pending or active phase it was in
     IF cur_kind IN ('pending', 'active', 'succeeded') THEN
         here := cur;
     ELSE
-        SELECT v.phase INTO here FROM dp_steps_visits v
-         WHERE v.kind IN ('pending', 'active') ORDER BY v.ord DESC LIMIT 1;
+        SELECT u.phase INTO here
+          FROM unnest(v_phase, v_kind) WITH ORDINALITY AS u(phase, kind, ord)
+         WHERE u.kind IN ('pending', 'active') ORDER BY u.ord DESC LIMIT 1;
     END IF;
     SELECT p.position INTO here_pos FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.phase = here;
@@ -320,12 +317,14 @@ BEGIN
                        WHEN p.kind = 'succeeded' OR here_pos IS NULL OR p.position > here_pos THEN
                            CASE WHEN cur_kind IN ('succeeded', 'failed', 'cancelled') THEN 'skipped'
                                 ELSE 'pending' END
-                       WHEN v.phase IS NOT NULL OR NOT known THEN 'completed'
+                       -- before the row's step: done, unless history shows it was not visited
+                       WHEN v.phase IS NOT NULL OR v_phase IS NULL THEN 'completed'
                        ELSE 'skipped'
                    END AS status
               FROM @extschema@.lifecycle_phases p
-              LEFT JOIN LATERAL (SELECT v1.phase, v1.started_at, v1.ended_at FROM dp_steps_visits v1
-                                  WHERE v1.phase = p.phase ORDER BY v1.ord DESC LIMIT 1) v ON true
+              LEFT JOIN LATERAL (SELECT u.phase, u.started_at, u.ended_at
+                                   FROM unnest(v_phase, v_start, v_end) WITH ORDINALITY AS u(phase, started_at, ended_at, ord)
+                                  WHERE u.phase = p.phase ORDER BY u.ord DESC LIMIT 1) v ON true
              WHERE p.lifecycle = cfg.lifecycle AND p.kind IN ('pending', 'active', 'succeeded')
             UNION ALL
             -- a failed row whose history does not say where it failed
