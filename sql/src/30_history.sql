@@ -372,6 +372,16 @@ BEGIN
         RAISE EXCEPTION 'keep_failures must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT (has_table_privilege('@extschema@.history', 'SELECT')
+            AND has_table_privilege('@extschema@.history', 'DELETE')
+            AND has_table_privilege('@extschema@.history_pruned', 'SELECT')
+            AND has_table_privilege('@extschema@.history_pruned', 'INSERT')
+            AND has_table_privilege('@extschema@.history_pruned', 'UPDATE')) THEN
+        RAISE EXCEPTION 'permission denied to prune the transition history'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'prune() runs with its caller''s rights and deletes from @extschema@.history, which belongs to the extension''s owner.',
+                  HINT = 'Run it as the owner of the extension (for example from pg_cron), or grant SELECT, DELETE on @extschema@.history and SELECT, INSERT, UPDATE on @extschema@.history_pruned.';
+    END IF;
     cutoff := now() - older_than;
 
     -- each batch is one statement that deletes at most batch_size rows
