@@ -520,7 +520,7 @@ WITH tables AS (
      GROUP BY s.relid, s.phase
 ), stays_total AS (
     SELECT s.relid, s.phase, s.p50, s.p95,
-           s.total_seconds OPERATOR(pg_catalog.+) coalesce(p.stay_seconds, 0) AS total_seconds,
+           coalesce(s.total_seconds, 0) OPERATOR(pg_catalog.+) coalesce(p.stay_seconds, 0) AS total_seconds,
            s.n OPERATOR(pg_catalog.+) coalesce(p.stays, 0) AS n
       FROM stays s
       LEFT JOIN @extschema@.history_pruned p
