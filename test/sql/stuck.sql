@@ -151,8 +151,11 @@ CREATE FUNCTION pg_temp.plan_of(q text) RETURNS SETOF text LANGUAGE plpgsql AS $
 BEGIN
     RETURN QUERY EXECUTE 'EXPLAIN (COSTS OFF) ' || replace(q, '$1', 'now()');
 END $$;
-SELECT * FROM pg_temp.plan_of((SELECT deploy_progress._stuck_query(t) FROM deploy_progress.tracked t
-                                WHERE relid = 'stuck_big'::regclass));
+-- (only the scan of the tracked table: how the small lifecycle table is
+-- joined depends on its statistics)
+SELECT ltrim(p, ' ->') AS plan_of FROM pg_temp.plan_of((SELECT deploy_progress._stuck_query(t) FROM deploy_progress.tracked t
+                                                       WHERE relid = 'stuck_big'::regclass)) p
+ WHERE p ~ 'stuck_big';
 SELECT count(*) AS in_flight_stuck_in_a_day
   FROM deploy_progress.stuck('stuck_big', now() + interval '1 day');
 
