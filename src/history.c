@@ -244,26 +244,6 @@ dp_history_index(ResultRelInfo *rri, EState *estate, TupleTableSlot **slots, int
 	}
 }
 
-/* qsort comparator: history rows in the order of their B-tree index. */
-static int
-dp_hist_row_cmp(const void *a, const void *b)
-{
-	const DpHistRow *ra = (const DpHistRow *) a;
-	const DpHistRow *rb = (const DpHistRow *) b;
-	int			la;
-	int			lb;
-	int			c;
-
-	if (ra->relid != rb->relid)
-		return ra->relid < rb->relid ? -1 : 1;
-	la = VARSIZE_ANY_EXHDR(ra->key);
-	lb = VARSIZE_ANY_EXHDR(rb->key);
-	c = memcmp(VARDATA_ANY(ra->key), VARDATA_ANY(rb->key), Min(la, lb));
-	if (c != 0)
-		return c;
-	return la < lb ? -1 : la > lb ? 1 : 0;
-}
-
 /* Rows written per table_multi_insert() call, as COPY FROM does. */
 #define DP_FLUSH_CHUNK 1000
 
@@ -319,16 +299,7 @@ dp_history_flush(void)
 	for (i = 0; i < nslots; i++)
 		slots[i] = table_slot_create(rel, NULL);
 	if (n > 1)
-	{
-		/*
-		 * Many rows: insert them in index order, so that consecutive B-tree
-		 * insertions land on the same leaf pages (a statement touches each
-		 * row once, so no two rows of a statement compare equal).
-		 */
-		if (n > DP_FLUSH_CHUNK)
-			qsort(&dp_rows[first], n, sizeof(DpHistRow), dp_hist_row_cmp);
 		bistate = GetBulkInsertState();
-	}
 
 	for (done = 0; done < n; done += nslots)
 	{

@@ -162,7 +162,7 @@ COMMENT ON FUNCTION @extschema@._check_readable(regclass) IS
 -- no deadline (waiting and terminal ones).
 CREATE FUNCTION @extschema@._suggested_deadline(kind text, stays bigint, p95_seconds double precision)
 RETURNS interval
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN kind OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active'])
