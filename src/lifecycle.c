@@ -121,6 +121,13 @@ dp_kind_from_name(const char *name)
 	return DP_KIND_PENDING;		/* keep compiler quiet */
 }
 
+/* Name of a kind, as the lifecycle_phases CHECK constraint spells it. */
+const char *
+dp_kind_name(DpKind kind)
+{
+	return dp_kind_names[kind];
+}
+
 /* Text of column "col" of the current SPI result row, NULL when null. */
 static char *
 dp_spi_text(int row, const char *col)
@@ -212,7 +219,8 @@ dp_build_track(DpTrack *t, Relation rel)
 		"       t.started_column, t.finished_column, t.speed_column, t.speed_updated_column,"
 		"       t.key_columns,"
 		"       t.storage, t.allow_restart,"
-		"       pg_catalog.date_part('epoch', t.speed_time_constant) AS tau"
+		"       pg_catalog.date_part('epoch', t.speed_time_constant) AS tau,"
+		"       t.reason_column, t.history, t.notify_channel"
 		"  FROM " DP_SCHEMA ".tracked t"
 		"  JOIN (SELECT $1::pg_catalog.regclass, 0::pg_catalog.int8"
 		"        UNION ALL"
@@ -276,6 +284,19 @@ dp_build_track(DpTrack *t, Relation rel)
 	t->speed_tau = strtod(dp_spi_text(0, "tau"), NULL);
 	if (!(t->speed_tau > 0))
 		t->speed_tau = 15.0;
+
+	/* history and events */
+	{
+		static const Oid text_types[] = {TEXTOID, VARCHAROID};
+		const char *mode = dp_spi_text(0, "history");
+		char	   *channel = dp_spi_text(0, "notify_channel");
+
+		t->history = strcmp(mode, "all") == 0 ? DP_HISTORY_ALL :
+			strcmp(mode, "failures") == 0 ? DP_HISTORY_FAILURES : DP_HISTORY_OFF;
+		t->notify_channel = channel ? MemoryContextStrdup(t->cxt, channel) : NULL;
+		t->att_reason = dp_resolve_column(rel, dp_spi_text(0, "reason_column"),
+										  "failure_reason", text_types, 2, NULL);
+	}
 
 	/* the row key, for the side table */
 	oldcxt = MemoryContextSwitchTo(t->cxt);

@@ -54,21 +54,6 @@ typedef struct DpChange
 	bool		old_completed_null;
 } DpChange;
 
-/* A counter as int64, whatever its integer type. */
-static inline int64
-dp_counter(Datum d, Oid typid)
-{
-	switch (typid)
-	{
-		case INT2OID:
-			return DatumGetInt16(d);
-		case INT4OID:
-			return DatumGetInt32(d);
-		default:
-			return DatumGetInt64(d);
-	}
-}
-
 /* Whether two non-null phase values are the same phase. */
 static inline bool
 dp_phase_same(DpTrack *t, Datum a, Datum b)
@@ -625,7 +610,7 @@ dp_stamp(PG_FUNCTION_ARGS)
  * Key text of a row: the key column's text, or the row literal of a
  * composite key (what ROW(a, b)::text gives in SQL).
  */
-static text *
+text *
 dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 {
 	Datum		vals[INDEX_MAX_KEYS];
@@ -663,7 +648,7 @@ static SPIPlanPtr dp_side_rekey = NULL;
 static SPIPlanPtr dp_side_truncate = NULL;
 
 /* Prepare (once per backend) one of the side-table statements. */
-static SPIPlanPtr
+SPIPlanPtr
 dp_side_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)

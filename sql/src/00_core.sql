@@ -609,7 +609,8 @@ BEGIN
     FOR trg IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
                 WHERE tg.tgrelid = tbl AND tg.tgparentid = 0
                   AND tg.tgname IN ('zz_deploy_progress_stamp', 'zz_deploy_progress_side',
-                                    'zz_deploy_progress_side_truncate')
+                                    'zz_deploy_progress_side_truncate',
+                                    'zz_deploy_progress_history_ins', 'zz_deploy_progress_history_upd')
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
     END LOOP;
@@ -879,6 +880,8 @@ BEGIN
         EXECUTE format('CREATE TRIGGER zz_deploy_progress_side_truncate AFTER TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
     END IF;
+    -- history and events (see 30_history.sql)
+    PERFORM @extschema@._install_history(cfg);
     -- the partial index over in-flight rows (see 20_stuck.sql)
     PERFORM @extschema@._ensure_in_flight_index(cfg, create_index);
     RETURN cfg;
@@ -911,13 +914,14 @@ BEGIN
     IF @extschema@._in_flight_index(tbl) IS NOT NULL THEN
         EXECUTE format('DROP INDEX %s', @extschema@._in_flight_index(tbl));
     END IF;
+    -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows are left as they are';
+    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
 
 --------------------------------------------------------------------------
 -- Reading timings in either storage
@@ -997,6 +1001,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- the history of a dropped table is kept (audit data): only roles that
+    -- read deploy_progress.history itself see it, and prune() removes it
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;
