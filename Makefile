@@ -12,7 +12,8 @@ OBJS = \
 	src/deploy_progress.o \
 	src/lifecycle.o \
 	src/stamp.o \
-	src/figures.o
+	src/figures.o \
+	src/history.o
 
 # The install script of the version under development is assembled from one
 # file per concern in sql/src/ (core, figures, stuck, history).  Once a version

@@ -21,6 +21,9 @@ PG_MODULE_MAGIC;
 /* deploy_progress.stamping: off skips every write the triggers make. */
 bool		dp_stamping = true;
 
+/* deploy_progress.transition_reason: reason recorded with transitions. */
+char	   *dp_transition_reason = NULL;
+
 /* deploy_progress.clock: which "now" the triggers stamp with. */
 int			dp_clock = DP_CLOCK_STATEMENT;
 
@@ -34,9 +37,10 @@ static const struct config_enum_entry dp_clock_options[] = {
 void		_PG_init(void);
 
 /*
- * Define the settings.  Both are PGC_USERSET: switching stamping off only
- * stops the extension from writing timings, it never lets a writer store a
- * phase the lifecycle does not have or counters out of range.
+ * Define the settings and install the history hooks (history.c).  The
+ * settings are PGC_USERSET: switching stamping off only stops the extension
+ * from writing timings and history, it never lets a writer store a phase
+ * the lifecycle does not have or counters out of range.
  */
 void
 _PG_init(void)
@@ -61,6 +65,18 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("deploy_progress.transition_reason",
+							   "Reason recorded in the history and events of the phase transitions that follow.",
+							   "Used when the tracked table has no reason column or leaves it null; "
+							   "fail_stuck() sets it for its own statements.",
+							   &dp_transition_reason,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	dp_history_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("deploy_progress");

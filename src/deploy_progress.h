@@ -13,6 +13,9 @@
 #define DEPLOY_PROGRESS_H
 
 #include "access/attnum.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/bitmapset.h"
 #include "utils/rel.h"
@@ -53,6 +56,14 @@ typedef enum DpTimingRole
 	DP_SPEED_UPDATED_AT,
 	DP_NUM_TIMINGS
 } DpTimingRole;
+
+/* What the transition history records (deploy_progress.tracked.history). */
+typedef enum DpHistoryMode
+{
+	DP_HISTORY_ALL,
+	DP_HISTORY_FAILURES,		/* transitions into failed or cancelled phases */
+	DP_HISTORY_OFF
+} DpHistoryMode;
 
 /* One phase of a lifecycle, as the trigger needs it. */
 typedef struct DpPhase
@@ -115,11 +126,17 @@ typedef struct DpTrack
 	int			scratch_natts;
 	Datum	   *scratch_values;
 	bool	   *scratch_isnull;
+
+	/* transition history and events (history.c) */
+	DpHistoryMode history;
+	char	   *notify_channel; /* NULL: no NOTIFY */
+	AttrNumber	att_reason;		/* failure reason column, or 0 */
 } DpTrack;
 
 /* deploy_progress.c */
 extern bool dp_stamping;
 extern int	dp_clock;
+extern char *dp_transition_reason;
 extern TimestampTz dp_now(void);
 
 /* lifecycle.c */
@@ -128,6 +145,30 @@ extern int	dp_phase_index(DpTrack *t, Datum value);
 extern const char *dp_phase_list(DpTrack *t);
 extern char *dp_phase_datum_text(DpTrack *t, Datum value);
 extern DpKind dp_kind_from_name(const char *name);
+extern const char *dp_kind_name(DpKind kind);
+
+/* A counter column's value as int64, whatever its integer type. */
+static inline int64
+dp_counter(Datum d, Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
+	}
+}
+
+/* stamp.c */
+extern text *dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot);
+extern SPIPlanPtr dp_side_plan(SPIPlanPtr *plan, const char *sql, int nargs,
+							   Oid *argtypes);
+
+/* history.c */
+extern void dp_history_init(void);
 
 /* figures.c */
 extern double dp_speed_step(double rate, bool rate_isnull, double delta,

@@ -37,6 +37,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -120,6 +121,13 @@ dp_kind_from_name(const char *name)
 	return DP_KIND_PENDING;		/* keep compiler quiet */
 }
 
+/* Name of a kind, as the lifecycle_phases CHECK constraint spells it. */
+const char *
+dp_kind_name(DpKind kind)
+{
+	return dp_kind_names[kind];
+}
+
 /* Text of column "col" of the current SPI result row, NULL when null. */
 static char *
 dp_spi_text(int row, const char *col)
@@ -185,7 +193,10 @@ dp_build_track(DpTrack *t, Relation rel)
 	MemoryContext oldcxt;
 	char	   *lifecycle;
 	char	   *phase_col;
-	char	   *keys;
+	Datum	   *keys;
+	bool	   *key_nulls;
+	int			nkeys;
+	bool		isnull;
 	Oid			phase_type = InvalidOid;
 	int			i;
 	int			ret;
@@ -206,9 +217,10 @@ dp_build_track(DpTrack *t, Relation rel)
 		"       t.lifecycle, t.phase_column, t.completed_column, t.total_column,"
 		"       t.phase_updated_column, t.progress_updated_column, t.heartbeat_column,"
 		"       t.started_column, t.finished_column, t.speed_column, t.speed_updated_column,"
-		"       pg_catalog.array_to_string(t.key_columns, ',') AS keys,"
+		"       t.key_columns,"
 		"       t.storage, t.allow_restart,"
-		"       pg_catalog.date_part('epoch', t.speed_time_constant) AS tau"
+		"       pg_catalog.date_part('epoch', t.speed_time_constant) AS tau,"
+		"       t.reason_column, t.history, t.notify_channel"
 		"  FROM " DP_SCHEMA ".tracked t"
 		"  JOIN (SELECT $1::pg_catalog.regclass, 0::pg_catalog.int8"
 		"        UNION ALL"
@@ -228,7 +240,21 @@ dp_build_track(DpTrack *t, Relation rel)
 	t->tracked_relid = (Oid) strtoul(dp_spi_text(0, "tracked_relid"), NULL, 10);
 	lifecycle = dp_spi_text(0, "lifecycle");
 	phase_col = dp_spi_text(0, "phase_column");
-	keys = dp_spi_text(0, "keys");
+
+	/*
+	 * The key columns as names: a name may hold any character (upper case,
+	 * commas, quotes), so they are read from the array, not from its text.
+	 */
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   SPI_fnumber(SPI_tuptable->tupdesc, "key_columns"),
+													   &isnull)),
+					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &keys, &key_nulls, &nkeys);
+	if (nkeys < 1 || nkeys > INDEX_MAX_KEYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tracked table \"%s\" has %d key columns", RelationGetRelationName(rel), nkeys),
+				 errdetail("A key has between 1 and %d columns.", INDEX_MAX_KEYS),
+				 errhint("Run deploy_progress.track() again with a shorter key.")));
 
 	/* columns; types are checked again in case the table changed since */
 	t->att_phase = dp_resolve_column(rel, phase_col, "phase", NULL, 0, &phase_type);
@@ -259,33 +285,47 @@ dp_build_track(DpTrack *t, Relation rel)
 	if (!(t->speed_tau > 0))
 		t->speed_tau = 15.0;
 
+	/* history and events */
+	{
+		static const Oid text_types[] = {TEXTOID, VARCHAROID};
+		const char *mode = dp_spi_text(0, "history");
+		char	   *channel = dp_spi_text(0, "notify_channel");
+
+		t->history = strcmp(mode, "all") == 0 ? DP_HISTORY_ALL :
+			strcmp(mode, "failures") == 0 ? DP_HISTORY_FAILURES : DP_HISTORY_OFF;
+		t->notify_channel = channel ? MemoryContextStrdup(t->cxt, channel) : NULL;
+		t->att_reason = dp_resolve_column(rel, dp_spi_text(0, "reason_column"),
+										  "failure_reason", text_types, 2, NULL);
+	}
+
 	/* the row key, for the side table */
 	oldcxt = MemoryContextSwitchTo(t->cxt);
 	{
-		List	   *names = NIL;
-		ListCell   *lc;
-		int			k = 0;
+		int			k;
 
-		if (!SplitIdentifierString(pstrdup(keys), ',', &names) || names == NIL)
-			elog(ERROR, "invalid key columns \"%s\"", keys);
-		t->nkeys = list_length(names);
+		t->nkeys = nkeys;
 		t->key_atts = palloc(sizeof(AttrNumber) * t->nkeys);
 		t->key_out = palloc(sizeof(FmgrInfo) * t->nkeys);
 		t->key_desc = NULL;
 		if (t->nkeys > 1)
 			t->key_desc = CreateTemplateTupleDesc(t->nkeys);
-		foreach(lc, names)
+		for (k = 0; k < nkeys; k++)
 		{
 			Oid			typid = InvalidOid;
 			Oid			outfn;
 			bool		varlena;
 
-			t->key_atts[k] = dp_resolve_column(rel, lfirst(lc), "key", NULL, 0, &typid);
+			if (key_nulls[k])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("key column %d of tracked table \"%s\" is null", k + 1,
+								RelationGetRelationName(rel)),
+						 errhint("Run deploy_progress.track() again to update the table's configuration.")));
+			t->key_atts[k] = dp_resolve_column(rel, NameStr(*DatumGetName(keys[k])), "key", NULL, 0, &typid);
 			getTypeOutputInfo(typid, &outfn, &varlena);
 			fmgr_info_cxt(outfn, &t->key_out[k], t->cxt);
 			if (t->key_desc)
 				TupleDescInitEntry(t->key_desc, k + 1, NULL, typid, -1, 0);
-			k++;
 		}
 		if (t->key_desc)
 		{

@@ -54,21 +54,6 @@ typedef struct DpChange
 	bool		old_completed_null;
 } DpChange;
 
-/* A counter as int64, whatever its integer type. */
-static inline int64
-dp_counter(Datum d, Oid typid)
-{
-	switch (typid)
-	{
-		case INT2OID:
-			return DatumGetInt16(d);
-		case INT4OID:
-			return DatumGetInt32(d);
-		default:
-			return DatumGetInt64(d);
-	}
-}
-
 /* Whether two non-null phase values are the same phase. */
 static inline bool
 dp_phase_same(DpTrack *t, Datum a, Datum b)
@@ -222,6 +207,64 @@ counters:
 }
 
 /*
+ * The stamps the last BEFORE UPDATE of a partition gave its row.  An UPDATE
+ * that moves a row to another partition runs as a DELETE from the old
+ * partition followed, at once, by an INSERT into the new one, whose BEFORE
+ * INSERT trigger would stamp it as a new row: its phase clock would restart
+ * and its start time be lost.  When an INSERT into a partition of the same
+ * tracked table carries exactly the stamps just given (the heartbeat is
+ * always among them, and is the statement's time), it is that row arriving,
+ * and it keeps them.
+ */
+typedef struct DpMoved
+{
+	bool		valid;
+	Oid			tracked_relid;
+	TimestampTz ts[DP_NUM_TIMINGS];
+	bool		ts_null[DP_NUM_TIMINGS];
+	double		speed;
+	bool		speed_null;
+} DpMoved;
+
+static DpMoved dp_moved;
+
+/* Whether a row being inserted into a partition is the row just updated. */
+static bool
+dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
+{
+	int			i;
+	bool		any = false;
+
+	if (!dp_moved.valid || !rel->rd_rel->relispartition ||
+		dp_moved.tracked_relid != t->tracked_relid)
+		return false;
+	dp_moved.valid = false;		/* one row at most */
+	for (i = 0; i < DP_NUM_TIMINGS; i++)
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (!t->att_timing[i])
+			continue;
+		d = slot_getattr(slot, t->att_timing[i], &isnull);
+		if (isnull != dp_moved.ts_null[i] ||
+			(!isnull && DatumGetTimestampTz(d) != dp_moved.ts[i]))
+			return false;
+		any = any || !isnull;
+	}
+	if (t->att_speed)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, t->att_speed, &isnull);
+
+		if (isnull != dp_moved.speed_null ||
+			(!isnull && DatumGetFloat8(d) != dp_moved.speed))
+			return false;
+	}
+	return any;
+}
+
+/*
  * The timing values a write should leave in the row, loaded from "src" (the
  * old row, or the new one when it is known to hold the same values) only
  * when a rule or the final comparison needs them.
@@ -370,6 +413,8 @@ dp_stamp(PG_FUNCTION_ARGS)
 
 	if (!dp_stamping || t->side)
 		return PointerGetDatum(newtuple);
+	if (oldslot == NULL && dp_is_moved_row(t, trigdata->tg_relation, newslot))
+		return PointerGetDatum(newtuple);
 
 	/*
 	 * The value each timing column should have: the old row's (NULL on
@@ -517,6 +562,44 @@ dp_stamp(PG_FUNCTION_ARGS)
 			ncols++;
 		}
 	}
+	/* remember the stamps in case the row moves to another partition */
+	dp_moved.valid = false;
+	if (oldslot && trigdata->tg_relation->rd_rel->relispartition)
+	{
+		for (i = 0; i < DP_NUM_TIMINGS; i++)
+		{
+			Datum		d = (Datum) 0;
+			bool		isnull = true;
+
+			if (!t->att_timing[i])
+				;
+			else if (!owned_kept || w.set[i])
+			{
+				dp_want_load(t, &w, i);
+				d = w.v[i];
+				isnull = w.isnull[i];
+			}
+			else
+				d = slot_getattr(newslot, t->att_timing[i], &isnull);
+			dp_moved.ts_null[i] = isnull;
+			dp_moved.ts[i] = isnull ? 0 : DatumGetTimestampTz(d);
+		}
+		dp_moved.speed_null = true;
+		dp_moved.speed = 0;
+		if (t->att_speed)
+		{
+			Datum		d = speed;
+			bool		isnull = speed_null;
+
+			if (!speed_set)
+				d = slot_getattr(newslot, t->att_speed, &isnull);
+			dp_moved.speed_null = isnull;
+			dp_moved.speed = isnull ? 0 : DatumGetFloat8(d);
+		}
+		dp_moved.tracked_relid = t->tracked_relid;
+		dp_moved.valid = true;
+	}
+
 	if (ncols == 0)
 		return PointerGetDatum(newtuple);
 	return PointerGetDatum(dp_modify_tuple(t, trigdata->tg_relation, newslot, newtuple,
@@ -527,7 +610,7 @@ dp_stamp(PG_FUNCTION_ARGS)
  * Key text of a row: the key column's text, or the row literal of a
  * composite key (what ROW(a, b)::text gives in SQL).
  */
-static text *
+text *
 dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 {
 	Datum		vals[INDEX_MAX_KEYS];
@@ -565,7 +648,7 @@ static SPIPlanPtr dp_side_rekey = NULL;
 static SPIPlanPtr dp_side_truncate = NULL;
 
 /* Prepare (once per backend) one of the side-table statements. */
-static SPIPlanPtr
+SPIPlanPtr
 dp_side_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)

@@ -8,6 +8,27 @@
 
 \echo Use "CREATE EXTENSION deploy_progress" to load this file. \quit
 
+-- The triggers and the event trigger below run with the rights of the
+-- extension's owner and find its objects by schema-qualified name, so the
+-- schema must not belong to a role that could rename it and plant
+-- look-alikes: refuse a schema that a role other than a superuser owns.
+DO $$
+DECLARE
+    owner_name pg_catalog.text;
+BEGIN
+    SELECT r.rolname INTO owner_name
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@' AND NOT r.rolsuper;
+    IF owner_name IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "@extschema@" is owned by role "%", which is not a superuser', owner_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The extension runs code with elevated rights that refers to the objects of its schema by name; the owner of the schema could replace them.',
+                  HINT = 'Drop the schema, or give it to a superuser with ALTER SCHEMA ... OWNER TO, before CREATE EXTENSION.';
+    END IF;
+END
+$$;
+
 --------------------------------------------------------------------------
 -- Phase type and lifecycles
 --------------------------------------------------------------------------
@@ -588,7 +609,8 @@ BEGIN
     FOR trg IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
                 WHERE tg.tgrelid = tbl AND tg.tgparentid = 0
                   AND tg.tgname IN ('zz_deploy_progress_stamp', 'zz_deploy_progress_side',
-                                    'zz_deploy_progress_side_truncate')
+                                    'zz_deploy_progress_side_truncate',
+                                    'zz_deploy_progress_history_ins', 'zz_deploy_progress_history_upd')
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
     END LOOP;
@@ -809,6 +831,11 @@ BEGIN
             RAISE EXCEPTION 'key must name at least one column'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        IF cardinality(key) > 32 THEN
+            RAISE EXCEPTION 'key names % columns', cardinality(key)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A key has at most 32 columns, like an index.';
+        END IF;
         FOREACH k IN ARRAY key LOOP
             IF k IS NULL OR @extschema@._column_type(tbl, k) IS NULL THEN
                 RAISE EXCEPTION 'key column "%" of table % does not exist', coalesce(k, '(null)'), tbl
@@ -853,6 +880,8 @@ BEGIN
         EXECUTE format('CREATE TRIGGER zz_deploy_progress_side_truncate AFTER TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
     END IF;
+    -- history and events (see 30_history.sql)
+    PERFORM @extschema@._install_history(cfg);
     -- the partial index over in-flight rows (see 20_stuck.sql)
     PERFORM @extschema@._ensure_in_flight_index(cfg, create_index);
     RETURN cfg;
@@ -885,13 +914,14 @@ BEGIN
     IF @extschema@._in_flight_index(tbl) IS NOT NULL THEN
         EXECUTE format('DROP INDEX %s', @extschema@._in_flight_index(tbl));
     END IF;
+    -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows are left as they are';
+    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
 
 --------------------------------------------------------------------------
 -- Reading timings in either storage
@@ -971,6 +1001,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- the history of a dropped table is kept (audit data): only roles that
+    -- read deploy_progress.history itself see it, and prune() removes it
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;

@@ -61,7 +61,10 @@ BEGIN
                   HINT = 'Track it with deploy_progress.track() first.';
     END IF;
     RETURN format('CREATE INDEX %sIF NOT EXISTS %I ON %s (%I) WHERE %s',
-                  CASE WHEN concurrent THEN 'CONCURRENTLY ' ELSE '' END,
+                  -- a partitioned table's index cannot be built concurrently
+                  CASE WHEN concurrent AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                                        WHERE c.oid = tbl AND c.relkind = 'p')
+                       THEN 'CONCURRENTLY ' ELSE '' END,
                   @extschema@._in_flight_index_name(tbl), tbl, cfg.phase_column,
                   @extschema@._in_flight_predicate(cfg));
 END

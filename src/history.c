@@ -1,0 +1,775 @@
+/*-------------------------------------------------------------------------
+ *
+ * history.c
+ *	  Transition history and events: deploy_progress.record_transition()
+ *	  (AFTER ROW) queues each phase transition of a tracked table and sends
+ *	  its NOTIFY event; the queue is written to deploy_progress.history with
+ *	  one INSERT per statement.
+ *
+ * track() creates the trigger twice: AFTER INSERT, and AFTER UPDATE with
+ * WHEN (OLD.phase IS DISTINCT FROM NEW.phase), so that the executor drops
+ * heartbeats and counter updates before any trigger event is queued: they
+ * cost a comparison of two phase values, nothing more.
+ *
+ * Each firing appends one row to a backend-local buffer and calls
+ * Async_Notify().  Notifications are transactional by construction: they
+ * belong to the (sub)transaction that queued them and are delivered at
+ * commit, never after a rollback.  The buffer is written at once, straight
+ * into the heap and indexes of deploy_progress.history (table_multi_insert(),
+ * as COPY FROM does: no SPI, no plan, one WAL record per page of rows), when
+ * the statement that filled it ends:
+ *
+ *	- ExecutorFinish_hook, after the statement's AFTER triggers have fired;
+ *	- ProcessUtility_hook, for COPY FROM (which has no executor of its own);
+ *	- the pre-commit transaction callback, as a safety net for any other
+ *	  path (logical replication apply, ...).
+ *
+ * Hooks rather than an AFTER STATEMENT trigger: a statement trigger would
+ * fire on every heartbeat statement too, and would not fire at all for a
+ * statement that targets a partition of a tracked partitioned table.
+ *
+ * Subtransactions: each buffered row carries the nesting level of the
+ * (sub)transaction that queued it, and the levels in the buffer never
+ * decrease from start to end.  A flush writes only the rows of the current
+ * level: rows of an outer statement whose triggers opened a subtransaction
+ * (a PL/pgSQL EXCEPTION block) wait for that statement's end, since
+ * writing them inside the subtransaction would lose them if it rolled back.
+ * A subtransaction commit hands its rows to the parent level, an abort
+ * drops them, and the end of the transaction, either way, empties the
+ * buffer: no row ever outlives the change it records.
+ *
+ * Writing directly checks no privilege: deploy_progress.history is the
+ * extension's own log, not granted to PUBLIC, and readable through the
+ * transitions view only.
+ *
+ * IDENTIFICATION
+ *	  src/history.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "deploy_progress.h"
+
+/*
+ * Longest key and reason, in bytes, that an event carries: with phase names
+ * of at most 63 bytes, a payload stays under 4000 bytes even when every
+ * character needs a \uXXXX escape, half of PostgreSQL's 8000-byte limit.
+ */
+#define DP_EVENT_TEXT_MAX 128
+
+/* One queued history row. */
+typedef struct DpHistRow
+{
+	int			level;			/* nesting level of the queuing transaction */
+	Oid			relid;			/* the tracked table */
+	TimestampTz at;				/* when the new phase was entered */
+	TimestampTz prev;			/* when the previous phase was entered */
+	int64		completed;
+	int64		total;
+	bool		prev_null;
+	bool		completed_null;
+	bool		total_null;
+	const char *kind;			/* kind of the new phase (static string) */
+	text	   *key;
+	text	   *from;			/* NULL for an INSERT */
+	text	   *to;
+	text	   *reason;			/* NULL when none */
+} DpHistRow;
+
+static MemoryContext dp_hist_cxt = NULL;
+static DpHistRow *dp_rows = NULL;
+static int	dp_nrows = 0;
+static int	dp_maxrows = 0;
+static bool dp_flushing = false;
+static int64 dp_flush_count = 0;
+
+static SPIPlanPtr dp_side_lookup = NULL;
+
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* Per-statement cache (fn_extra) of the trigger: the event's table name. */
+typedef struct DpEventCache
+{
+	Oid			relid;
+	char	   *table_json;		/* JSON string of the qualified name */
+} DpEventCache;
+
+/* Forget every queued row. */
+static void
+dp_history_reset(void)
+{
+	dp_nrows = 0;
+	dp_maxrows = 0;
+	dp_rows = NULL;
+	if (dp_hist_cxt)
+		MemoryContextReset(dp_hist_cxt);
+}
+
+/* Room for one more row in the buffer. */
+static DpHistRow *
+dp_history_slot(void)
+{
+	if (dp_hist_cxt == NULL)
+		dp_hist_cxt = AllocSetContextCreate(TopMemoryContext,
+											"deploy_progress history buffer",
+											ALLOCSET_DEFAULT_SIZES);
+	if (dp_nrows >= dp_maxrows)
+	{
+		int			newmax = dp_maxrows ? dp_maxrows * 2 : 64;
+
+		if (dp_rows == NULL)
+			dp_rows = MemoryContextAlloc(dp_hist_cxt, sizeof(DpHistRow) * newmax);
+		else
+			dp_rows = repalloc_huge(dp_rows, sizeof(DpHistRow) * newmax);
+		dp_maxrows = newmax;
+	}
+	return &dp_rows[dp_nrows];
+}
+
+/* Columns of deploy_progress.history, in the order of DpHistCol. */
+static const char *const dp_hist_columns[] = {
+	"id", "relid", "key", "from_phase", "to_phase", "to_kind", "at",
+	"time_in_previous", "completed", "total", "reason"
+};
+
+typedef enum DpHistCol
+{
+	DP_H_ID, DP_H_RELID, DP_H_KEY, DP_H_FROM, DP_H_TO, DP_H_KIND, DP_H_AT,
+	DP_H_TIME_IN_PREVIOUS, DP_H_COMPLETED, DP_H_TOTAL, DP_H_REASON, DP_H_NCOLS
+} DpHistCol;
+
+/* Where the history lives, looked up at each flush. */
+typedef struct DpHistTarget
+{
+	Oid			relid;
+	Oid			seqid;			/* the identity sequence of "id" */
+	AttrNumber	att[DP_H_NCOLS];
+} DpHistTarget;
+
+static void
+dp_history_target(DpHistTarget *target)
+{
+	Oid			nspid = get_namespace_oid(DP_SCHEMA, false);
+	int			c;
+
+	target->relid = get_relname_relid("history", nspid);
+	target->seqid = get_relname_relid("history_id_seq", nspid);
+	if (!OidIsValid(target->relid) || !OidIsValid(target->seqid))
+		elog(ERROR, "could not find table " DP_SCHEMA ".history or its sequence");
+	for (c = 0; c < DP_H_NCOLS; c++)
+	{
+		target->att[c] = get_attnum(target->relid, dp_hist_columns[c]);
+		if (target->att[c] <= 0)
+			elog(ERROR, "column \"%s\" of " DP_SCHEMA ".history is missing", dp_hist_columns[c]);
+	}
+}
+
+/* Fill a slot with the history row of a queued transition. */
+static void
+dp_history_fill(TupleTableSlot *slot, DpHistTarget *target, DpHistRow *r)
+{
+	Datum	   *v = slot->tts_values;
+	bool	   *n = slot->tts_isnull;
+
+	ExecClearTuple(slot);
+	memset(n, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+#define DP_PUT(col, val) (v[target->att[col] - 1] = (val), n[target->att[col] - 1] = false)
+	DP_PUT(DP_H_ID, Int64GetDatum(nextval_internal(target->seqid, false)));
+	DP_PUT(DP_H_RELID, ObjectIdGetDatum(r->relid));
+	DP_PUT(DP_H_KEY, PointerGetDatum(r->key));
+	if (r->from)
+		DP_PUT(DP_H_FROM, PointerGetDatum(r->from));
+	DP_PUT(DP_H_TO, PointerGetDatum(r->to));
+	DP_PUT(DP_H_KIND, CStringGetTextDatum(r->kind));
+	DP_PUT(DP_H_AT, TimestampTzGetDatum(r->at));
+	if (!r->prev_null)
+		DP_PUT(DP_H_TIME_IN_PREVIOUS,
+			   DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(r->at),
+								   TimestampTzGetDatum(r->prev)));
+	if (!r->completed_null)
+		DP_PUT(DP_H_COMPLETED, Int64GetDatum(r->completed));
+	if (!r->total_null)
+		DP_PUT(DP_H_TOTAL, Int64GetDatum(r->total));
+	if (r->reason)
+		DP_PUT(DP_H_REASON, PointerGetDatum(r->reason));
+#undef DP_PUT
+	ExecStoreVirtualTuple(slot);
+}
+
+/* Insert the index entries of the rows just written from "slots". */
+static void
+dp_history_index(ResultRelInfo *rri, EState *estate, TupleTableSlot **slots, int nslots)
+{
+	int			i;
+
+	for (i = 0; i < nslots; i++)
+	{
+		List	   *recheck;
+
+		ResetPerTupleExprContext(estate);
+#if PG_VERSION_NUM >= 160000
+		recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL, false);
+#elif PG_VERSION_NUM >= 140000
+		recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+#else
+		recheck = ExecInsertIndexTuples(slots[i], estate, false, NULL, NIL);
+#endif
+		list_free(recheck);
+	}
+}
+
+/* Rows written per table_multi_insert() call, as COPY FROM does. */
+#define DP_FLUSH_CHUNK 1000
+
+/*
+ * Write the queued rows of the current transaction level, all at once:
+ * straight into the heap (table_multi_insert(), one WAL record per page
+ * rather than per row, as COPY FROM does) and its indexes, with ids from the
+ * identity sequence.  No SPI, no plan, no executor: this runs once per
+ * statement that made transitions, so its fixed cost is what a one-row
+ * transition pays.  Privileges are not checked (the history is the
+ * extension's own log, not granted to PUBLIC), and nothing is written that
+ * the table's definition could refuse.
+ */
+static void
+dp_history_flush(void)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			first = dp_nrows;
+	int			n;
+	int			done;
+	int			nslots;
+	int			i;
+	DpHistTarget target;
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot **slots;
+	BulkInsertState bistate = NULL;
+	CommandId	cid = GetCurrentCommandId(true);
+	MemoryContext oldcxt;
+
+	while (first > 0 && dp_rows[first - 1].level >= level)
+		first--;
+	if (first == dp_nrows)
+		return;
+	n = dp_nrows - first;
+	dp_flushing = true;
+
+	dp_history_target(&target);
+	rel = table_open(target.relid, RowExclusiveLock);
+	estate = CreateExecutorState();
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+#if PG_VERSION_NUM < 140000
+	estate->es_result_relations = rri;
+	estate->es_num_result_relations = 1;
+	estate->es_result_relation_info = rri;
+#endif
+	ExecOpenIndices(rri, false);
+	nslots = Min(n, DP_FLUSH_CHUNK);
+	slots = palloc(sizeof(TupleTableSlot *) * nslots);
+	for (i = 0; i < nslots; i++)
+		slots[i] = table_slot_create(rel, NULL);
+	if (n > 1)
+		bistate = GetBulkInsertState();
+
+	for (done = 0; done < n; done += nslots)
+	{
+		int			chunk = Min(nslots, n - done);
+
+		for (i = 0; i < chunk; i++)
+			dp_history_fill(slots[i], &target, &dp_rows[first + done + i]);
+		if (chunk == 1)
+			table_tuple_insert(rel, slots[0], cid, 0, bistate);
+		else
+			table_multi_insert(rel, slots, chunk, cid, 0, bistate);
+		dp_history_index(rri, estate, slots, chunk);
+	}
+
+	if (bistate)
+		FreeBulkInsertState(bistate);
+	for (i = 0; i < nslots; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	ExecCloseIndices(rri);
+	MemoryContextSwitchTo(oldcxt);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+
+	/* written: take the rows off the queue */
+	dp_nrows = first;
+	if (dp_nrows == 0)
+		dp_history_reset();
+	dp_flushing = false;
+	dp_flush_count++;
+}
+
+/* Whether the buffer holds rows a flush may write now. */
+static inline bool
+dp_history_pending(void)
+{
+	return dp_nrows > 0 && !dp_flushing && IsTransactionState() && !IsInParallelMode();
+}
+
+/* ExecutorFinish_hook: the statement's AFTER triggers have fired, write. */
+static void
+dp_executor_finish(QueryDesc *queryDesc)
+{
+	if (prev_ExecutorFinish)
+		prev_ExecutorFinish(queryDesc);
+	else
+		standard_ExecutorFinish(queryDesc);
+	if (dp_history_pending())
+		dp_history_flush();
+}
+
+/* ProcessUtility_hook: COPY FROM fires triggers without an executor. */
+#if PG_VERSION_NUM >= 140000
+static void
+dp_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				   ProcessUtilityContext context, ParamListInfo params,
+				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+	if (dp_history_pending() && !IsA(pstmt->utilityStmt, TransactionStmt))
+		dp_history_flush();
+}
+#else
+static void
+dp_process_utility(PlannedStmt *pstmt, const char *queryString,
+				   ProcessUtilityContext context, ParamListInfo params,
+				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, context, params, queryEnv, dest, qc);
+	if (dp_history_pending() && !IsA(pstmt->utilityStmt, TransactionStmt))
+		dp_history_flush();
+}
+#endif
+
+/* End of transaction: write what is left before commit, forget it after. */
+static void
+dp_history_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (dp_history_pending())
+				dp_history_flush();
+			break;
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			break;
+		default:
+			dp_flushing = false;
+			if (dp_nrows > 0 || dp_rows != NULL)
+				dp_history_reset();
+			break;
+	}
+}
+
+/* End of a subtransaction: hand its rows to the parent, or drop them. */
+static void
+dp_history_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+	int			i;
+
+	if (dp_nrows == 0)
+		return;
+	level = GetCurrentTransactionNestLevel();
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		dp_flushing = false;
+		while (dp_nrows > 0 && dp_rows[dp_nrows - 1].level >= level)
+			dp_nrows--;
+		if (dp_nrows == 0)
+			dp_history_reset();
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (i = dp_nrows - 1; i >= 0 && dp_rows[i].level >= level; i--)
+			dp_rows[i].level = level - 1;
+	}
+}
+
+/* Install the hooks and callbacks; called from _PG_init(). */
+void
+dp_history_init(void)
+{
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = dp_executor_finish;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = dp_process_utility;
+	RegisterXactCallback(dp_history_xact_callback, NULL);
+	RegisterSubXactCallback(dp_history_subxact_callback, NULL);
+}
+
+/*
+ * phase_updated_at of a row of a side-storage table before this statement:
+ * this trigger fires before stamp_side() (their names sort that way), so
+ * deploy_progress.timings still holds the previous phase's time.
+ */
+static bool
+dp_side_phase_start(DpTrack *t, Relation rel, text *key, TimestampTz *result)
+{
+	Oid			types[2] = {REGCLASSOID, TEXTOID};
+	Datum		args[2];
+	Oid			save_userid;
+	int			save_sec;
+	bool		found = false;
+	int			ret;
+
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[1] = PointerGetDatum(key);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(t->side_owner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute_plan(dp_side_plan(&dp_side_lookup,
+										"SELECT phase_updated_at FROM " DP_SCHEMA ".timings"
+										" WHERE relid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2",
+										2, types),
+						   args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "side-table lookup failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+		{
+			*result = DatumGetTimestampTz(d);
+			found = true;
+		}
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return found;
+}
+
+/* Whether two text datums hold the same string. */
+static bool
+dp_text_equal(Datum a, Datum b)
+{
+	text	   *ta = DatumGetTextPP(a);
+	text	   *tb = DatumGetTextPP(b);
+	Size		la = VARSIZE_ANY_EXHDR(ta);
+
+	return la == VARSIZE_ANY_EXHDR(tb) && memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), la) == 0;
+}
+
+/*
+ * The reason of a transition: the row's reason column when the write states
+ * one (the row is inserted, the column changed, or the new phase is a
+ * failed or cancelled one); else deploy_progress.transition_reason; else
+ * "restart" for a row leaving a terminal phase.  NULL when there is none.
+ */
+static text *
+dp_transition_reason_of(DpTrack *t, TupleTableSlot *oldslot, TupleTableSlot *newslot,
+						DpKind kind, int old_idx)
+{
+	if (t->att_reason)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(newslot, t->att_reason, &isnull);
+
+		if (!isnull)
+		{
+			bool		stated = oldslot == NULL ||
+				kind == DP_KIND_FAILED || kind == DP_KIND_CANCELLED;
+
+			if (!stated)
+			{
+				bool		old_isnull;
+				Datum		od = slot_getattr(oldslot, t->att_reason, &old_isnull);
+
+				stated = old_isnull || !dp_text_equal(d, od);
+			}
+			if (stated)
+				return DatumGetTextPP(d);
+		}
+	}
+	if (dp_transition_reason && dp_transition_reason[0] != '\0')
+		return cstring_to_text(dp_transition_reason);
+	if (old_idx >= 0 && DP_KIND_IS_TERMINAL(t->phases[old_idx].kind))
+		return cstring_to_text("restart");
+	return NULL;
+}
+
+/* Append a JSON string of at most DP_EVENT_TEXT_MAX bytes of "s". */
+static bool
+dp_json_clipped(StringInfo buf, const char *s, int len)
+{
+	int			cut = len;
+	char	   *copy;
+
+	if (len > DP_EVENT_TEXT_MAX)
+		cut = pg_mbcliplen(s, len, DP_EVENT_TEXT_MAX);
+	copy = pnstrdup(s, cut);
+	escape_json(buf, copy);
+	pfree(copy);
+	return cut < len;
+}
+
+/* JSON string of the qualified name of a table, cached for the statement. */
+static const char *
+dp_event_table(FunctionCallInfo fcinfo, Oid relid)
+{
+	DpEventCache *cache = (DpEventCache *) fcinfo->flinfo->fn_extra;
+
+	if (cache == NULL)
+	{
+		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(DpEventCache));
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	if (cache->relid != relid || cache->table_json == NULL)
+	{
+		StringInfoData buf;
+		char	   *nsp = get_namespace_name(get_rel_namespace(relid));
+		char	   *name = get_rel_name(relid);
+
+		initStringInfo(&buf);
+		escape_json(&buf, quote_qualified_identifier(nsp ? nsp : "?", name ? name : "?"));
+		if (cache->table_json)
+			pfree(cache->table_json);
+		cache->table_json = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, buf.data);
+		cache->relid = relid;
+		pfree(buf.data);
+	}
+	return cache->table_json;
+}
+
+/*
+ * Send the event of a transition on the table's channel:
+ * {"table", "key", "from", "to", "at", "percent", "reason"}, plus
+ * "key_truncated": true when the key was cut to DP_EVENT_TEXT_MAX bytes.
+ */
+static void
+dp_notify(FunctionCallInfo fcinfo, DpTrack *t, DpHistRow *r)
+{
+	StringInfoData buf;
+	char		ts[MAXDATELEN + 1];
+	int			utc = 0;
+	bool		key_cut;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"table\":");
+	appendStringInfoString(&buf, dp_event_table(fcinfo, t->tracked_relid));
+	appendStringInfoString(&buf, ",\"key\":");
+	key_cut = dp_json_clipped(&buf, VARDATA_ANY(r->key), VARSIZE_ANY_EXHDR(r->key));
+	appendStringInfoString(&buf, ",\"from\":");
+	if (r->from)
+		dp_json_clipped(&buf, VARDATA_ANY(r->from), VARSIZE_ANY_EXHDR(r->from));
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ",\"to\":");
+	dp_json_clipped(&buf, VARDATA_ANY(r->to), VARSIZE_ANY_EXHDR(r->to));
+	appendStringInfo(&buf, ",\"at\":\"%s\"",
+					 JsonEncodeDateTime(ts, TimestampTzGetDatum(r->at), TIMESTAMPTZOID, &utc));
+	appendStringInfoString(&buf, ",\"percent\":");
+	if (!r->completed_null && !r->total_null && r->total > 0)
+	{
+		double		pct = 100.0 * (double) r->completed / (double) r->total;
+
+		pct = pct < 0 ? 0 : pct > 100 ? 100 : pct;
+		appendStringInfo(&buf, "%.4g", pct);
+	}
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ",\"reason\":");
+	if (r->reason)
+		dp_json_clipped(&buf, VARDATA_ANY(r->reason), VARSIZE_ANY_EXHDR(r->reason));
+	else
+		appendStringInfoString(&buf, "null");
+	if (key_cut)
+		appendStringInfoString(&buf, ",\"key_truncated\":true");
+	appendStringInfoChar(&buf, '}');
+	Async_Notify(t->notify_channel, buf.data);
+	pfree(buf.data);
+}
+
+/*
+ * deploy_progress.record_transition(): AFTER INSERT, and AFTER UPDATE WHEN
+ * the phase changed, FOR EACH ROW.  Queues the history row of the
+ * transition and sends its event, as the table's configuration says.
+ */
+PG_FUNCTION_INFO_V1(dp_record_transition);
+Datum
+dp_record_transition(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	DpTrack    *t;
+	TupleTableSlot *oldslot = NULL;
+	TupleTableSlot *newslot;
+	Datum		phase;
+	bool		isnull;
+	int			new_idx;
+	int			old_idx = -1;
+	DpKind		kind;
+	bool		record;
+	DpHistRow	row;
+	AttrNumber	att_started;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("deploy_progress.record_transition() was not called by the trigger manager")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("deploy_progress.record_transition() must be fired AFTER ... FOR EACH ROW")));
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		oldslot = trigdata->tg_trigslot;
+		newslot = trigdata->tg_newslot;
+	}
+	else if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		newslot = trigdata->tg_trigslot;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("deploy_progress.record_transition() must be fired for INSERT or UPDATE")));
+	if (!dp_stamping)
+		return PointerGetDatum(NULL);
+
+	rel = trigdata->tg_relation;
+	t = dp_get_track(rel);
+	if (t->history == DP_HISTORY_OFF && t->notify_channel == NULL)
+		return PointerGetDatum(NULL);
+
+	/* stamp() rejects null and unknown phases: nothing to record for them */
+	phase = slot_getattr(newslot, t->att_phase, &isnull);
+	if (isnull || (new_idx = dp_phase_index(t, phase)) < 0)
+		return PointerGetDatum(NULL);
+	memset(&row, 0, sizeof(row));
+	if (oldslot)
+	{
+		Datum		old_phase = slot_getattr(oldslot, t->att_phase, &isnull);
+
+		if (!isnull)
+		{
+			old_idx = dp_phase_index(t, old_phase);
+			if (old_idx == new_idx)
+				return PointerGetDatum(NULL);	/* not a transition */
+			row.from = old_idx >= 0 ? cstring_to_text(t->phases[old_idx].name) :
+				cstring_to_text(dp_phase_datum_text(t, old_phase));
+		}
+	}
+	kind = t->phases[new_idx].kind;
+	record = t->history == DP_HISTORY_ALL ||
+		(t->history == DP_HISTORY_FAILURES &&
+		 (kind == DP_KIND_FAILED || kind == DP_KIND_CANCELLED));
+	if (!record && t->notify_channel == NULL)
+		return PointerGetDatum(NULL);
+
+	row.level = GetCurrentTransactionNestLevel();
+	row.relid = t->tracked_relid;
+	row.kind = dp_kind_name(kind);
+	row.to = cstring_to_text(t->phases[new_idx].name);
+	row.key = dp_row_key(t, rel, newslot);
+	row.reason = dp_transition_reason_of(t, oldslot, newslot, kind, old_idx);
+
+	/* when this phase and the previous one started */
+	att_started = t->side ? InvalidAttrNumber : t->att_timing[DP_PHASE_UPDATED_AT];
+	row.at = dp_now();
+	row.prev_null = true;
+	if (att_started)
+	{
+		Datum		d = slot_getattr(newslot, att_started, &isnull);
+
+		if (!isnull)
+			row.at = DatumGetTimestampTz(d);
+		if (oldslot)
+		{
+			d = slot_getattr(oldslot, att_started, &row.prev_null);
+			if (!row.prev_null)
+				row.prev = DatumGetTimestampTz(d);
+		}
+	}
+	else if (t->side && oldslot)
+		row.prev_null = !dp_side_phase_start(t, rel, dp_row_key(t, rel, oldslot), &row.prev);
+
+	/* the counters as the row enters the phase */
+	row.completed_null = row.total_null = true;
+	if (t->att_completed)
+	{
+		Datum		d = slot_getattr(newslot, t->att_completed, &row.completed_null);
+
+		if (!row.completed_null)
+			row.completed = dp_counter(d, t->completed_type);
+	}
+	if (t->att_total)
+	{
+		Datum		d = slot_getattr(newslot, t->att_total, &row.total_null);
+
+		if (!row.total_null)
+			row.total = dp_counter(d, t->total_type);
+	}
+
+	if (t->notify_channel)
+		dp_notify(fcinfo, t, &row);
+
+	if (record)
+	{
+		DpHistRow  *slot = dp_history_slot();
+		MemoryContext oldcxt = MemoryContextSwitchTo(dp_hist_cxt);
+
+		*slot = row;
+		slot->key = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.key));
+		slot->to = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.to));
+		slot->from = row.from ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.from)) : NULL;
+		slot->reason = row.reason ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.reason)) : NULL;
+		MemoryContextSwitchTo(oldcxt);
+		dp_nrows++;
+	}
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * deploy_progress._history_flushes(): how many history INSERTs this backend
+ * has run, for tests that check that a statement writes its rows at once.
+ */
+PG_FUNCTION_INFO_V1(dp_history_flushes);
+Datum
+dp_history_flushes(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(dp_flush_count);
+}
