@@ -15,12 +15,6 @@ import { ddl, deployments, inFlight, jobs } from './schema.js';
 const pool = new pg.Pool({ max: 2 });
 const db = drizzle(pool);
 
-// The in-flight view arrives with the stuck-detection work; skip what
-// needs it on a build without it.
-const { rows: [{ has_view: hasInFlight }] } = await pool.query(
-  "SELECT to_regclass('deploy_progress.in_flight') IS NOT NULL AS has_view");
-const needsView = hasInFlight ? false : 'deploy_progress.in_flight is not in this build';
-
 // in_flight.relid is a regclass: compare it with a table name cast to
 // regclass (an untyped parameter would be taken for an OID).
 const inFlightRow = (table, key) =>
@@ -87,7 +81,7 @@ describe('a deployment driven through Drizzle', () => {
       'the phase did not change, so neither did phase_updated_at');
   });
 
-  test('in_flight lists the row with its figures', { skip: needsView }, async () => {
+  test('in_flight lists the row with its figures', async () => {
     const rows = await db.select().from(inFlight)
       .where(inFlightRow('node_deployments', id));
     assert.equal(rows.length, 1);
@@ -147,11 +141,9 @@ describe('a deployment driven through Drizzle', () => {
       sql`SELECT deploy_progress.progress('node_deployments', ${String(id)}) AS figures`);
     assert.equal(figures.kind, 'succeeded');
     assert.equal(figures.overall_progress, 1);
-    if (hasInFlight) {
-      const rows = await db.select().from(inFlight)
-        .where(inFlightRow('node_deployments', id));
-      assert.equal(rows.length, 0);
-    }
+    const rows = await db.select().from(inFlight)
+      .where(inFlightRow('node_deployments', id));
+    assert.equal(rows.length, 0);
   });
 
   test('leaving a terminal phase is rejected (23514)', async () => {
@@ -174,7 +166,7 @@ describe('a text phase with a lifecycle of its own', () => {
     assert.equal(still.phase, 'pending', 'the rejected update changed nothing');
   });
 
-  test('the lifecycle\'s phases move the row through in_flight', { skip: needsView }, async () => {
+  test('the lifecycle\'s phases move the row through in_flight', async () => {
     const [job] = await db.insert(jobs).values({ phase: 'running', totalItems: 4, completedItems: 1 }).returning();
     const [r] = await db.select().from(inFlight)
       .where(inFlightRow('node_jobs', job.id));

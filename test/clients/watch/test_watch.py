@@ -119,13 +119,6 @@ class WatchTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.conn = db()
-        (cls.has_view,) = cls.conn.execute(
-            "SELECT to_regclass('deploy_progress.in_flight') IS NOT NULL").fetchone()
-        if not cls.has_view:
-            raise unittest.SkipTest("deploy_progress.in_flight is not in this build")
-        # transitions NOTIFY by themselves once history and events are in
-        (cls.transitions_notify,) = cls.conn.execute(
-            "SELECT to_regproc('deploy_progress.timeline') IS NOT NULL").fetchone()
         cls.conn.execute("""
             CREATE TABLE deployments (
                 id                  integer PRIMARY KEY,
@@ -164,12 +157,9 @@ class WatchTest(unittest.TestCase):
     def sql(self, query, *params):
         self.conn.execute(query, params)
 
-    def move(self, id, phase, table="deployments", notify=False, **counters):
+    def move(self, id, phase, table="deployments", **counters):
         sets = ", ".join(["phase = %s"] + ["%s = %%s" % c for c in counters])
         self.sql("UPDATE %s SET %s WHERE id = %%s" % (table, sets), phase, *counters.values(), id)
-        if notify and not self.transitions_notify:
-            # builds without transition NOTIFY: send what they would
-            self.sql("SELECT pg_notify('deploy_progress', 'test')")
 
     def deploy(self, id, end="succeeded", **end_counters):
         """A simulated deployment of 40 items, one step every STEP seconds."""
@@ -329,11 +319,20 @@ class WatchTest(unittest.TestCase):
         w = Watch("-t", "deployments", "-k", "12", "-i", "60")
         self.assertRegex(w.next_line(), r"Queued for")
         started = time.monotonic()
-        self.move(12, "building", notify=True)
+        self.move(12, "building")
         self.assertRegex(w.next_line(timeout=10), r" deployments 12 Building for \d+s$")
-        self.move(12, "succeeded", notify=True)
+        self.move(12, "succeeded")
         self.assertEqual(w.wait(timeout=10), 0, w.stderr)
         self.assertLess(time.monotonic() - started, 10, "refreshed on NOTIFY, not after 60s")
+
+    def test_listens_on_the_tables_own_channel(self):
+        self.sql("INSERT INTO jobs (id) VALUES (3)")
+        w = Watch("-t", "jobs", "-k", "3", "-i", "60")
+        self.assertRegex(w.next_line(), r"Queued for")
+        self.move(3, "building", table="jobs")      # NOTIFY on jobs_events
+        self.assertRegex(w.next_line(timeout=10), r" jobs 3 Building for \d+s$")
+        self.move(3, "failed", table="jobs")
+        self.assertEqual(w.wait(timeout=10), 1, w.stderr)
 
     def test_listens_on_the_channel_given(self):
         self.sql("INSERT INTO jobs (id) VALUES (2)")
