@@ -422,11 +422,11 @@ finish_row(Watch *w, const char *relid, const char *table, const char *key)
 			fatal("cannot read row %s of table %s: %s", key, table, msg);
 		if (w->mode == OUTPUT_JSON)
 		{
-			printf("{\"event\": \"gone\", \"table\": ");
+			printf("{\"event\" : \"gone\", \"table\" : ");
 			print_json_string(stdout, table);
-			printf(", \"key\": ");
+			printf(", \"key\" : ");
 			print_json_string(stdout, key);
-			printf(", \"error\": ");
+			printf(", \"error\" : ");
 			print_json_string(stdout, msg);
 			printf("}\n");
 		}

@@ -241,6 +241,17 @@ class WatchTest(unittest.TestCase):
         w.proc.send_signal(signal.SIGINT)
         self.assertEqual(w.wait(), 0, "a watch without -k ends well on SIGINT")
 
+    def test_json_for_a_row_that_is_gone(self):
+        self.sql("INSERT INTO deployments (id) VALUES (15)")
+        w = Watch("-t", "deployments", "-i", POLL, "--json")
+        self.assertEqual(json.loads(w.next_line())["event"], "in_flight")
+        self.sql("DELETE FROM deployments WHERE id = 15")
+        self.assertEqual(json.loads(w.next_line()),
+                         {"event": "gone", "table": "deployments", "key": "15",
+                          "error": "ERROR:  table public.deployments has no row with key '15'"})
+        w.proc.send_signal(signal.SIGINT)
+        self.assertEqual(w.wait(), 0)
+
     def test_stuck_rows_are_marked_with_their_reason(self):
         self.stuck_row(5)
         self.stuck_row(6, "transferring", 10, 100)
