@@ -725,7 +725,12 @@ dp_record_transition(PG_FUNCTION_ARGS)
 		}
 	}
 	else if (t->side && oldslot)
+	{
 		row.prev_null = !dp_side_phase_start(t, rel, dp_row_key(t, rel, oldslot), &row.prev);
+		/* never before the previous phase began (see dp_stamp()) */
+		if (!row.prev_null && !TIMESTAMP_NOT_FINITE(row.prev) && row.at < row.prev)
+			row.at = GetCurrentTimestamp();
+	}
 
 	/* the counters as the row enters the phase */
 	row.completed_null = row.total_null = true;

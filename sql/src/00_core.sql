@@ -955,6 +955,27 @@ $$;
 COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
     'Internal: SQL expression giving a row''s key text';
 
+-- The condition selecting a row by its key text ($1): a single key column
+-- is compared in its own type, so that its index is used, and as text, so
+-- that only its exact key text matches; a composite key as row text.
+CREATE FUNCTION @extschema@._key_condition(cfg @extschema@.tracked)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+                THEN pg_catalog.format('%1$I = $1::%2$s AND %1$I::pg_catalog.text = $1', cfg.key_columns[1],
+                         (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+                            FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
+                             AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
+                             AND NOT a.attisdropped))
+                ELSE pg_catalog.format('%s = $1', @extschema@._key_expr(cfg))
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._key_condition(@extschema@.tracked) IS
+    'Internal: SQL condition selecting a tracked table''s row by its key text ($1), through the key''s index when it has one column';
+
 CREATE FUNCTION @extschema@.timings(tbl regclass, key text)
 RETURNS TABLE (phase_updated_at timestamptz, progress_updated_at timestamptz,
                heartbeat_at timestamptz, started_at timestamptz, finished_at timestamptz)
@@ -977,14 +998,19 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY EXECUTE format(
-        'SELECT %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz FROM %s WHERE %s = $1',
+        'SELECT %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz FROM %s WHERE %s',
         coalesce(quote_ident(cfg.phase_updated_column), 'NULL'),
         coalesce(quote_ident(cfg.progress_updated_column), 'NULL'),
         coalesce(quote_ident(cfg.heartbeat_column), 'NULL'),
         coalesce(quote_ident(cfg.started_column), 'NULL'),
         coalesce(quote_ident(cfg.finished_column), 'NULL'),
-        tbl, @extschema@._key_expr(cfg))
+        tbl, @extschema@._key_condition(cfg))
     USING k;
+EXCEPTION
+    -- a key text that is not a value of the key's type matches no row
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow THEN
+        RETURN;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.timings(regclass, text) IS

@@ -136,7 +136,6 @@ DECLARE
     cfg      @extschema@.tracked;
     k        text := key;
     t        timestamptz := as_of;
-    key_type text;
     cond     text;
     query    text;
     r        record;
@@ -169,14 +168,7 @@ BEGIN
 
     -- the row: a single key column is compared in its own type, so that its
     -- index is used, and as text, so that only its exact key text matches
-    IF cardinality(cfg.key_columns) = 1 THEN
-        SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
-          FROM pg_attribute a
-         WHERE a.attrelid = tbl AND a.attname = cfg.key_columns[1] AND NOT a.attisdropped;
-        cond := format('%1$I = $1::%2$s AND %1$I::text = $1', cfg.key_columns[1], key_type);
-    ELSE
-        cond := format('%s = $1', @extschema@._key_expr(cfg));
-    END IF;
+    cond := @extschema@._key_condition(cfg);
     query := format(
         'SELECT tableoid::regclass AS relid, %s::text AS phase, %s::bigint AS completed, %s::bigint AS total,'
         ' %s::double precision AS items_per_second, %s::timestamptz AS speed_updated_at, %s::text AS reason,'

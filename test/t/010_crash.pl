@@ -124,8 +124,10 @@ SELECT string_agg(violation, E'\n' ORDER BY violation)
   FROM (SELECT * FROM dv UNION ALL SELECT * FROM jv UNION ALL SELECT * FROM orphans) v(violation)
 };
 
-# The history (once the history issue has landed): the last entry of every
-# row of a table tracked with history 'all' is the row's phase.
+# The history: the last entry of every row of a table tracked with history
+# 'all' is the row's phase.  "Last" is by time, as timeline() orders: ids
+# come from a cached sequence, so concurrent backends do not hand them out
+# in commit order.
 my $history_sql = q{
 SELECT string_agg(r.tbl || ' ' || r.key || ': last history entry is ' || coalesce(h.to_phase, 'missing')
                   || ', row is in ' || r.phase, E'\n' ORDER BY r.tbl, r.key)
@@ -133,7 +135,7 @@ SELECT string_agg(r.tbl || ' ' || r.key || ': last history entry is ' || coalesc
         UNION ALL SELECT 'jobs'::regclass, id::text, phase FROM jobs) r
   JOIN deploy_progress.tracked t ON t.relid = r.tbl AND t.history = 'all'
   LEFT JOIN LATERAL (SELECT h.to_phase FROM deploy_progress.history h
-                      WHERE h.relid = r.tbl AND h.key = r.key ORDER BY h.id DESC LIMIT 1) h ON true
+                      WHERE h.relid = r.tbl AND h.key = r.key ORDER BY h.at DESC, h.id DESC LIMIT 1) h ON true
  WHERE h.to_phase IS DISTINCT FROM r.phase
 };
 
