@@ -15,13 +15,11 @@ OBJS = \
 	src/figures.o \
 	src/history.o
 
-# The install script of the version under development is assembled from one
-# file per concern in sql/src/ (core, figures, stuck, history).  Once a version
-# is released its script is committed as is and never edited again; later
-# versions ship as upgrade scripts sql/deploy_progress--A--B.sql.
-SQL_PARTS  = $(sort $(wildcard sql/src/*.sql))
-DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA       = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
+# sql/deploy_progress--1.0.sql is the released 1.0 install script: it is
+# never edited again.  Each later version ships one upgrade script,
+# sql/deploy_progress--A--B.sql, and bumps default_version in the control
+# file; CREATE EXTENSION then installs 1.0 and applies the upgrades.
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --load-extension=$(EXTENSION)
@@ -37,14 +35,11 @@ endif
 # it has rules of its own below.
 WATCH = src/watch/deploy-progress-watch
 
-EXTRA_CLEAN = $(DATA_built) output_iso results regression.diffs regression.out $(WATCH)
+EXTRA_CLEAN = output_iso results regression.diffs regression.out $(WATCH)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
-
-$(DATA_built): $(SQL_PARTS) $(EXTENSION).control
-	cat $(SQL_PARTS) > $@
 
 $(OBJS): src/deploy_progress.h
 
