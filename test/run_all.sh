@@ -3,6 +3,9 @@
 #
 #   test/run_all.sh
 #
+# DP_SKIP_VALGRIND=1 skips the last, slowest step (the suites under
+# Valgrind).
+#
 # Works on a fresh Debian bookworm machine: installs what is missing
 # (apt-get, as root or with sudo), builds with -Werror, installs, starts a
 # private PostgreSQL 15 cluster, runs the regression and isolation suites
@@ -58,6 +61,17 @@ fi
 log "client tests: Node.js, Python, Ruby, deploy-progress-watch, packaging"
 if ! "$REPO/test/clients/run.sh"; then
     status=1
+fi
+
+# Last, the regression and isolation suites again with the server under
+# Valgrind (10-20 minutes; it rebuilds the extension with -O0 and starts a
+# cluster of its own).  DP_SKIP_VALGRIND=1 leaves it out of a quick run.
+if [ -z "${DP_SKIP_VALGRIND:-}" ]; then
+    stop_cluster
+    log "the suites under Valgrind (test/valgrind/run.sh)"
+    if ! "$REPO/test/valgrind/run.sh"; then
+        status=1
+    fi
 fi
 
 if [ $status -eq 0 ]; then log "all suites passed"; else log "FAILED"; fi
