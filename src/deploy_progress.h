@@ -144,7 +144,7 @@ extern DpTrack *dp_get_track(Relation rel);
 extern int	dp_phase_index(DpTrack *t, Datum value);
 extern const char *dp_phase_list(DpTrack *t);
 extern char *dp_phase_datum_text(DpTrack *t, Datum value);
-extern DpKind dp_kind_from_name(const char *name);
+extern int	dp_kind_from_name(const char *name);
 extern const char *dp_kind_name(DpKind kind);
 
 /* A counter column's value as int64, whatever its integer type. */

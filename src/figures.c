@@ -56,11 +56,6 @@
 
 #include "deploy_progress.h"
 
-/* Kind names as lifecycle_phases spells them, in DpKind order. */
-static const char *const dp_figure_kinds[] = {
-	"pending", "active", "waiting", "succeeded", "failed", "cancelled"
-};
-
 /*
  * One update of the smoothed rate: "delta" items arrived over "seconds"
  * (> 0) since the rate was last updated, and the estimate has existed for
@@ -334,18 +329,6 @@ dp_elapsed_seconds(PG_FUNCTION_ARGS)
 	PG_RETURN_FLOAT8(seconds);
 }
 
-/* Kind named by its text; -1 when it is not a kind. */
-static int
-dp_figure_kind(const char *name)
-{
-	int			i;
-
-	for (i = 0; i < (int) lengthof(dp_figure_kinds); i++)
-		if (strcmp(name, dp_figure_kinds[i]) == 0)
-			return i;
-	return -1;
-}
-
 /*
  * deploy_progress.weighted_progress(weights double precision[],
  *		kinds text[], position integer, fraction double precision)
@@ -448,7 +431,7 @@ dp_parse_weights(FunctionCallInfo fcinfo, ArrayType *warr, ArrayType *karr)
 	{
 		double		w;
 
-		if (knulls[i] || (cache->kinds[i] = dp_figure_kind(TextDatumGetCString(kvals[i]))) < 0)
+		if (knulls[i] || (cache->kinds[i] = dp_kind_from_name(TextDatumGetCString(kvals[i]))) < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("kind %d of the lifecycle is not a phase kind", i + 1),
@@ -752,7 +735,7 @@ dp_describe(PG_FUNCTION_ARGS)
 				 errdetail("Phase: %s, kind: %s.", phase ? phase : "missing",
 						   kind_name ? kind_name : "missing"),
 				 errhint("Pass the result of deploy_progress.progress(), or an object with the same keys.")));
-	if ((kind = dp_figure_kind(kind_name)) < 0)
+	if ((kind = dp_kind_from_name(kind_name)) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is not a phase kind", kind_name),

@@ -108,17 +108,19 @@ dp_cache_init(void)
 	CacheRegisterRelcacheCallback(dp_relcache_callback, (Datum) 0);
 }
 
-/* Kind named by its text, as the lifecycle_phases CHECK constraint allows. */
-DpKind
+/*
+ * Kind named by its text, as the lifecycle_phases CHECK constraint allows;
+ * -1 when it is not a kind.
+ */
+int
 dp_kind_from_name(const char *name)
 {
 	int			i;
 
 	for (i = 0; i < (int) lengthof(dp_kind_names); i++)
 		if (strcmp(name, dp_kind_names[i]) == 0)
-			return (DpKind) i;
-	elog(ERROR, "unknown phase kind \"%s\"", name);
-	return DP_KIND_PENDING;		/* keep compiler quiet */
+			return i;
+	return -1;
 }
 
 /* Name of a kind, as the lifecycle_phases CHECK constraint spells it. */
@@ -358,10 +360,14 @@ dp_build_track(DpTrack *t, Relation rel)
 		for (i = 0; i < t->nphases; i++)
 		{
 			char	   *name = dp_spi_text(i, "phase");
+			char	   *kind = dp_spi_text(i, "kind");
+			int			k = dp_kind_from_name(kind);
 
 			t->phases[i].name = MemoryContextStrdup(t->cxt, name);
 			t->phases[i].namelen = strlen(name);
-			t->phases[i].kind = dp_kind_from_name(dp_spi_text(i, "kind"));
+			if (k < 0)			/* the table's CHECK constraint forbids it */
+				elog(ERROR, "unknown phase kind \"%s\"", kind);
+			t->phases[i].kind = (DpKind) k;
 			t->phases[i].enumoid = InvalidOid;
 			if (t->phase_is_enum)
 				t->phases[i].enumoid =
