@@ -10,10 +10,12 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 MODULE_big = deploy_progress
 OBJS = \
 	src/deploy_progress.o \
-	src/lifecycle.o \
+	src/track_cache.o \
 	src/stamp.o \
+	src/side.o \
 	src/figures.o \
-	src/history.o
+	src/history.o \
+	src/util.o
 
 # sql/deploy_progress--1.0.sql is the released 1.0 install script: it is
 # never edited again.  Each later version ships one upgrade script,

@@ -2,7 +2,8 @@
  *
  * deploy_progress.h
  *	  Shared declarations of the deploy_progress extension: settings, the
- *	  per-table tracking cache used by the triggers, and the figure helpers.
+ *	  per-table tracking cache used by the triggers, the helpers the
+ *	  triggers share, side storage and the figure helpers.
  *
  * IDENTIFICATION
  *	  src/deploy_progress.h
@@ -14,7 +15,7 @@
 
 #include "access/attnum.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "commands/trigger.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/bitmapset.h"
@@ -133,13 +134,42 @@ typedef struct DpTrack
 	AttrNumber	att_reason;		/* failure reason column, or 0 */
 } DpTrack;
 
+/* What a write does to a row's phase and counters (dp_classify()). */
+typedef struct DpChange
+{
+	bool		entered;		/* phase entered: INSERT or phase changed */
+	int			new_idx;		/* lifecycle position of the new phase, when entered */
+	int			old_idx;		/* ... and of the old one (-1: none or unknown) */
+	bool		completed_moved;
+	bool		counters_moved;
+	int64		completed;
+	int64		old_completed;
+	bool		completed_null;
+	bool		old_completed_null;
+} DpChange;
+
+/* When a trigger function may fire (dp_trigger_data()). */
+typedef enum DpTriggerTiming
+{
+	DP_TRIGGER_BEFORE_ROW,
+	DP_TRIGGER_AFTER_ROW,
+	DP_TRIGGER_AFTER_ROW_OR_TRUNCATE
+} DpTriggerTiming;
+
+/* The user and security context dp_spi_connect_as() switched from. */
+typedef struct DpSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} DpSavedUser;
+
 /* deploy_progress.c */
 extern bool dp_stamping;
 extern int	dp_clock;
 extern char *dp_transition_reason;
 extern TimestampTz dp_now(void);
 
-/* lifecycle.c */
+/* track_cache.c */
 extern DpTrack *dp_get_track(Relation rel);
 extern int	dp_phase_index(DpTrack *t, Datum value);
 extern const char *dp_phase_list(DpTrack *t);
@@ -158,14 +188,31 @@ dp_counter(Datum d, Oid typid)
 		case INT4OID:
 			return DatumGetInt32(d);
 		default:
+			Assert(typid == INT8OID);
 			return DatumGetInt64(d);
 	}
 }
 
+/* Whether two text datums hold the same string (byte for byte). */
+static inline bool
+dp_text_equal(Datum a, Datum b)
+{
+	text	   *ta = DatumGetTextPP(a);
+	text	   *tb = DatumGetTextPP(b);
+	Size		la = VARSIZE_ANY_EXHDR(ta);
+
+	return la == VARSIZE_ANY_EXHDR(tb) && memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), la) == 0;
+}
+
 /* stamp.c */
+extern void dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
+						TupleTableSlot *newslot, bool phase_kept, bool counters_kept,
+						DpChange *ch);
+
+/* side.c */
 extern text *dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot);
-extern SPIPlanPtr dp_side_plan(SPIPlanPtr *plan, const char *sql, int nargs,
-							   Oid *argtypes);
+extern bool dp_side_phase_updated_at(DpTrack *t, Oid relid, text *key,
+									 TimestampTz *result);
 
 /* history.c */
 extern void dp_history_init(void);
@@ -174,5 +221,12 @@ extern void dp_history_init(void);
 extern double dp_speed_step(double rate, bool rate_isnull, double delta,
 							double seconds, double elapsed, double tau);
 extern double dp_speed_decay(double rate, double seconds, double tau);
+
+/* util.c */
+extern TriggerData *dp_trigger_data(FunctionCallInfo fcinfo, const char *func,
+									DpTriggerTiming timing, bool insert_update_only);
+extern void dp_spi_connect(void);
+extern void dp_spi_connect_as(Oid owner, DpSavedUser *saved);
+extern void dp_spi_finish_as(const DpSavedUser *saved);
 
 #endif							/* DEPLOY_PROGRESS_H */

@@ -3,8 +3,8 @@
  * history.c
  *	  Transition history and events: deploy_progress.record_transition()
  *	  (AFTER ROW) queues each phase transition of a tracked table and sends
- *	  its NOTIFY event; the queue is written to deploy_progress.history with
- *	  one INSERT per statement.
+ *	  its NOTIFY event; the queue is written to deploy_progress.history once
+ *	  per statement, straight into the heap (table_multi_insert()).
  *
  * track() creates the trigger twice: AFTER INSERT, and AFTER UPDATE with
  * WHEN (OLD.phase IS DISTINCT FROM NEW.phase), so that the executor drops
@@ -60,7 +60,6 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
-#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -106,8 +105,6 @@ static int	dp_maxrows = 0;
 static bool dp_flushing = false;
 static int64 dp_flush_count = 0;
 
-static SPIPlanPtr dp_side_lookup = NULL;
-
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
@@ -147,6 +144,7 @@ dp_history_slot(void)
 			dp_rows = repalloc_huge(dp_rows, sizeof(DpHistRow) * newmax);
 		dp_maxrows = newmax;
 	}
+	Assert(dp_nrows >= 0 && dp_nrows < dp_maxrows);
 	return &dp_rows[dp_nrows];
 }
 
@@ -197,7 +195,9 @@ dp_history_fill(TupleTableSlot *slot, DpHistTarget *target, DpHistRow *r)
 
 	ExecClearTuple(slot);
 	memset(n, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-#define DP_PUT(col, val) (v[target->att[col] - 1] = (val), n[target->att[col] - 1] = false)
+#define DP_PUT(col, val) \
+	(AssertMacro(target->att[col] >= 1 && target->att[col] <= slot->tts_tupleDescriptor->natts), \
+	 v[target->att[col] - 1] = (val), n[target->att[col] - 1] = false)
 	DP_PUT(DP_H_ID, Int64GetDatum(nextval_internal(target->seqid, false)));
 	DP_PUT(DP_H_RELID, ObjectIdGetDatum(r->relid));
 	DP_PUT(DP_H_KEY, PointerGetDatum(r->key));
@@ -277,6 +277,7 @@ dp_history_flush(void)
 		first--;
 	if (first == dp_nrows)
 		return;
+	Assert(first >= 0 && first < dp_nrows && dp_nrows <= dp_maxrows);
 	n = dp_nrows - first;
 	dp_flushing = true;
 
@@ -303,6 +304,7 @@ dp_history_flush(void)
 	{
 		int			chunk = Min(nslots, n - done);
 
+		Assert(chunk >= 1 && first + done + chunk <= dp_nrows);
 		for (i = 0; i < chunk; i++)
 			dp_history_fill(slots[i], &target, &dp_rows[first + done + i]);
 		if (chunk == 1)
@@ -436,62 +438,6 @@ dp_history_init(void)
 	ProcessUtility_hook = dp_process_utility;
 	RegisterXactCallback(dp_history_xact_callback, NULL);
 	RegisterSubXactCallback(dp_history_subxact_callback, NULL);
-}
-
-/*
- * phase_updated_at of a row of a side-storage table before this statement:
- * this trigger fires before stamp_side() (their names sort that way), so
- * deploy_progress.timings still holds the previous phase's time.
- */
-static bool
-dp_side_phase_start(DpTrack *t, Relation rel, text *key, TimestampTz *result)
-{
-	Oid			types[2] = {REGCLASSOID, TEXTOID};
-	Datum		args[2];
-	Oid			save_userid;
-	int			save_sec;
-	bool		found = false;
-	int			ret;
-
-	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
-	args[1] = PointerGetDatum(key);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(t->side_owner,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	ret = SPI_execute_plan(dp_side_plan(&dp_side_lookup,
-										"SELECT phase_updated_at FROM " DP_SCHEMA ".timings"
-										" WHERE relid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2",
-										2, types),
-						   args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "side-table lookup failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-		{
-			*result = DatumGetTimestampTz(d);
-			found = true;
-		}
-	}
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	return found;
-}
-
-/* Whether two text datums hold the same string. */
-static bool
-dp_text_equal(Datum a, Datum b)
-{
-	text	   *ta = DatumGetTextPP(a);
-	text	   *tb = DatumGetTextPP(b);
-	Size		la = VARSIZE_ANY_EXHDR(ta);
-
-	return la == VARSIZE_ANY_EXHDR(tb) && memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), la) == 0;
 }
 
 /*
@@ -633,7 +579,8 @@ PG_FUNCTION_INFO_V1(dp_record_transition);
 Datum
 dp_record_transition(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata = dp_trigger_data(fcinfo, "deploy_progress.record_transition()",
+											DP_TRIGGER_AFTER_ROW, true);
 	Relation	rel;
 	DpTrack    *t;
 	TupleTableSlot *oldslot = NULL;
@@ -647,26 +594,13 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	DpHistRow	row;
 	AttrNumber	att_started;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.record_transition() was not called by the trigger manager")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.record_transition() must be fired AFTER ... FOR EACH ROW")));
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		oldslot = trigdata->tg_trigslot;
 		newslot = trigdata->tg_newslot;
 	}
-	else if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		newslot = trigdata->tg_trigslot;
 	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.record_transition() must be fired for INSERT or UPDATE")));
+		newslot = trigdata->tg_trigslot;
 	if (!dp_stamping)
 		return PointerGetDatum(NULL);
 
@@ -693,6 +627,7 @@ dp_record_transition(PG_FUNCTION_ARGS)
 				cstring_to_text(dp_phase_datum_text(t, old_phase));
 		}
 	}
+	Assert(new_idx < t->nphases && old_idx < t->nphases);
 	kind = t->phases[new_idx].kind;
 	record = t->history == DP_HISTORY_ALL ||
 		(t->history == DP_HISTORY_FAILURES &&
@@ -726,7 +661,8 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	}
 	else if (t->side && oldslot)
 	{
-		row.prev_null = !dp_side_phase_start(t, rel, dp_row_key(t, rel, oldslot), &row.prev);
+		row.prev_null = !dp_side_phase_updated_at(t, RelationGetRelid(rel),
+												  dp_row_key(t, rel, oldslot), &row.prev);
 		/* never before the previous phase began (see dp_stamp()) */
 		if (!row.prev_null && !TIMESTAMP_NOT_FINITE(row.prev) && row.at < row.prev)
 			row.at = GetCurrentTimestamp();
@@ -757,6 +693,9 @@ dp_record_transition(PG_FUNCTION_ARGS)
 		DpHistRow  *slot = dp_history_slot();
 		MemoryContext oldcxt = MemoryContextSwitchTo(dp_hist_cxt);
 
+		/* the levels in the buffer never decrease (see the file's header) */
+		Assert(dp_nrows == 0 || dp_rows[dp_nrows - 1].level <= row.level);
+
 		*slot = row;
 		slot->key = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.key));
 		slot->to = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.to));
@@ -769,8 +708,9 @@ dp_record_transition(PG_FUNCTION_ARGS)
 }
 
 /*
- * deploy_progress._history_flushes(): how many history INSERTs this backend
- * has run, for tests that check that a statement writes its rows at once.
+ * deploy_progress._history_flushes(): how many times this backend has
+ * written queued history rows, for tests that check that a statement writes
+ * its rows at once.
  */
 PG_FUNCTION_INFO_V1(dp_history_flushes);
 Datum

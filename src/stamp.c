@@ -1,17 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * stamp.c
- *	  The tracking triggers: deploy_progress.stamp() (BEFORE ROW) validates
- *	  and stamps a tracked row, deploy_progress.stamp_side() (AFTER ROW)
- *	  keeps the timings of tables tracked with storage 'side'.
+ *	  The stamping trigger: deploy_progress.stamp() (BEFORE ROW) validates a
+ *	  tracked row's phase and counters and stamps its timing columns.
  *
  * stamp() is the hot path of the extension: it runs on every INSERT and
  * UPDATE of a tracked table.  Everything it looks up comes from the cache of
- * lifecycle.c; per row it reads a few attributes through the trigger slots
+ * track_cache.c; per row it reads a few attributes through the trigger slots
  * (which deform each tuple once, only as far as needed), compares phases by
  * enum OID or by bytes, and builds the new row with a single
- * heap_modify_tuple_by_cols() call, or returns the row untouched when no
- * stamp changes.
+ * heap_form_tuple() from the slot's values (dp_modify_tuple()), or returns
+ * the row untouched when no stamp changes.
  *
  * While stamping is on the timing columns belong to the extension: on
  * INSERT they start from the values the rules give, and on UPDATE a value
@@ -19,6 +18,9 @@
  * give (usually the previous one).  SET deploy_progress.stamping = off lets
  * a session write them itself, for backfills and restores; phases and
  * counters are checked either way.
+ *
+ * The checks (dp_classify()) are shared with the side-storage trigger of
+ * side.c, which applies the same rules to the side table.
  *
  * IDENTIFICATION
  *	  src/stamp.c
@@ -40,35 +42,13 @@
 
 #include "deploy_progress.h"
 
-/* What a write does to a row's phase and counters. */
-typedef struct DpChange
-{
-	bool		entered;		/* phase entered: INSERT or phase changed */
-	int			new_idx;		/* lifecycle position of the new phase, when entered */
-	int			old_idx;		/* ... and of the old one (-1: none or unknown) */
-	bool		completed_moved;
-	bool		counters_moved;
-	int64		completed;
-	int64		old_completed;
-	bool		completed_null;
-	bool		old_completed_null;
-} DpChange;
-
 /* Whether two non-null phase values are the same phase. */
 static inline bool
 dp_phase_same(DpTrack *t, Datum a, Datum b)
 {
 	if (t->phase_is_enum)
 		return DatumGetObjectId(a) == DatumGetObjectId(b);
-	else
-	{
-		text	   *ta = DatumGetTextPP(a);
-		text	   *tb = DatumGetTextPP(b);
-		Size		la = VARSIZE_ANY_EXHDR(ta);
-
-		return la == VARSIZE_ANY_EXHDR(tb) &&
-			memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), la) == 0;
-	}
+	return dp_text_equal(a, b);
 }
 
 /*
@@ -76,7 +56,7 @@ dp_phase_same(DpTrack *t, Datum a, Datum b)
  * what the lifecycle or the counter rules do not allow.  "oldslot" is NULL
  * for an INSERT.
  */
-static void
+void
 dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 			TupleTableSlot *newslot, bool phase_kept, bool counters_kept,
 			DpChange *ch)
@@ -119,6 +99,7 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 	if (ch->entered)
 	{
 		ch->new_idx = dp_phase_index(t, phase);
+		Assert(ch->new_idx < t->nphases);
 		if (ch->new_idx < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
@@ -128,6 +109,7 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 					 errhint("Use one of the valid phases, or redefine the lifecycle with deploy_progress.define_lifecycle().")));
 		if (oldslot && !old_isnull)
 			ch->old_idx = dp_phase_index(t, old_phase);
+		Assert(ch->old_idx >= -1 && ch->old_idx < t->nphases);
 		if (ch->old_idx >= 0 && DP_KIND_IS_TERMINAL(t->phases[ch->old_idx].kind) &&
 			!t->allow_restart)
 			ereport(ERROR,
@@ -281,6 +263,7 @@ typedef struct DpWant
 static inline DpWant *
 dp_want_load(DpTrack *t, DpWant *w, int role)
 {
+	Assert(role >= 0 && role < DP_NUM_TIMINGS);
 	if (!w->loaded[role])
 	{
 		w->loaded[role] = true;
@@ -295,6 +278,7 @@ dp_want_load(DpTrack *t, DpWant *w, int role)
 static inline void
 dp_want_set(DpWant *w, int role, Datum value, bool isnull)
 {
+	Assert(role >= 0 && role < DP_NUM_TIMINGS);
 	w->loaded[role] = w->set[role] = true;
 	w->v[role] = value;
 	w->isnull[role] = isnull;
@@ -321,11 +305,13 @@ dp_modify_tuple(DpTrack *t, Relation rel, TupleTableSlot *slot, HeapTuple tuple,
 		t->scratch_isnull = MemoryContextAlloc(t->cxt, sizeof(bool) * natts);
 		t->scratch_natts = natts;
 	}
+	Assert(slot->tts_tupleDescriptor->natts == natts);
 	slot_getallattrs(slot);
 	memcpy(t->scratch_values, slot->tts_values, sizeof(Datum) * natts);
 	memcpy(t->scratch_isnull, slot->tts_isnull, sizeof(bool) * natts);
 	for (i = 0; i < ncols; i++)
 	{
+		Assert(cols[i] >= 1 && cols[i] <= natts);
 		t->scratch_values[cols[i] - 1] = vals[i];
 		t->scratch_isnull[cols[i] - 1] = nulls[i];
 	}
@@ -344,7 +330,8 @@ PG_FUNCTION_INFO_V1(dp_stamp);
 Datum
 dp_stamp(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata = dp_trigger_data(fcinfo, "deploy_progress.stamp()",
+											DP_TRIGGER_BEFORE_ROW, true);
 	TupleTableSlot *oldslot = NULL;
 	TupleTableSlot *newslot;
 	HeapTuple	newtuple;
@@ -364,31 +351,17 @@ dp_stamp(PG_FUNCTION_ARGS)
 	int			ncols = 0;
 	int			i;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.stamp() was not called by the trigger manager")));
-	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.stamp() must be fired BEFORE ... FOR EACH ROW")));
-
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
 		newslot = trigdata->tg_trigslot;
 		newtuple = trigdata->tg_trigtuple;
 	}
-	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	else
 	{
 		oldslot = trigdata->tg_trigslot;
 		newslot = trigdata->tg_newslot;
 		newtuple = trigdata->tg_newtuple;
 	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.stamp() must be fired for INSERT or UPDATE")));
 
 	t = dp_get_track(trigdata->tg_relation);
 
@@ -455,7 +428,10 @@ dp_stamp(PG_FUNCTION_ARGS)
 	dp_want_set(&w, DP_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
 	if (ch.entered)
 	{
-		DpKind		kind = t->phases[ch.new_idx].kind;
+		DpKind		kind;
+
+		Assert(ch.new_idx >= 0 && ch.new_idx < t->nphases);
+		kind = t->phases[ch.new_idx].kind;
 
 		dp_want_set(&w, DP_PHASE_UPDATED_AT, TimestampTzGetDatum(now), false);
 		dp_want_set(&w, DP_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
@@ -600,216 +576,9 @@ dp_stamp(PG_FUNCTION_ARGS)
 		dp_moved.valid = true;
 	}
 
+	Assert(ncols <= (int) lengthof(cols));
 	if (ncols == 0)
 		return PointerGetDatum(newtuple);
 	return PointerGetDatum(dp_modify_tuple(t, trigdata->tg_relation, newslot, newtuple,
 										   ncols, cols, vals, nulls));
-}
-
-/*
- * Key text of a row: the key column's text, or the row literal of a
- * composite key (what ROW(a, b)::text gives in SQL).
- */
-text *
-dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
-{
-	Datum		vals[INDEX_MAX_KEYS];
-	bool		nulls[INDEX_MAX_KEYS];
-	int			k;
-
-	for (k = 0; k < t->nkeys && k < INDEX_MAX_KEYS; k++)
-	{
-		vals[k] = slot_getattr(slot, t->key_atts[k], &nulls[k]);
-		if (nulls[k] && t->nkeys == 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_NOT_NULL_VIOLATION),
-					 errmsg("key of a row of tracked table \"%s\" cannot be null",
-							RelationGetRelationName(rel)),
-					 errhint("Track the table with a key whose columns are NOT NULL.")));
-	}
-	if (t->nkeys == 1)
-		return cstring_to_text(OutputFunctionCall(&t->key_out[0], vals[0]));
-	return cstring_to_text(OutputFunctionCall(&t->key_record_out,
-											  HeapTupleGetDatum(heap_form_tuple(t->key_desc, vals, nulls))));
-}
-
-/*
- * The time the side-table upsert stamps an existing row with: $3 (the
- * statement's time), or the wall clock when the row already holds a later
- * stamp, so that its stamps never go back (see dp_stamp()).
- */
-#define DP_SIDE_NOW \
-	"(CASE WHEN $3 OPERATOR(pg_catalog.<) GREATEST(s.phase_updated_at, s.progress_updated_at," \
-	" s.heartbeat_at, s.started_at, s.finished_at) THEN pg_catalog.clock_timestamp() ELSE $3 END)"
-
-static SPIPlanPtr dp_side_upsert = NULL;
-static SPIPlanPtr dp_side_delete = NULL;
-static SPIPlanPtr dp_side_rekey = NULL;
-static SPIPlanPtr dp_side_truncate = NULL;
-
-/* Prepare (once per backend) one of the side-table statements. */
-SPIPlanPtr
-dp_side_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for side-table statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	return *plan;
-}
-
-/*
- * deploy_progress.stamp_side(): AFTER INSERT OR UPDATE OR DELETE FOR EACH
- * ROW, and AFTER TRUNCATE FOR EACH STATEMENT, on tables tracked with storage
- * 'side'.  Keeps the row's timings in deploy_progress.timings with the rules
- * of stamp(), writing as the owner of that table so that writers of the
- * tracked table need no privilege on it.  Rows of a partition are filed
- * under the tracked (partitioned) table, where timings() looks for them.
- */
-PG_FUNCTION_INFO_V1(dp_stamp_side);
-Datum
-dp_stamp_side(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	DpTrack    *t;
-	Oid			save_userid;
-	int			save_sec;
-	Datum		relid;
-	text	   *key;
-	int			ret;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.stamp_side() was not called by the trigger manager")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		(!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
-		 !TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deploy_progress.stamp_side() must be fired AFTER ... FOR EACH ROW or AFTER TRUNCATE")));
-	if (!dp_stamping)
-		return PointerGetDatum(NULL);
-
-	rel = trigdata->tg_relation;
-	t = dp_get_track(rel);
-	if (!t->side)
-		return PointerGetDatum(NULL);
-	relid = ObjectIdGetDatum(t->tracked_relid);
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(t->side_owner,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-
-	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-	{
-		Oid			types[1] = {REGCLASSOID};
-
-		ret = SPI_execute_plan(dp_side_plan(&dp_side_truncate,
-											"DELETE FROM " DP_SCHEMA ".timings"
-											" WHERE relid OPERATOR(pg_catalog.=) $1",
-											1, types),
-							   &relid, NULL, false, 0);
-		if (ret != SPI_OK_DELETE)
-			elog(ERROR, "side-table truncate failed: %s", SPI_result_code_string(ret));
-	}
-	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-	{
-		Oid			types[2] = {REGCLASSOID, TEXTOID};
-		Datum		args[2];
-
-		key = dp_row_key(t, rel, trigdata->tg_trigslot);
-		args[0] = relid;
-		args[1] = PointerGetDatum(key);
-		ret = SPI_execute_plan(dp_side_plan(&dp_side_delete,
-											"DELETE FROM " DP_SCHEMA ".timings"
-											" WHERE relid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2",
-											2, types),
-							   args, NULL, false, 0);
-		if (ret != SPI_OK_DELETE)
-			elog(ERROR, "side-table delete failed: %s", SPI_result_code_string(ret));
-	}
-	else
-	{
-		TupleTableSlot *oldslot = NULL;
-		TupleTableSlot *newslot = trigdata->tg_trigslot;
-		DpChange	ch;
-		Oid			types[9] = {REGCLASSOID, TEXTOID, TIMESTAMPTZOID, BOOLOID,
-		BOOLOID, BOOLOID, BOOLOID, BOOLOID, BOOLOID};
-		Datum		args[9];
-		DpKind		kind;
-
-		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		{
-			oldslot = trigdata->tg_trigslot;
-			newslot = trigdata->tg_newslot;
-		}
-		dp_classify(t, rel, oldslot, newslot, false, false, &ch);
-		key = dp_row_key(t, rel, newslot);
-
-		/* a key that changed carries its timings along */
-		if (oldslot)
-		{
-			text	   *old_key = dp_row_key(t, rel, oldslot);
-
-			if (VARSIZE_ANY_EXHDR(old_key) != VARSIZE_ANY_EXHDR(key) ||
-				memcmp(VARDATA_ANY(old_key), VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)) != 0)
-			{
-				Oid			rtypes[3] = {REGCLASSOID, TEXTOID, TEXTOID};
-				Datum		rargs[3];
-
-				rargs[0] = relid;
-				rargs[1] = PointerGetDatum(old_key);
-				rargs[2] = PointerGetDatum(key);
-				ret = SPI_execute_plan(dp_side_plan(&dp_side_rekey,
-													"UPDATE " DP_SCHEMA ".timings SET key = $3"
-													" WHERE relid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2",
-													3, rtypes),
-									   rargs, NULL, false, 0);
-				if (ret != SPI_OK_UPDATE)
-					elog(ERROR, "side-table rekey failed: %s", SPI_result_code_string(ret));
-			}
-		}
-
-		kind = ch.entered ? t->phases[ch.new_idx].kind : DP_KIND_PENDING;
-		args[0] = relid;
-		args[1] = PointerGetDatum(key);
-		args[2] = TimestampTzGetDatum(dp_now());
-		args[3] = BoolGetDatum(ch.entered);
-		args[4] = BoolGetDatum(ch.entered && kind == DP_KIND_ACTIVE);
-		args[5] = BoolGetDatum(ch.entered && DP_KIND_IS_TERMINAL(kind));
-		args[6] = BoolGetDatum(ch.entered && ch.old_idx >= 0 &&
-							   DP_KIND_IS_TERMINAL(t->phases[ch.old_idx].kind));
-		args[7] = BoolGetDatum(ch.counters_moved);
-		/* a new row replaces whatever a truncated or deleted one left */
-		args[8] = BoolGetDatum(oldslot == NULL);
-		ret = SPI_execute_plan(dp_side_plan(&dp_side_upsert,
-											"INSERT INTO " DP_SCHEMA ".timings AS s"
-											" (relid, key, phase_updated_at, progress_updated_at, heartbeat_at, started_at, finished_at)"
-											" VALUES ($1, $2, $3, $3, $3, CASE WHEN $5 THEN $3 END, CASE WHEN $6 THEN $3 END)"
-											" ON CONFLICT (relid, key) DO UPDATE SET"
-											"  heartbeat_at = " DP_SIDE_NOW ","
-											"  phase_updated_at = CASE WHEN $4 THEN " DP_SIDE_NOW " ELSE s.phase_updated_at END,"
-											"  progress_updated_at = CASE WHEN $4 OR $8 THEN " DP_SIDE_NOW " ELSE s.progress_updated_at END,"
-											"  started_at = CASE WHEN $9 THEN EXCLUDED.started_at"
-											"    WHEN $5 AND s.started_at IS NULL THEN " DP_SIDE_NOW " ELSE s.started_at END,"
-											"  finished_at = CASE WHEN $6 THEN " DP_SIDE_NOW " WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
-											9, types),
-							   args, NULL, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "side-table upsert failed: %s", SPI_result_code_string(ret));
-	}
-
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	return PointerGetDatum(NULL);
 }

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
- * lifecycle.c
- *	  Per-backend cache of tracked tables: column positions, lifecycle
- *	  phases and options, as the stamping triggers need them.
+ * track_cache.c
+ *	  The tracked-table cache: per backend, the column positions, lifecycle
+ *	  phases and options of each tracked table, as the triggers need them.
  *
  * The triggers run on every write of a tracked table, so nothing they need
  * may cost a catalog or SPI lookup per row.  The first write of a table in a
@@ -22,7 +22,7 @@
  * again and the loop in dp_get_track() builds it once more.
  *
  * IDENTIFICATION
- *	  src/lifecycle.c
+ *	  src/track_cache.c
  *
  *-------------------------------------------------------------------------
  */
@@ -127,6 +127,7 @@ dp_kind_from_name(const char *name)
 const char *
 dp_kind_name(DpKind kind)
 {
+	Assert(kind >= 0 && kind < (int) lengthof(dp_kind_names));
 	return dp_kind_names[kind];
 }
 
@@ -162,6 +163,7 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
 				 errmsg("%s column \"%s\" of tracked table \"%s\" does not exist",
 						role, colname, RelationGetRelationName(rel)),
 				 errhint("Run deploy_progress.track() again to update the table's configuration.")));
+	Assert(attnum <= RelationGetDescr(rel)->natts);
 	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
 	if (typid)
 		*typid = att->atttypid;
@@ -210,8 +212,7 @@ dp_build_track(DpTrack *t, Relation rel)
 		t->cxt = AllocSetContextCreate(dp_cache_cxt, "deploy_progress table",
 									   ALLOCSET_SMALL_SIZES);
 
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	dp_spi_connect();
 
 	args[0] = ObjectIdGetDatum(relid);
 	ret = SPI_execute_with_args(
@@ -436,7 +437,10 @@ dp_get_track(Relation rel)
 
 	/* a run of writes usually hits one table: skip the hash lookup */
 	if (dp_last_track && dp_last_track->relid == relid && dp_last_track->valid)
+	{
+		Assert(dp_last_track->nphases > 0 && dp_last_track->att_phase > 0);
 		return dp_last_track;
+	}
 
 	if (dp_tracks == NULL)
 		dp_cache_init();
@@ -461,6 +465,11 @@ dp_get_track(Relation rel)
 		}
 		PG_END_TRY();
 	}
+	/* a valid entry has a phase column and a lifecycle (dp_build_track()) */
+	Assert(t->valid && t->relid == relid);
+	Assert(t->nphases > 0 && t->phases != NULL);
+	Assert(t->att_phase > 0 && t->att_phase <= RelationGetDescr(rel)->natts);
+	Assert(t->nkeys >= 1 && t->nkeys <= INDEX_MAX_KEYS);
 	dp_last_track = t;
 	return t;
 }

@@ -1,0 +1,105 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *	  Helpers shared by the trigger functions: the trigger-protocol checks
+ *	  and SPI sessions run as another role.
+ *
+ * Every trigger function of the extension starts with the same checks
+ * (called by the trigger manager, fired at the right time, for each row, for
+ * the right events), and the ones that write the extension's own tables
+ * (the side table) do so through SPI as the owner of those tables, inside a
+ * security-restricted operation.  Both are written here once.
+ *
+ * IDENTIFICATION
+ *	  src/util.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+
+#include "deploy_progress.h"
+
+/*
+ * The TriggerData of a call of trigger function "func" (its SQL name, for
+ * messages), after checking that the trigger manager called it at the time
+ * "timing" allows and, when "insert_update_only", for an INSERT or UPDATE.
+ */
+TriggerData *
+dp_trigger_data(FunctionCallInfo fcinfo, const char *func, DpTriggerTiming timing,
+				bool insert_update_only)
+{
+	TriggerData *trigdata;
+	TriggerEvent ev;
+	bool		ok;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s was not called by the trigger manager", func)));
+	trigdata = (TriggerData *) fcinfo->context;
+	ev = trigdata->tg_event;
+	switch (timing)
+	{
+		case DP_TRIGGER_BEFORE_ROW:
+			ok = TRIGGER_FIRED_BEFORE(ev) && TRIGGER_FIRED_FOR_ROW(ev);
+			break;
+		case DP_TRIGGER_AFTER_ROW:
+			ok = TRIGGER_FIRED_AFTER(ev) && TRIGGER_FIRED_FOR_ROW(ev);
+			break;
+		case DP_TRIGGER_AFTER_ROW_OR_TRUNCATE:
+			ok = TRIGGER_FIRED_AFTER(ev) &&
+				(TRIGGER_FIRED_FOR_ROW(ev) || TRIGGER_FIRED_BY_TRUNCATE(ev));
+			break;
+		default:
+			elog(ERROR, "unknown trigger timing %d", (int) timing);
+			ok = false;			/* keep compiler quiet */
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be fired %s ... FOR EACH ROW%s", func,
+						timing == DP_TRIGGER_BEFORE_ROW ? "BEFORE" : "AFTER",
+						timing == DP_TRIGGER_AFTER_ROW_OR_TRUNCATE ? " or AFTER TRUNCATE" : "")));
+	if (insert_update_only && !TRIGGER_FIRED_BY_INSERT(ev) && !TRIGGER_FIRED_BY_UPDATE(ev))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be fired for INSERT or UPDATE", func)));
+	return trigdata;
+}
+
+/* SPI_connect(), which cannot fail but by an error of its own. */
+void
+dp_spi_connect(void)
+{
+	int			ret;
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * Become "owner" inside a security-restricted operation, as VACUUM and
+ * REFRESH MATERIALIZED VIEW do for the code of another role, and connect to
+ * SPI; dp_spi_finish_as() undoes both.  An error in between needs no
+ * cleanup: transaction abort restores the user and closes SPI.
+ */
+void
+dp_spi_connect_as(Oid owner, DpSavedUser *saved)
+{
+	Assert(OidIsValid(owner));
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(owner, saved->sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	dp_spi_connect();
+}
+
+void
+dp_spi_finish_as(const DpSavedUser *saved)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
