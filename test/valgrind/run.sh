@@ -6,8 +6,12 @@
 #   test/valgrind/run.sh                 # everything (about 10-20 minutes)
 #   REGRESS="stamp side_table" ISOLATION= test/valgrind/run.sh   # a subset
 #
-# Not part of test/run_all.sh: it is slow.  The extension is built with
-# -O0 -g so that reports point at source lines.  The server is Debian's,
+# Run last by test/run_all.sh (DP_SKIP_VALGRIND=1 skips it): it is slow.
+# The extension is built with -O0 -g so that reports point at source
+# lines, and with -DUSE_ASSERT_CHECKING so that its Assert()s are checked:
+# this is the one build of CI that checks them.  (The server is not
+# assert-enabled, but an extension's Asserts work in any server:
+# ExceptionalCondition() is in every build.)  The server is Debian's,
 # built without Valgrind client requests, so memcheck sees malloc-level
 # memory: uninitialised values (in palloc'd memory too), reads and writes
 # past malloc'd blocks (large pallocs have blocks of their own), and memory
@@ -17,9 +21,9 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
 ensure_packages valgrind
-log "building deploy_progress with -O0 -g"
+log "building deploy_progress with -O0 -g -DUSE_ASSERT_CHECKING"
 make -C "$REPO" -s clean PG_CONFIG="$PG_CONFIG" >/dev/null
-make -C "$REPO" -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS="-O0 -g -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror"
+make -C "$REPO" -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS="-O0 -g -DUSE_ASSERT_CHECKING -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror"
 as_root make -C "$REPO" -s install PG_CONFIG="$PG_CONFIG" >/dev/null
 
 LOG_DIR="${VALGRIND_LOG_DIR:-/tmp/deploy_progress_valgrind}"
