@@ -211,8 +211,7 @@ extern void dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 
 /* side.c */
 extern text *dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot);
-extern bool dp_side_phase_updated_at(DpTrack *t, Oid relid, text *key,
-									 TimestampTz *result);
+extern bool dp_side_phase_updated_at(DpTrack *t, text *key, TimestampTz *result);
 
 /* history.c */
 extern void dp_history_init(void);

@@ -661,8 +661,7 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	}
 	else if (t->side && oldslot)
 	{
-		row.prev_null = !dp_side_phase_updated_at(t, RelationGetRelid(rel),
-												  dp_row_key(t, rel, oldslot), &row.prev);
+		row.prev_null = !dp_side_phase_updated_at(t, dp_row_key(t, rel, oldslot), &row.prev);
 		/* never before the previous phase began (see dp_stamp()) */
 		if (!row.prev_null && !TIMESTAMP_NOT_FINITE(row.prev) && row.at < row.prev)
 			row.at = GetCurrentTimestamp();

@@ -110,10 +110,11 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 /*
  * phase_updated_at of the side-table row of "key", into *result; false when
  * there is none.  record_transition() fires before stamp_side() (their
- * names sort that way), so this is still the previous phase's time.
+ * names sort that way), so this is still the previous phase's time.  The
+ * row is filed under the tracked table, also when "t" is a partition's.
  */
 bool
-dp_side_phase_updated_at(DpTrack *t, Oid relid, text *key, TimestampTz *result)
+dp_side_phase_updated_at(DpTrack *t, text *key, TimestampTz *result)
 {
 	Oid			types[2] = {REGCLASSOID, TEXTOID};
 	Datum		args[2];
@@ -121,7 +122,7 @@ dp_side_phase_updated_at(DpTrack *t, Oid relid, text *key, TimestampTz *result)
 	bool		found = false;
 
 	Assert(t->side && OidIsValid(t->side_owner));
-	args[0] = ObjectIdGetDatum(relid);
+	args[0] = ObjectIdGetDatum(t->tracked_relid);
 	args[1] = PointerGetDatum(key);
 	dp_spi_connect_as(t->side_owner, &saved);
 	dp_side_exec(&dp_side_lookup,
