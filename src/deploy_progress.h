@@ -46,17 +46,32 @@ typedef enum DpClock
 	DP_CLOCK_WALL
 } DpClock;
 
-/* Timing roles, in the order of DpTrack.att_timing[]. */
-typedef enum DpTimingRole
+/*
+ * The roles a column of a tracked table can play besides the phase.  Each
+ * is defined once, in the role table of track_cache.c (its name, as track()
+ * and deploy_progress.tracked spell it, the column types it accepts and
+ * what the extension does with it); DpTrack.att[] and atttype[] are
+ * indexed by role.
+ */
+typedef enum DpRole
 {
-	DP_PHASE_UPDATED_AT = 0,
-	DP_PROGRESS_UPDATED_AT,
-	DP_HEARTBEAT_AT,
-	DP_STARTED_AT,
-	DP_FINISHED_AT,
-	DP_SPEED_UPDATED_AT,
-	DP_NUM_TIMINGS
-} DpTimingRole;
+	DP_ROLE_COMPLETED_ITEMS = 0,
+	DP_ROLE_TOTAL_ITEMS,
+	DP_ROLE_PHASE_UPDATED_AT,
+	DP_ROLE_PROGRESS_UPDATED_AT,
+	DP_ROLE_HEARTBEAT_AT,
+	DP_ROLE_STARTED_AT,
+	DP_ROLE_FINISHED_AT,
+	DP_ROLE_ITEMS_PER_SECOND,
+	DP_ROLE_SPEED_UPDATED_AT,
+	DP_ROLE_FAILURE_REASON,
+	DP_NUM_ROLES
+} DpRole;
+
+/* What the extension does with a role's column (dp_role_is()). */
+#define DP_ROLE_TIMING	0x01	/* a time stamp() writes */
+#define DP_ROLE_OWNED	0x02	/* written by the extension, not the application */
+#define DP_ROLE_SIDE	0x04	/* kept in deploy_progress.timings under side storage */
 
 /* What the transition history records (deploy_progress.tracked.history). */
 typedef enum DpHistoryMode
@@ -92,14 +107,16 @@ typedef struct DpTrack
 	DpPhase    *phases;
 	bool		phase_is_enum;
 
-	/* column positions (InvalidAttrNumber when the role is absent) */
+	/*
+	 * Column positions and types by role (InvalidAttrNumber and InvalidOid
+	 * when the role is absent), and the timing roles the table has columns
+	 * for, in DpRole order.
+	 */
 	AttrNumber	att_phase;
-	AttrNumber	att_completed;
-	AttrNumber	att_total;
-	AttrNumber	att_speed;
-	AttrNumber	att_timing[DP_NUM_TIMINGS];
-	Oid			completed_type;
-	Oid			total_type;
+	AttrNumber	att[DP_NUM_ROLES];
+	Oid			atttype[DP_NUM_ROLES];
+	int			ntimings;
+	DpRole		timings[DP_NUM_ROLES];
 
 	/* options */
 	bool		allow_restart;
@@ -131,7 +148,6 @@ typedef struct DpTrack
 	/* transition history and events (history.c) */
 	DpHistoryMode history;
 	char	   *notify_channel; /* NULL: no NOTIFY */
-	AttrNumber	att_reason;		/* failure reason column, or 0 */
 } DpTrack;
 
 /* What a write does to a row's phase and counters (dp_classify()). */
@@ -176,6 +192,8 @@ extern const char *dp_phase_list(DpTrack *t);
 extern char *dp_phase_datum_text(DpTrack *t, Datum value);
 extern int	dp_kind_from_name(const char *name);
 extern const char *dp_kind_name(DpKind kind);
+extern const char *dp_role_name(DpRole role);
+extern bool dp_role_is(DpRole role, int flags);
 
 /* A counter column's value as int64, whatever its integer type. */
 static inline int64
@@ -191,6 +209,21 @@ dp_counter(Datum d, Oid typid)
 			Assert(typid == INT8OID);
 			return DatumGetInt64(d);
 	}
+}
+
+/*
+ * The counter of role "role" (completed or total items) in a slot, as
+ * int64; 0 with *isnull set when it is null.
+ */
+static inline int64
+dp_slot_counter(DpTrack *t, TupleTableSlot *slot, DpRole role, bool *isnull)
+{
+	Datum		d;
+
+	Assert(role == DP_ROLE_COMPLETED_ITEMS || role == DP_ROLE_TOTAL_ITEMS);
+	Assert(t->att[role] > 0);
+	d = slot_getattr(slot, t->att[role], isnull);
+	return *isnull ? 0 : dp_counter(d, t->atttype[role]);
 }
 
 /* Whether two text datums hold the same string (byte for byte). */

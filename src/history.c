@@ -450,10 +450,10 @@ static text *
 dp_transition_reason_of(DpTrack *t, TupleTableSlot *oldslot, TupleTableSlot *newslot,
 						DpKind kind, int old_idx)
 {
-	if (t->att_reason)
+	if (t->att[DP_ROLE_FAILURE_REASON])
 	{
 		bool		isnull;
-		Datum		d = slot_getattr(newslot, t->att_reason, &isnull);
+		Datum		d = slot_getattr(newslot, t->att[DP_ROLE_FAILURE_REASON], &isnull);
 
 		if (!isnull)
 		{
@@ -463,7 +463,7 @@ dp_transition_reason_of(DpTrack *t, TupleTableSlot *oldslot, TupleTableSlot *new
 			if (!stated)
 			{
 				bool		old_isnull;
-				Datum		od = slot_getattr(oldslot, t->att_reason, &old_isnull);
+				Datum		od = slot_getattr(oldslot, t->att[DP_ROLE_FAILURE_REASON], &old_isnull);
 
 				stated = old_isnull || !dp_text_equal(d, od);
 			}
@@ -643,7 +643,7 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	row.reason = dp_transition_reason_of(t, oldslot, newslot, kind, old_idx);
 
 	/* when this phase and the previous one started */
-	att_started = t->side ? InvalidAttrNumber : t->att_timing[DP_PHASE_UPDATED_AT];
+	att_started = t->side ? InvalidAttrNumber : t->att[DP_ROLE_PHASE_UPDATED_AT];
 	row.at = dp_now();
 	row.prev_null = true;
 	if (att_started)
@@ -669,20 +669,10 @@ dp_record_transition(PG_FUNCTION_ARGS)
 
 	/* the counters as the row enters the phase */
 	row.completed_null = row.total_null = true;
-	if (t->att_completed)
-	{
-		Datum		d = slot_getattr(newslot, t->att_completed, &row.completed_null);
-
-		if (!row.completed_null)
-			row.completed = dp_counter(d, t->completed_type);
-	}
-	if (t->att_total)
-	{
-		Datum		d = slot_getattr(newslot, t->att_total, &row.total_null);
-
-		if (!row.total_null)
-			row.total = dp_counter(d, t->total_type);
-	}
+	if (t->att[DP_ROLE_COMPLETED_ITEMS])
+		row.completed = dp_slot_counter(t, newslot, DP_ROLE_COMPLETED_ITEMS, &row.completed_null);
+	if (t->att[DP_ROLE_TOTAL_ITEMS])
+		row.total = dp_slot_counter(t, newslot, DP_ROLE_TOTAL_ITEMS, &row.total_null);
 
 	if (t->notify_channel)
 		dp_notify(fcinfo, t, &row);

@@ -128,31 +128,18 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 counters:
 	if (counters_kept)
 		return;
-	if (t->att_completed)
+	if (t->att[DP_ROLE_COMPLETED_ITEMS])
 	{
-		Datum		d = slot_getattr(newslot, t->att_completed, &ch->completed_null);
-
-		if (!ch->completed_null)
-			ch->completed = dp_counter(d, t->completed_type);
+		ch->completed = dp_slot_counter(t, newslot, DP_ROLE_COMPLETED_ITEMS, &ch->completed_null);
 		if (oldslot)
-		{
-			d = slot_getattr(oldslot, t->att_completed, &ch->old_completed_null);
-			if (!ch->old_completed_null)
-				ch->old_completed = dp_counter(d, t->completed_type);
-		}
+			ch->old_completed = dp_slot_counter(t, oldslot, DP_ROLE_COMPLETED_ITEMS,
+												&ch->old_completed_null);
 	}
-	if (t->att_total)
+	if (t->att[DP_ROLE_TOTAL_ITEMS])
 	{
-		Datum		d = slot_getattr(newslot, t->att_total, &total_null);
-
-		if (!total_null)
-			total = dp_counter(d, t->total_type);
+		total = dp_slot_counter(t, newslot, DP_ROLE_TOTAL_ITEMS, &total_null);
 		if (oldslot)
-		{
-			d = slot_getattr(oldslot, t->att_total, &old_total_null);
-			if (!old_total_null)
-				old_total = dp_counter(d, t->total_type);
-		}
+			old_total = dp_slot_counter(t, oldslot, DP_ROLE_TOTAL_ITEMS, &old_total_null);
 	}
 	ch->completed_moved = oldslot != NULL &&
 		(ch->completed_null != ch->old_completed_null || ch->completed != ch->old_completed);
@@ -167,14 +154,14 @@ counters:
 			ereport(ERROR,
 					(errcode(ERRCODE_CHECK_VIOLATION),
 					 errmsg("completed items of a row of \"%s\" cannot be negative: %s = " INT64_FORMAT,
-							relname, get_attname(RelationGetRelid(rel), t->att_completed, false),
+							relname, get_attname(RelationGetRelid(rel), t->att[DP_ROLE_COMPLETED_ITEMS], false),
 							ch->completed),
 					 errhint("Count completed items from zero.")));
 		if (!total_null && total < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_CHECK_VIOLATION),
 					 errmsg("total items of a row of \"%s\" cannot be negative: %s = " INT64_FORMAT,
-							relname, get_attname(RelationGetRelid(rel), t->att_total, false),
+							relname, get_attname(RelationGetRelid(rel), t->att[DP_ROLE_TOTAL_ITEMS], false),
 							total),
 					 errhint("Leave the total null while it is unknown.")));
 		if (!ch->completed_null && !total_null && ch->completed > total)
@@ -182,8 +169,8 @@ counters:
 					(errcode(ERRCODE_CHECK_VIOLATION),
 					 errmsg("completed items of a row of \"%s\" exceed its total: %s = " INT64_FORMAT ", %s = " INT64_FORMAT,
 							relname,
-							get_attname(RelationGetRelid(rel), t->att_completed, false), ch->completed,
-							get_attname(RelationGetRelid(rel), t->att_total, false), total),
+							get_attname(RelationGetRelid(rel), t->att[DP_ROLE_COMPLETED_ITEMS], false), ch->completed,
+							get_attname(RelationGetRelid(rel), t->att[DP_ROLE_TOTAL_ITEMS], false), total),
 					 errhint("Raise the total first, or in the same statement.")));
 	}
 }
@@ -202,8 +189,8 @@ typedef struct DpMoved
 {
 	bool		valid;
 	Oid			tracked_relid;
-	TimestampTz ts[DP_NUM_TIMINGS];
-	bool		ts_null[DP_NUM_TIMINGS];
+	TimestampTz ts[DP_NUM_ROLES];	/* by timing role */
+	bool		ts_null[DP_NUM_ROLES];
 	double		speed;
 	bool		speed_null;
 } DpMoved;
@@ -221,23 +208,21 @@ dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
 		dp_moved.tracked_relid != t->tracked_relid)
 		return false;
 	dp_moved.valid = false;		/* one row at most */
-	for (i = 0; i < DP_NUM_TIMINGS; i++)
+	for (i = 0; i < t->ntimings; i++)
 	{
+		DpRole		r = t->timings[i];
 		bool		isnull;
-		Datum		d;
+		Datum		d = slot_getattr(slot, t->att[r], &isnull);
 
-		if (!t->att_timing[i])
-			continue;
-		d = slot_getattr(slot, t->att_timing[i], &isnull);
-		if (isnull != dp_moved.ts_null[i] ||
-			(!isnull && DatumGetTimestampTz(d) != dp_moved.ts[i]))
+		if (isnull != dp_moved.ts_null[r] ||
+			(!isnull && DatumGetTimestampTz(d) != dp_moved.ts[r]))
 			return false;
 		any = any || !isnull;
 	}
-	if (t->att_speed)
+	if (t->att[DP_ROLE_ITEMS_PER_SECOND])
 	{
 		bool		isnull;
-		Datum		d = slot_getattr(slot, t->att_speed, &isnull);
+		Datum		d = slot_getattr(slot, t->att[DP_ROLE_ITEMS_PER_SECOND], &isnull);
 
 		if (isnull != dp_moved.speed_null ||
 			(!isnull && DatumGetFloat8(d) != dp_moved.speed))
@@ -254,31 +239,31 @@ dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
 typedef struct DpWant
 {
 	TupleTableSlot *src;		/* NULL on INSERT: everything starts NULL */
-	Datum		v[DP_NUM_TIMINGS];
-	bool		isnull[DP_NUM_TIMINGS];
-	bool		loaded[DP_NUM_TIMINGS];
-	bool		set[DP_NUM_TIMINGS];	/* assigned by a rule */
+	Datum		v[DP_NUM_ROLES];	/* by timing role */
+	bool		isnull[DP_NUM_ROLES];
+	bool		loaded[DP_NUM_ROLES];
+	bool		set[DP_NUM_ROLES];	/* assigned by a rule */
 } DpWant;
 
 static inline DpWant *
-dp_want_load(DpTrack *t, DpWant *w, int role)
+dp_want_load(DpTrack *t, DpWant *w, DpRole role)
 {
-	Assert(role >= 0 && role < DP_NUM_TIMINGS);
+	Assert(dp_role_is(role, DP_ROLE_TIMING));
 	if (!w->loaded[role])
 	{
 		w->loaded[role] = true;
 		w->v[role] = (Datum) 0;
 		w->isnull[role] = true;
-		if (w->src && t->att_timing[role])
-			w->v[role] = slot_getattr(w->src, t->att_timing[role], &w->isnull[role]);
+		if (w->src && t->att[role])
+			w->v[role] = slot_getattr(w->src, t->att[role], &w->isnull[role]);
 	}
 	return w;
 }
 
 static inline void
-dp_want_set(DpWant *w, int role, Datum value, bool isnull)
+dp_want_set(DpWant *w, DpRole role, Datum value, bool isnull)
 {
-	Assert(role >= 0 && role < DP_NUM_TIMINGS);
+	Assert(dp_role_is(role, DP_ROLE_TIMING));
 	w->loaded[role] = w->set[role] = true;
 	w->v[role] = value;
 	w->isnull[role] = isnull;
@@ -338,9 +323,9 @@ dp_stamp(PG_FUNCTION_ARGS)
 	DpTrack    *t;
 	DpChange	ch;
 	TimestampTz now;
-	int			cols[DP_NUM_TIMINGS + 1];
-	Datum		vals[DP_NUM_TIMINGS + 1];
-	bool		nulls[DP_NUM_TIMINGS + 1];
+	int			cols[DP_NUM_ROLES];
+	Datum		vals[DP_NUM_ROLES];
+	bool		nulls[DP_NUM_ROLES];
 	DpWant		w;
 	Datum		speed = (Datum) 0;
 	bool		speed_null = true;
@@ -376,10 +361,10 @@ dp_stamp(PG_FUNCTION_ARGS)
 		const Bitmapset *upd = trigdata->tg_updatedcols;
 
 		phase_kept = !bms_is_member(t->att_phase - FirstLowInvalidHeapAttributeNumber, upd);
-		counters_kept = !((t->att_completed &&
-						   bms_is_member(t->att_completed - FirstLowInvalidHeapAttributeNumber, upd)) ||
-						  (t->att_total &&
-						   bms_is_member(t->att_total - FirstLowInvalidHeapAttributeNumber, upd)));
+		counters_kept = !((t->att[DP_ROLE_COMPLETED_ITEMS] &&
+						   bms_is_member(t->att[DP_ROLE_COMPLETED_ITEMS] - FirstLowInvalidHeapAttributeNumber, upd)) ||
+						  (t->att[DP_ROLE_TOTAL_ITEMS] &&
+						   bms_is_member(t->att[DP_ROLE_TOTAL_ITEMS] - FirstLowInvalidHeapAttributeNumber, upd)));
 		owned_kept = !bms_overlap(upd, t->owned_cols);
 	}
 	dp_classify(t, trigdata->tg_relation, oldslot, newslot, phase_kept, counters_kept, &ch);
@@ -409,13 +394,14 @@ dp_stamp(PG_FUNCTION_ARGS)
 	 */
 	if (oldslot)
 	{
-		static const int latest_roles[] = {DP_HEARTBEAT_AT, DP_PROGRESS_UPDATED_AT, DP_PHASE_UPDATED_AT};
+		static const DpRole latest_roles[] = {DP_ROLE_HEARTBEAT_AT, DP_ROLE_PROGRESS_UPDATED_AT,
+		DP_ROLE_PHASE_UPDATED_AT};
 
 		for (i = 0; i < (int) lengthof(latest_roles); i++)
 		{
-			int			role = latest_roles[i];
+			DpRole		role = latest_roles[i];
 
-			if (!t->att_timing[role])
+			if (!t->att[role])
 				continue;
 			dp_want_load(t, &w, role);
 			if (unlikely(!w.isnull[role] &&
@@ -425,7 +411,7 @@ dp_stamp(PG_FUNCTION_ARGS)
 			break;
 		}
 	}
-	dp_want_set(&w, DP_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
+	dp_want_set(&w, DP_ROLE_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
 	if (ch.entered)
 	{
 		DpKind		kind;
@@ -433,22 +419,22 @@ dp_stamp(PG_FUNCTION_ARGS)
 		Assert(ch.new_idx >= 0 && ch.new_idx < t->nphases);
 		kind = t->phases[ch.new_idx].kind;
 
-		dp_want_set(&w, DP_PHASE_UPDATED_AT, TimestampTzGetDatum(now), false);
-		dp_want_set(&w, DP_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
-		if (kind == DP_KIND_ACTIVE && dp_want_load(t, &w, DP_STARTED_AT)->isnull[DP_STARTED_AT])
-			dp_want_set(&w, DP_STARTED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(&w, DP_ROLE_PHASE_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(&w, DP_ROLE_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
+		if (kind == DP_KIND_ACTIVE && dp_want_load(t, &w, DP_ROLE_STARTED_AT)->isnull[DP_ROLE_STARTED_AT])
+			dp_want_set(&w, DP_ROLE_STARTED_AT, TimestampTzGetDatum(now), false);
 		if (DP_KIND_IS_TERMINAL(kind))
-			dp_want_set(&w, DP_FINISHED_AT, TimestampTzGetDatum(now), false);
+			dp_want_set(&w, DP_ROLE_FINISHED_AT, TimestampTzGetDatum(now), false);
 		else if (ch.old_idx >= 0 && DP_KIND_IS_TERMINAL(t->phases[ch.old_idx].kind))
-			dp_want_set(&w, DP_FINISHED_AT, (Datum) 0, true);	/* restart */
+			dp_want_set(&w, DP_ROLE_FINISHED_AT, (Datum) 0, true);	/* restart */
 		/* a new phase starts a new speed estimate */
-		dp_want_set(&w, DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(&w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 	}
 	else if (ch.counters_moved)
-		dp_want_set(&w, DP_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(&w, DP_ROLE_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
 
 	/* smoothed speed: one O(1) step per move of completed_items */
-	if (t->att_speed)
+	if (t->att[DP_ROLE_ITEMS_PER_SECOND])
 	{
 		if (oldslot == NULL || ch.entered)
 		{
@@ -457,31 +443,31 @@ dp_stamp(PG_FUNCTION_ARGS)
 		}
 		else if (ch.completed_moved)
 		{
-			speed = slot_getattr(w.src, t->att_speed, &speed_null);
+			speed = slot_getattr(w.src, t->att[DP_ROLE_ITEMS_PER_SECOND], &speed_null);
 			speed_set = true;
-			dp_want_load(t, &w, DP_SPEED_UPDATED_AT);
+			dp_want_load(t, &w, DP_ROLE_SPEED_UPDATED_AT);
 			if (ch.completed_null || ch.old_completed_null || ch.completed < ch.old_completed)
 			{
 				/* counter reset or went backwards: start over */
 				speed_null = true;
-				dp_want_set(&w, DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+				dp_want_set(&w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 			}
-			else if (w.isnull[DP_SPEED_UPDATED_AT] ||
-					 TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[DP_SPEED_UPDATED_AT])))
-				dp_want_set(&w, DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+			else if (w.isnull[DP_ROLE_SPEED_UPDATED_AT] ||
+					 TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[DP_ROLE_SPEED_UPDATED_AT])))
+				dp_want_set(&w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 			else
 			{
-				TimestampTz last = DatumGetTimestampTz(w.v[DP_SPEED_UPDATED_AT]);
+				TimestampTz last = DatumGetTimestampTz(w.v[DP_ROLE_SPEED_UPDATED_AT]);
 
 				if (now > last)
 				{
 					double		rate;
 					double		elapsed = 0;	/* since the estimate began */
 
-					dp_want_load(t, &w, DP_PHASE_UPDATED_AT);
-					if (!w.isnull[DP_PHASE_UPDATED_AT] &&
-						!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[DP_PHASE_UPDATED_AT])))
-						elapsed = (double) (now - DatumGetTimestampTz(w.v[DP_PHASE_UPDATED_AT])) /
+					dp_want_load(t, &w, DP_ROLE_PHASE_UPDATED_AT);
+					if (!w.isnull[DP_ROLE_PHASE_UPDATED_AT] &&
+						!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[DP_ROLE_PHASE_UPDATED_AT])))
+						elapsed = (double) (now - DatumGetTimestampTz(w.v[DP_ROLE_PHASE_UPDATED_AT])) /
 							USECS_PER_SEC;
 					rate = dp_speed_step(speed_null ? 0 : DatumGetFloat8(speed), speed_null,
 										 (double) (ch.completed - ch.old_completed),
@@ -489,14 +475,14 @@ dp_stamp(PG_FUNCTION_ARGS)
 										 elapsed, t->speed_tau);
 					speed = Float8GetDatum(rate);
 					speed_null = false;
-					dp_want_set(&w, DP_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+					dp_want_set(&w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 				}
 			}
 		}
 		else if (!owned_kept)
 		{
 			/* the statement may have written the speed: keep the old one */
-			speed = slot_getattr(oldslot, t->att_speed, &speed_null);
+			speed = slot_getattr(oldslot, t->att[DP_ROLE_ITEMS_PER_SECOND], &speed_null);
 			speed_set = true;
 		}
 	}
@@ -506,33 +492,33 @@ dp_stamp(PG_FUNCTION_ARGS)
 	 * and, unless the SET list proved them untouched, every other timing
 	 * column (a value the statement wrote is replaced by the old one).
 	 */
-	for (i = 0; i < DP_NUM_TIMINGS; i++)
+	for (i = 0; i < t->ntimings; i++)
 	{
-		AttrNumber	att = t->att_timing[i];
+		DpRole		r = t->timings[i];
 		bool		isnull;
 		Datum		cur;
 
-		if (!att || (owned_kept && !w.set[i]))
+		if (owned_kept && !w.set[r])
 			continue;
-		dp_want_load(t, &w, i);
-		cur = slot_getattr(newslot, att, &isnull);
-		if (isnull == w.isnull[i] &&
-			(isnull || DatumGetTimestampTz(cur) == DatumGetTimestampTz(w.v[i])))
+		dp_want_load(t, &w, r);
+		cur = slot_getattr(newslot, t->att[r], &isnull);
+		if (isnull == w.isnull[r] &&
+			(isnull || DatumGetTimestampTz(cur) == DatumGetTimestampTz(w.v[r])))
 			continue;
-		cols[ncols] = att;
-		vals[ncols] = w.v[i];
-		nulls[ncols] = w.isnull[i];
+		cols[ncols] = t->att[r];
+		vals[ncols] = w.v[r];
+		nulls[ncols] = w.isnull[r];
 		ncols++;
 	}
 	if (speed_set)
 	{
 		bool		isnull;
-		Datum		cur = slot_getattr(newslot, t->att_speed, &isnull);
+		Datum		cur = slot_getattr(newslot, t->att[DP_ROLE_ITEMS_PER_SECOND], &isnull);
 
 		if (isnull != speed_null ||
 			(!isnull && DatumGetFloat8(cur) != DatumGetFloat8(speed)))
 		{
-			cols[ncols] = t->att_speed;
+			cols[ncols] = t->att[DP_ROLE_ITEMS_PER_SECOND];
 			vals[ncols] = speed;
 			nulls[ncols] = speed_null;
 			ncols++;
@@ -542,33 +528,32 @@ dp_stamp(PG_FUNCTION_ARGS)
 	dp_moved.valid = false;
 	if (oldslot && trigdata->tg_relation->rd_rel->relispartition)
 	{
-		for (i = 0; i < DP_NUM_TIMINGS; i++)
+		for (i = 0; i < t->ntimings; i++)
 		{
-			Datum		d = (Datum) 0;
-			bool		isnull = true;
+			DpRole		r = t->timings[i];
+			Datum		d;
+			bool		isnull;
 
-			if (!t->att_timing[i])
-				;
-			else if (!owned_kept || w.set[i])
+			if (!owned_kept || w.set[r])
 			{
-				dp_want_load(t, &w, i);
-				d = w.v[i];
-				isnull = w.isnull[i];
+				dp_want_load(t, &w, r);
+				d = w.v[r];
+				isnull = w.isnull[r];
 			}
 			else
-				d = slot_getattr(newslot, t->att_timing[i], &isnull);
-			dp_moved.ts_null[i] = isnull;
-			dp_moved.ts[i] = isnull ? 0 : DatumGetTimestampTz(d);
+				d = slot_getattr(newslot, t->att[r], &isnull);
+			dp_moved.ts_null[r] = isnull;
+			dp_moved.ts[r] = isnull ? 0 : DatumGetTimestampTz(d);
 		}
 		dp_moved.speed_null = true;
 		dp_moved.speed = 0;
-		if (t->att_speed)
+		if (t->att[DP_ROLE_ITEMS_PER_SECOND])
 		{
 			Datum		d = speed;
 			bool		isnull = speed_null;
 
 			if (!speed_set)
-				d = slot_getattr(newslot, t->att_speed, &isnull);
+				d = slot_getattr(newslot, t->att[DP_ROLE_ITEMS_PER_SECOND], &isnull);
 			dp_moved.speed_null = isnull;
 			dp_moved.speed = isnull ? 0 : DatumGetFloat8(d);
 		}

@@ -21,6 +21,11 @@
  * valid before the build starts, so such an invalidation marks it stale
  * again and the loop in dp_get_track() builds it once more.
  *
+ * Column roles (completed_items, heartbeat_at, ...) are defined once, in the
+ * role table below: the configuration comes as role names with their
+ * columns, and each is resolved through its definition into the entry's
+ * att[] and atttype[], indexed by DpRole.
+ *
  * IDENTIFICATION
  *	  src/track_cache.c
  *
@@ -58,16 +63,40 @@ static const char *const dp_kind_names[] = {
 	"pending", "active", "waiting", "succeeded", "failed", "cancelled"
 };
 
-/* Column names of deploy_progress.tracked, in DpTimingRole order. */
-static const char *const dp_timing_columns[DP_NUM_TIMINGS] = {
-	"phase_updated_column", "progress_updated_column", "heartbeat_column",
-	"started_column", "finished_column", "speed_updated_column"
-};
+/*
+ * The role table: every column role besides the phase, defined once.  The
+ * cache resolves a tracked table's columns from it (DpTrack.att[] and
+ * atttype[], by DpRole), the messages name roles by their name, and the
+ * configuration query of each schema version lists its roles by name.
+ */
+typedef struct DpRoleDef
+{
+	const char *name;			/* as track() and deploy_progress.tracked name it */
+	const Oid  *types;			/* the column types it accepts */
+	int			ntypes;
+	int			flags;			/* DP_ROLE_TIMING, DP_ROLE_OWNED, DP_ROLE_SIDE */
+	const char *column_1_0;		/* its column of deploy_progress.tracked in schema 1.0 */
+} DpRoleDef;
 
-/* The same roles as track() names them, for messages. */
-static const char *const dp_timing_roles[DP_NUM_TIMINGS] = {
-	"phase_updated_at", "progress_updated_at", "heartbeat_at",
-	"started_at", "finished_at", "speed_updated_at"
+static const Oid dp_counter_types[] = {INT2OID, INT4OID, INT8OID};
+static const Oid dp_timestamptz_types[] = {TIMESTAMPTZOID};
+static const Oid dp_float8_types[] = {FLOAT8OID};
+static const Oid dp_text_types[] = {TEXTOID, VARCHAROID};
+
+#define DP_TYPES(a) (a), lengthof(a)
+#define DP_STAMP (DP_ROLE_TIMING | DP_ROLE_OWNED)
+
+static const DpRoleDef dp_roles[DP_NUM_ROLES] = {
+	[DP_ROLE_COMPLETED_ITEMS] = {"completed_items", DP_TYPES(dp_counter_types), 0, "completed_column"},
+	[DP_ROLE_TOTAL_ITEMS] = {"total_items", DP_TYPES(dp_counter_types), 0, "total_column"},
+	[DP_ROLE_PHASE_UPDATED_AT] = {"phase_updated_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "phase_updated_column"},
+	[DP_ROLE_PROGRESS_UPDATED_AT] = {"progress_updated_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "progress_updated_column"},
+	[DP_ROLE_HEARTBEAT_AT] = {"heartbeat_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "heartbeat_column"},
+	[DP_ROLE_STARTED_AT] = {"started_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "started_column"},
+	[DP_ROLE_FINISHED_AT] = {"finished_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "finished_column"},
+	[DP_ROLE_ITEMS_PER_SECOND] = {"items_per_second", DP_TYPES(dp_float8_types), DP_ROLE_OWNED, "speed_column"},
+	[DP_ROLE_SPEED_UPDATED_AT] = {"speed_updated_at", DP_TYPES(dp_timestamptz_types), DP_STAMP, "speed_updated_column"},
+	[DP_ROLE_FAILURE_REASON] = {"failure_reason", DP_TYPES(dp_text_types), 0, "reason_column"},
 };
 
 /* Relcache callback: mark the entry of the relation (or all) stale. */
@@ -131,6 +160,34 @@ dp_kind_name(DpKind kind)
 	return dp_kind_names[kind];
 }
 
+/* Name of a role, as track() and deploy_progress.tracked spell it. */
+const char *
+dp_role_name(DpRole role)
+{
+	Assert(role >= 0 && role < DP_NUM_ROLES);
+	return dp_roles[role].name;
+}
+
+/* Whether a role has every one of "flags" (DP_ROLE_TIMING, ...). */
+bool
+dp_role_is(DpRole role, int flags)
+{
+	Assert(role >= 0 && role < DP_NUM_ROLES);
+	return (dp_roles[role].flags & flags) == flags;
+}
+
+/* Role named "name", -1 when the role is not one this library knows. */
+static int
+dp_role_from_name(const char *name)
+{
+	int			r;
+
+	for (r = 0; r < DP_NUM_ROLES; r++)
+		if (strcmp(name, dp_roles[r].name) == 0)
+			return r;
+	return -1;
+}
+
 /* Text of column "col" of the current SPI result row, NULL when null. */
 static char *
 dp_spi_text(int row, const char *col)
@@ -182,15 +239,132 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
 }
 
 /*
+ * The query that reads the configuration of a table (or of the partitioned
+ * table it is a partition of), $1.  It returns one row with the options
+ * every schema version has, by name, and the role columns as two parallel
+ * text[] arrays: role_names and role_columns.  The options part is written
+ * once; the roles part says where a schema version keeps the columns:
+ * schema 1.0 has a column of deploy_progress.tracked per role (the role
+ * table's column_1_0).
+ */
+#define DP_CONFIG_OPTIONS \
+	"SELECT t.relid::pg_catalog.oid AS tracked_relid," \
+	"       t.lifecycle, t.phase_column, t.key_columns, t.storage, t.allow_restart," \
+	"       pg_catalog.date_part('epoch', t.speed_time_constant) AS tau," \
+	"       t.history, t.notify_channel"
+#define DP_CONFIG_FROM \
+	"  FROM " DP_SCHEMA ".tracked t" \
+	"  JOIN (SELECT $1::pg_catalog.regclass, 0::pg_catalog.int8" \
+	"        UNION ALL" \
+	"        SELECT * FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.regclass) WITH ORDINALITY" \
+	"       ) AS a(relid, ord) ON t.relid OPERATOR(pg_catalog.=) a.relid"
+#define DP_CONFIG_ORDER \
+	" ORDER BY a.ord LIMIT 1"
+
+static char *dp_config_query_1_0 = NULL;
+
+static const char *
+dp_config_query(void)
+{
+	if (dp_config_query_1_0 == NULL)
+	{
+		StringInfoData buf;
+		MemoryContext oldcxt = MemoryContextSwitchTo(dp_cache_cxt);
+		int			r;
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, DP_CONFIG_OPTIONS ", ARRAY[");
+		for (r = 0; r < DP_NUM_ROLES; r++)
+			appendStringInfo(&buf, "%s%s", r ? ", " : "", quote_literal_cstr(dp_roles[r].name));
+		appendStringInfoString(&buf, "]::pg_catalog.text[] AS role_names, ARRAY[");
+		for (r = 0; r < DP_NUM_ROLES; r++)
+			appendStringInfo(&buf, "%st.%s", r ? ", " : "", dp_roles[r].column_1_0);
+		appendStringInfoString(&buf, "]::pg_catalog.text[] AS role_columns" DP_CONFIG_FROM DP_CONFIG_ORDER);
+		MemoryContextSwitchTo(oldcxt);
+		dp_config_query_1_0 = buf.data;
+	}
+	return dp_config_query_1_0;
+}
+
+/* A text[] column of the current SPI result row; no elements when null. */
+static void
+dp_spi_text_array(const char *col, Datum **elems, bool **nulls, int *n)
+{
+	int			fno = SPI_fnumber(SPI_tuptable->tupdesc, col);
+	bool		isnull;
+	Datum		d;
+
+	if (fno <= 0)
+		elog(ERROR, "column \"%s\" missing from tracking query", col);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, fno, &isnull);
+	*n = 0;
+	if (!isnull)
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  elems, nulls, n);
+}
+
+/*
+ * The role columns of the configuration row: t->att[] and t->atttype[]
+ * from role_names and role_columns.  A role name this library does not
+ * know (one of a later version) is left alone; a null column leaves the
+ * role out.
+ */
+static void
+dp_resolve_roles(DpTrack *t, Relation rel)
+{
+	Datum	   *names;
+	Datum	   *columns;
+	bool	   *names_null;
+	bool	   *columns_null;
+	int			nnames;
+	int			ncolumns;
+	int			i;
+
+	for (i = 0; i < DP_NUM_ROLES; i++)
+	{
+		t->att[i] = InvalidAttrNumber;
+		t->atttype[i] = InvalidOid;
+	}
+	dp_spi_text_array("role_names", &names, &names_null, &nnames);
+	dp_spi_text_array("role_columns", &columns, &columns_null, &ncolumns);
+	if (nnames != ncolumns)
+		elog(ERROR, "tracking query returned %d role names for %d role columns", nnames, ncolumns);
+	for (i = 0; i < nnames; i++)
+	{
+		int			r;
+
+		if (names_null[i] || columns_null[i])
+			continue;
+		r = dp_role_from_name(TextDatumGetCString(names[i]));
+		if (r < 0)
+			continue;
+		t->att[r] = dp_resolve_column(rel, TextDatumGetCString(columns[i]), dp_roles[r].name,
+									  dp_roles[r].types, dp_roles[r].ntypes, &t->atttype[r]);
+	}
+
+	/* the smoothed speed follows the completed items */
+	if (!t->att[DP_ROLE_ITEMS_PER_SECOND] || !t->att[DP_ROLE_COMPLETED_ITEMS])
+	{
+		t->att[DP_ROLE_ITEMS_PER_SECOND] = t->att[DP_ROLE_SPEED_UPDATED_AT] = InvalidAttrNumber;
+		t->atttype[DP_ROLE_ITEMS_PER_SECOND] = t->atttype[DP_ROLE_SPEED_UPDATED_AT] = InvalidOid;
+	}
+
+	t->ntimings = 0;
+	for (i = 0; i < DP_NUM_ROLES; i++)
+	{
+		Assert(t->att[i] >= 0 && t->att[i] <= RelationGetDescr(rel)->natts);
+		if (t->att[i] && (dp_roles[i].flags & DP_ROLE_TIMING))
+			t->timings[t->ntimings++] = (DpRole) i;
+	}
+}
+
+/*
  * Read the configuration of "rel" (or of the partitioned table it is a
  * partition of) into t.  Runs SPI; everything kept goes into t->cxt.
  */
 static pg_noinline void
 dp_build_track(DpTrack *t, Relation rel)
 {
-	static const Oid int_types[] = {INT2OID, INT4OID, INT8OID};
-	static const Oid ts_types[] = {TIMESTAMPTZOID};
-	static const Oid f8_types[] = {FLOAT8OID};
 	Oid			relid = RelationGetRelid(rel);
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1];
@@ -215,22 +389,7 @@ dp_build_track(DpTrack *t, Relation rel)
 	dp_spi_connect();
 
 	args[0] = ObjectIdGetDatum(relid);
-	ret = SPI_execute_with_args(
-		"SELECT t.relid::pg_catalog.oid AS tracked_relid,"
-		"       t.lifecycle, t.phase_column, t.completed_column, t.total_column,"
-		"       t.phase_updated_column, t.progress_updated_column, t.heartbeat_column,"
-		"       t.started_column, t.finished_column, t.speed_column, t.speed_updated_column,"
-		"       t.key_columns,"
-		"       t.storage, t.allow_restart,"
-		"       pg_catalog.date_part('epoch', t.speed_time_constant) AS tau,"
-		"       t.reason_column, t.history, t.notify_channel"
-		"  FROM " DP_SCHEMA ".tracked t"
-		"  JOIN (SELECT $1::pg_catalog.regclass, 0::pg_catalog.int8"
-		"        UNION ALL"
-		"        SELECT * FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.regclass) WITH ORDINALITY"
-		"       ) AS a(relid, ord) ON t.relid OPERATOR(pg_catalog.=) a.relid"
-		" ORDER BY a.ord LIMIT 1",
-		1, argtypes, args, NULL, true, 1);
+	ret = SPI_execute_with_args(dp_config_query(), 1, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading tracking configuration failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
@@ -268,20 +427,7 @@ dp_build_track(DpTrack *t, Relation rel)
 				 errmsg("phase column \"%s\" of tracked table \"%s\" has type %s",
 						phase_col, RelationGetRelationName(rel), format_type_be(phase_type)),
 				 errhint("A phase column must be text, varchar or an enum type.")));
-	t->att_completed = dp_resolve_column(rel, dp_spi_text(0, "completed_column"),
-										 "completed_items", int_types, 3, &t->completed_type);
-	t->att_total = dp_resolve_column(rel, dp_spi_text(0, "total_column"),
-									 "total_items", int_types, 3, &t->total_type);
-	t->att_speed = dp_resolve_column(rel, dp_spi_text(0, "speed_column"),
-									 "items_per_second", f8_types, 1, NULL);
-	for (i = 0; i < DP_NUM_TIMINGS; i++)
-		t->att_timing[i] = dp_resolve_column(rel, dp_spi_text(0, dp_timing_columns[i]),
-											 dp_timing_roles[i], ts_types, 1, NULL);
-	if (!t->att_speed || !t->att_completed)
-	{
-		t->att_speed = InvalidAttrNumber;
-		t->att_timing[DP_SPEED_UPDATED_AT] = InvalidAttrNumber;
-	}
+	dp_resolve_roles(t, rel);
 	t->side = strcmp(dp_spi_text(0, "storage"), "side") == 0;
 	t->allow_restart = strcmp(dp_spi_text(0, "allow_restart"), "t") == 0;
 	t->speed_tau = strtod(dp_spi_text(0, "tau"), NULL);
@@ -290,15 +436,12 @@ dp_build_track(DpTrack *t, Relation rel)
 
 	/* history and events */
 	{
-		static const Oid text_types[] = {TEXTOID, VARCHAROID};
 		const char *mode = dp_spi_text(0, "history");
 		char	   *channel = dp_spi_text(0, "notify_channel");
 
 		t->history = strcmp(mode, "all") == 0 ? DP_HISTORY_ALL :
 			strcmp(mode, "failures") == 0 ? DP_HISTORY_FAILURES : DP_HISTORY_OFF;
 		t->notify_channel = channel ? MemoryContextStrdup(t->cxt, channel) : NULL;
-		t->att_reason = dp_resolve_column(rel, dp_spi_text(0, "reason_column"),
-										  "failure_reason", text_types, 2, NULL);
 	}
 
 	/* the row key, for the side table */
@@ -389,13 +532,10 @@ dp_build_track(DpTrack *t, Relation rel)
 
 		oldcxt = MemoryContextSwitchTo(t->cxt);
 		t->owned_cols = NULL;
-		for (i = 0; i < DP_NUM_TIMINGS; i++)
-			if (t->att_timing[i])
+		for (i = 0; i < DP_NUM_ROLES; i++)
+			if (t->att[i] && (dp_roles[i].flags & DP_ROLE_OWNED))
 				t->owned_cols = bms_add_member(t->owned_cols,
-											   t->att_timing[i] - FirstLowInvalidHeapAttributeNumber);
-		if (t->att_speed)
-			t->owned_cols = bms_add_member(t->owned_cols,
-										   t->att_speed - FirstLowInvalidHeapAttributeNumber);
+											   t->att[i] - FirstLowInvalidHeapAttributeNumber);
 		MemoryContextSwitchTo(oldcxt);
 
 		for (i = 0; trigdesc && i < trigdesc->numtriggers; i++)
