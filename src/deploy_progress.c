@@ -1,7 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * deploy_progress.c
- *	  Module entry point and settings of the deploy_progress extension.
+ *	  Module entry point, settings and schema-version handshake of the
+ *	  deploy_progress extension.
+ *
+ * The library outlives the schema: between "make install" of a new version
+ * and ALTER EXTENSION deploy_progress UPDATE, the new library runs against
+ * the SQL objects of the old version.  So the C reads the extension's own
+ * tables (the configuration in deploy_progress.tracked, the side table, the
+ * history) only as the installed schema version has them: the tracking
+ * cache learns pg_extension.extversion each time it reads a table's
+ * configuration (dp_installed_schema()) and reads it with the query of that
+ * schema, and the side table and history writers look up the columns they
+ * write.  Every C symbol a released SQL script refers to stays defined.
  *
  * IDENTIFICATION
  *	  src/deploy_progress.c
@@ -11,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "executor/spi.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -102,4 +114,41 @@ dp_now(void)
 		default:
 			return GetCurrentStatementStartTimestamp();
 	}
+}
+
+/*
+ * The schema of an installed version of the extension: 1.0 for 1.0 and its
+ * patch releases (1.0.x), 1.1 for every other version, later ones included
+ * (they keep 1.1's shape where the C reads it, or bring a library that
+ * knows better).
+ */
+DpSchema
+dp_schema_of_version(const char *version)
+{
+	if (strcmp(version, "1.0") == 0 || strncmp(version, "1.0.", 4) == 0)
+		return DP_SCHEMA_1_0;
+	return DP_SCHEMA_1_1;
+}
+
+/*
+ * The installed version of the extension (pg_extension.extversion), read
+ * in the caller's SPI session, and its schema.  The text is palloc'd in
+ * the caller's SPI procedure context.
+ */
+DpSchema
+dp_installed_schema(char **version)
+{
+	int			ret;
+	char	   *v;
+
+	ret = SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e"
+					  " WHERE e.extname OPERATOR(pg_catalog.=) 'deploy_progress'",
+					  true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the version of deploy_progress failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1 ||
+		(v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)) == NULL)
+		elog(ERROR, "extension deploy_progress is not installed");
+	*version = v;
+	return dp_schema_of_version(v);
 }

@@ -73,6 +73,17 @@ typedef enum DpRole
 #define DP_ROLE_OWNED	0x02	/* written by the extension, not the application */
 #define DP_ROLE_SIDE	0x04	/* kept in deploy_progress.timings under side storage */
 
+/*
+ * Shapes of the extension's tables that the C reads, by the version that
+ * introduced them (dp_schema_of_version()).
+ */
+typedef enum DpSchema
+{
+	DP_SCHEMA_1_0,				/* tracked has one column per role */
+	DP_SCHEMA_1_1,				/* tracked.columns: jsonb, role name -> column */
+	DP_NUM_SCHEMAS
+} DpSchema;
+
 /* What the transition history records (deploy_progress.tracked.history). */
 typedef enum DpHistoryMode
 {
@@ -184,8 +195,11 @@ extern bool dp_stamping;
 extern int	dp_clock;
 extern char *dp_transition_reason;
 extern TimestampTz dp_now(void);
+extern DpSchema dp_schema_of_version(const char *version);
+extern DpSchema dp_installed_schema(char **version);
 
 /* track_cache.c */
+extern uint32 dp_tables_generation;
 extern DpTrack *dp_get_track(Relation rel);
 extern int	dp_phase_index(DpTrack *t, Datum value);
 extern const char *dp_phase_list(DpTrack *t);

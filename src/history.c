@@ -42,6 +42,12 @@
  * extension's own log, not granted to PUBLIC, and readable through the
  * transitions view only.
  *
+ * The columns are found by name (dp_history_target()), so that the library
+ * writes the history of whichever schema version is installed: relid, key,
+ * to_phase, to_kind and at are in every version; the others are written
+ * where the table has them; columns the library does not know get their
+ * default (the identity "id" among them).
+ *
  * IDENTIFICATION
  *	  src/history.c
  *
@@ -57,18 +63,20 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
-#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "rewrite/rewriteHandler.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 
 #include "deploy_progress.h"
 
@@ -148,57 +156,159 @@ dp_history_slot(void)
 	return &dp_rows[dp_nrows];
 }
 
-/* Columns of deploy_progress.history, in the order of DpHistCol. */
-static const char *const dp_hist_columns[] = {
-	"id", "relid", "key", "from_phase", "to_phase", "to_kind", "at",
-	"time_in_previous", "completed", "total", "reason"
-};
-
+/*
+ * The columns of deploy_progress.history that the C fills, with their
+ * types.  The required ones are in every schema version; a column that an
+ * older schema lacks is not written.  Every other column of the table (such
+ * as "id", an identity column) gets its default, or its value when it is a
+ * stored generated column; one that has neither and is NOT NULL cannot be
+ * filled, and the flush says so rather than write a row the table refuses.
+ */
 typedef enum DpHistCol
 {
-	DP_H_ID, DP_H_RELID, DP_H_KEY, DP_H_FROM, DP_H_TO, DP_H_KIND, DP_H_AT,
+	DP_H_RELID, DP_H_KEY, DP_H_FROM, DP_H_TO, DP_H_KIND, DP_H_AT,
 	DP_H_TIME_IN_PREVIOUS, DP_H_COMPLETED, DP_H_TOTAL, DP_H_REASON, DP_H_NCOLS
 } DpHistCol;
 
-/* Where the history lives, looked up at each flush. */
+typedef struct DpHistColDef
+{
+	const char *name;
+	Oid			type;
+	bool		required;		/* in every schema version */
+} DpHistColDef;
+
+static const DpHistColDef dp_hist_columns[DP_H_NCOLS] = {
+	[DP_H_RELID] = {"relid", REGCLASSOID, true},
+	[DP_H_KEY] = {"key", TEXTOID, true},
+	[DP_H_FROM] = {"from_phase", TEXTOID, false},
+	[DP_H_TO] = {"to_phase", TEXTOID, true},
+	[DP_H_KIND] = {"to_kind", TEXTOID, true},
+	[DP_H_AT] = {"at", TIMESTAMPTZOID, true},
+	[DP_H_TIME_IN_PREVIOUS] = {"time_in_previous", INTERVALOID, false},
+	[DP_H_COMPLETED] = {"completed", INT8OID, false},
+	[DP_H_TOTAL] = {"total", INT8OID, false},
+	[DP_H_REASON] = {"reason", TEXTOID, false},
+};
+
+/*
+ * How a flush fills the rows of deploy_progress.history: looked up once,
+ * and again after an invalidation of the table (dp_tables_generation).
+ */
 typedef struct DpHistTarget
 {
+	uint32		generation;		/* dp_tables_generation it was built at; 0: none */
+	MemoryContext cxt;			/* holds the arrays and expressions */
 	Oid			relid;
-	Oid			seqid;			/* the identity sequence of "id" */
-	AttrNumber	att[DP_H_NCOLS];
+	AttrNumber	att[DP_H_NCOLS];	/* InvalidAttrNumber: not in this schema */
+	int			ndefaults;
+	AttrNumber *default_att;	/* the other columns that have a default ... */
+	Expr	  **default_expr;	/* ... and its expression */
+	int			nnotnull;
+	AttrNumber *notnull;		/* NOT NULL columns a row may leave null */
+	bool		generated;		/* the table has stored generated columns */
 } DpHistTarget;
 
-static void
-dp_history_target(DpHistTarget *target)
-{
-	Oid			nspid = get_namespace_oid(DP_SCHEMA, false);
-	int			c;
+static DpHistTarget dp_hist_target;
 
-	target->relid = get_relname_relid("history", nspid);
-	target->seqid = get_relname_relid("history_id_seq", nspid);
-	if (!OidIsValid(target->relid) || !OidIsValid(target->seqid))
-		elog(ERROR, "could not find table " DP_SCHEMA ".history or its sequence");
+/* Where the history goes; "rel" is deploy_progress.history, locked. */
+static DpHistTarget *
+dp_history_target(Relation rel)
+{
+	DpHistTarget *tg = &dp_hist_target;
+	TupleDesc	desc = RelationGetDescr(rel);
+	MemoryContext oldcxt;
+	int			c;
+	int			i;
+
+	if (tg->generation == dp_tables_generation && tg->relid == RelationGetRelid(rel))
+		return tg;
+	if (tg->cxt == NULL)
+		tg->cxt = AllocSetContextCreate(CacheMemoryContext, "deploy_progress history target",
+										ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(tg->cxt);
+	tg->generation = 0;
+	tg->relid = RelationGetRelid(rel);
+	oldcxt = MemoryContextSwitchTo(tg->cxt);
+	tg->ndefaults = tg->nnotnull = 0;
+	tg->default_att = palloc(sizeof(AttrNumber) * desc->natts);
+	tg->default_expr = palloc(sizeof(Expr *) * desc->natts);
+	tg->notnull = palloc(sizeof(AttrNumber) * desc->natts);
+	tg->generated = desc->constr && desc->constr->has_generated_stored;
 	for (c = 0; c < DP_H_NCOLS; c++)
+		tg->att[c] = InvalidAttrNumber;
+	for (i = 0; i < desc->natts; i++)
 	{
-		target->att[c] = get_attnum(target->relid, dp_hist_columns[c]);
-		if (target->att[c] <= 0)
-			elog(ERROR, "column \"%s\" of " DP_SCHEMA ".history is missing", dp_hist_columns[c]);
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		for (c = 0; c < DP_H_NCOLS; c++)
+			if (strcmp(NameStr(att->attname), dp_hist_columns[c].name) == 0)
+				break;
+		if (c < DP_H_NCOLS)
+		{
+			if (att->atttypid != dp_hist_columns[c].type)
+				elog(ERROR, "column \"%s\" of " DP_SCHEMA ".history has type %s, not %s",
+					 dp_hist_columns[c].name, format_type_be(att->atttypid),
+					 format_type_be(dp_hist_columns[c].type));
+			tg->att[c] = att->attnum;
+			if (att->attnotnull && !dp_hist_columns[c].required)
+				tg->notnull[tg->nnotnull++] = att->attnum;
+		}
+		else if (att->attgenerated)
+			continue;			/* ExecComputeStoredGenerated() */
+		else if (att->atthasdef || att->attidentity)
+		{
+			tg->default_att[tg->ndefaults] = att->attnum;
+			tg->default_expr[tg->ndefaults] = (Expr *) build_column_default(rel, att->attnum);
+			if (tg->default_expr[tg->ndefaults] != NULL)
+				tg->ndefaults++;
+			else if (att->attnotnull)
+				tg->notnull[tg->nnotnull++] = att->attnum;
+		}
+		else if (att->attnotnull)
+			tg->notnull[tg->nnotnull++] = att->attnum;
 	}
+	MemoryContextSwitchTo(oldcxt);
+	for (c = 0; c < DP_H_NCOLS; c++)
+		if (dp_hist_columns[c].required && !tg->att[c])
+			elog(ERROR, "column \"%s\" of " DP_SCHEMA ".history is missing", dp_hist_columns[c].name);
+	tg->generation = dp_tables_generation;
+	return tg;
 }
 
-/* Fill a slot with the history row of a queued transition. */
+/*
+ * Fill a slot with the history row of a queued transition; "defaults" are
+ * the target's default expressions, ready to run in "econtext".
+ */
 static void
-dp_history_fill(TupleTableSlot *slot, DpHistTarget *target, DpHistRow *r)
+dp_history_fill(TupleTableSlot *slot, DpHistTarget *target, DpHistRow *r,
+				ExprState **defaults, ExprContext *econtext)
 {
 	Datum	   *v = slot->tts_values;
 	bool	   *n = slot->tts_isnull;
+	int			i;
 
 	ExecClearTuple(slot);
 	memset(n, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (i = 0; i < target->ndefaults; i++)
+	{
+		AttrNumber	att = target->default_att[i];
+
+		Assert(att >= 1 && att <= slot->tts_tupleDescriptor->natts);
+		v[att - 1] = ExecEvalExpr(defaults[i], econtext, &n[att - 1]);
+	}
 #define DP_PUT(col, val) \
-	(AssertMacro(target->att[col] >= 1 && target->att[col] <= slot->tts_tupleDescriptor->natts), \
-	 v[target->att[col] - 1] = (val), n[target->att[col] - 1] = false)
-	DP_PUT(DP_H_ID, Int64GetDatum(nextval_internal(target->seqid, false)));
+	do { \
+		AttrNumber	att_ = target->att[col]; \
+		Assert(att_ >= 0 && att_ <= slot->tts_tupleDescriptor->natts); \
+		if (att_) \
+		{ \
+			v[att_ - 1] = (val); \
+			n[att_ - 1] = false; \
+		} \
+	} while (0)
 	DP_PUT(DP_H_RELID, ObjectIdGetDatum(r->relid));
 	DP_PUT(DP_H_KEY, PointerGetDatum(r->key));
 	if (r->from)
@@ -206,7 +316,7 @@ dp_history_fill(TupleTableSlot *slot, DpHistTarget *target, DpHistRow *r)
 	DP_PUT(DP_H_TO, PointerGetDatum(r->to));
 	DP_PUT(DP_H_KIND, CStringGetTextDatum(r->kind));
 	DP_PUT(DP_H_AT, TimestampTzGetDatum(r->at));
-	if (!r->prev_null)
+	if (!r->prev_null && target->att[DP_H_TIME_IN_PREVIOUS])
 		DP_PUT(DP_H_TIME_IN_PREVIOUS,
 			   DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(r->at),
 								   TimestampTzGetDatum(r->prev)));
@@ -217,6 +327,15 @@ dp_history_fill(TupleTableSlot *slot, DpHistTarget *target, DpHistRow *r)
 	if (r->reason)
 		DP_PUT(DP_H_REASON, PointerGetDatum(r->reason));
 #undef DP_PUT
+	for (i = 0; i < target->nnotnull; i++)
+		if (n[target->notnull[i] - 1])
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("cannot record a transition of table \"%s\": column \"%s\" of " DP_SCHEMA ".history cannot be null",
+							get_rel_name(r->relid) ? get_rel_name(r->relid) : "?",
+							NameStr(TupleDescAttr(slot->tts_tupleDescriptor, target->notnull[i] - 1)->attname)),
+					 errdetail("The history table has a column this version of the deploy_progress library does not fill."),
+					 errhint("Install the library of the extension's version, or run ALTER EXTENSION deploy_progress UPDATE.")));
 	ExecStoreVirtualTuple(slot);
 }
 
@@ -264,11 +383,13 @@ dp_history_flush(void)
 	int			done;
 	int			nslots;
 	int			i;
-	DpHistTarget target;
+	DpHistTarget *target;
+	Oid			relid;
 	Relation	rel;
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot **slots;
+	ExprState **defaults;
 	BulkInsertState bistate = NULL;
 	CommandId	cid = GetCurrentCommandId(true);
 	MemoryContext oldcxt;
@@ -281,8 +402,11 @@ dp_history_flush(void)
 	n = dp_nrows - first;
 	dp_flushing = true;
 
-	dp_history_target(&target);
-	rel = table_open(target.relid, RowExclusiveLock);
+	relid = get_relname_relid("history", get_namespace_oid(DP_SCHEMA, false));
+	if (!OidIsValid(relid))
+		elog(ERROR, "could not find table " DP_SCHEMA ".history");
+	rel = table_open(relid, RowExclusiveLock);
+	target = dp_history_target(rel);
 	estate = CreateExecutorState();
 	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
 	rri = makeNode(ResultRelInfo);
@@ -299,6 +423,9 @@ dp_history_flush(void)
 		slots[i] = table_slot_create(rel, NULL);
 	if (n > 1)
 		bistate = GetBulkInsertState();
+	defaults = palloc(sizeof(ExprState *) * Max(target->ndefaults, 1));
+	for (i = 0; i < target->ndefaults; i++)
+		defaults[i] = ExecPrepareExpr(target->default_expr[i], estate);
 
 	for (done = 0; done < n; done += nslots)
 	{
@@ -306,7 +433,12 @@ dp_history_flush(void)
 
 		Assert(chunk >= 1 && first + done + chunk <= dp_nrows);
 		for (i = 0; i < chunk; i++)
-			dp_history_fill(slots[i], &target, &dp_rows[first + done + i]);
+		{
+			dp_history_fill(slots[i], target, &dp_rows[first + done + i],
+							defaults, GetPerTupleExprContext(estate));
+			if (target->generated)
+				ExecComputeStoredGenerated(rri, estate, slots[i], CMD_INSERT);
+		}
 		if (chunk == 1)
 			table_tuple_insert(rel, slots[0], cid, 0, bistate);
 		else

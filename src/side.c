@@ -16,7 +16,10 @@
  * A row is filed under the text of its key (dp_row_key(), also the key of
  * the history and of the events), and under the tracked table: rows of a
  * partition are filed under the partitioned table, where timings() looks
- * for them.  The statements are prepared once per backend.
+ * for them.  The statements are prepared once per backend, for the
+ * timing columns the side table has: they are prepared again when an
+ * invalidation of the table (ALTER EXTENSION UPDATE) changed them, so that
+ * a library newer than the installed schema writes what that schema has.
  *
  * IDENTIFICATION
  *	  src/side.c
@@ -26,30 +29,142 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "deploy_progress.h"
 
 /*
- * The time the side-table upsert stamps an existing row with: $3 (the
- * statement's time), or the wall clock when the row already holds a later
- * stamp, so that its stamps never go back (see dp_stamp()).
+ * How the side-table upsert sets each timing the side table keeps (the
+ * roles marked DP_ROLE_SIDE, in columns named as the roles), with the rules
+ * of dp_stamp(): its value in a new row, and its new value in an existing
+ * row "s", where %s stands for the time to stamp (see dp_side_upsert_sql()).
+ * The upsert's parameters: $1 the tracked table, $2 the key, $3 the
+ * statement's time, $4 a phase was entered, $5 an active one, $6 a
+ * terminal one, $7 the row left a terminal phase (a restart), $8 the
+ * counters moved, $9 the row is new (an INSERT).
  */
-#define DP_SIDE_NOW \
-	"(CASE WHEN $3 OPERATOR(pg_catalog.<) GREATEST(s.phase_updated_at, s.progress_updated_at," \
-	" s.heartbeat_at, s.started_at, s.finished_at) THEN pg_catalog.clock_timestamp() ELSE $3 END)"
+typedef struct DpSideRule
+{
+	const char *insert;
+	const char *update;
+} DpSideRule;
+
+static const DpSideRule dp_side_rules[DP_NUM_ROLES] = {
+	[DP_ROLE_PHASE_UPDATED_AT] = {"$3", "CASE WHEN $4 THEN %s ELSE s.phase_updated_at END"},
+	[DP_ROLE_PROGRESS_UPDATED_AT] = {"$3", "CASE WHEN $4 OR $8 THEN %s ELSE s.progress_updated_at END"},
+	[DP_ROLE_HEARTBEAT_AT] = {"$3", "%s"},
+	[DP_ROLE_STARTED_AT] = {"CASE WHEN $5 THEN $3 END",
+	"CASE WHEN $9 THEN EXCLUDED.started_at WHEN $5 AND s.started_at IS NULL THEN %s ELSE s.started_at END"},
+	[DP_ROLE_FINISHED_AT] = {"CASE WHEN $6 THEN $3 END",
+	"CASE WHEN $6 THEN %s WHEN $7 OR $9 THEN NULL ELSE s.finished_at END"},
+};
 
 static SPIPlanPtr dp_side_upsert = NULL;
 static SPIPlanPtr dp_side_delete = NULL;
 static SPIPlanPtr dp_side_rekey = NULL;
 static SPIPlanPtr dp_side_truncate = NULL;
 static SPIPlanPtr dp_side_lookup = NULL;
+
+/*
+ * The timing columns deploy_progress.timings has, by role, as they were
+ * when dp_tables_generation was dp_side_generation.  Every schema version
+ * has its relid and key columns (required); a timing column that a schema
+ * lacks is left out of the statements.
+ */
+static bool dp_side_has[DP_NUM_ROLES];
+static uint32 dp_side_generation = 0;
+
+/*
+ * Look at the side table's columns again after an invalidation that may
+ * have changed them (ALTER EXTENSION UPDATE), and prepare the statements
+ * again when they did.
+ */
+static void
+dp_side_check_columns(void)
+{
+	SPIPlanPtr *plans[] = {&dp_side_upsert, &dp_side_delete, &dp_side_rekey,
+	&dp_side_truncate, &dp_side_lookup};
+	bool		has[DP_NUM_ROLES];
+	Oid			relid;
+	int			r;
+
+	if (likely(dp_side_generation == dp_tables_generation))
+		return;
+	relid = get_relname_relid("timings", get_namespace_oid(DP_SCHEMA, false));
+	if (!OidIsValid(relid))
+		elog(ERROR, "could not find table " DP_SCHEMA ".timings");
+	for (r = 0; r < DP_NUM_ROLES; r++)
+		has[r] = dp_role_is(r, DP_ROLE_SIDE) && get_attnum(relid, dp_role_name(r)) > 0;
+	if (dp_side_generation == 0 || memcmp(has, dp_side_has, sizeof(has)) != 0)
+	{
+		for (r = 0; r < (int) lengthof(plans); r++)
+			if (*plans[r])
+			{
+				SPI_freeplan(*plans[r]);
+				*plans[r] = NULL;
+			}
+		memcpy(dp_side_has, has, sizeof(has));
+	}
+	dp_side_generation = dp_tables_generation;
+}
+
+/*
+ * The upsert of a row's timings, for the columns the side table has.  An
+ * existing row is stamped with $3 (the statement's time), or with the wall
+ * clock when the row already holds a later stamp, so that its stamps never
+ * go back (see dp_stamp()).
+ */
+static char *
+dp_side_upsert_sql(void)
+{
+	StringInfoData now;
+	StringInfoData sql;
+	StringInfoData values;
+	const char *sep = "";
+	int			r;
+
+	initStringInfo(&now);
+	initStringInfo(&sql);
+	initStringInfo(&values);
+	appendStringInfoString(&now, "(CASE WHEN $3 OPERATOR(pg_catalog.<) GREATEST(");
+	appendStringInfoString(&sql, "INSERT INTO " DP_SCHEMA ".timings AS s (relid, key");
+	for (r = 0; r < DP_NUM_ROLES; r++)
+		if (dp_side_has[r])
+		{
+			if (dp_side_rules[r].insert == NULL)
+				elog(ERROR, "side-table role \"%s\" has no rule", dp_role_name(r));
+			appendStringInfo(&now, "%ss.%s", sep, dp_role_name(r));
+			appendStringInfo(&sql, ", %s", dp_role_name(r));
+			appendStringInfo(&values, ", %s", dp_side_rules[r].insert);
+			sep = ", ";
+		}
+	appendStringInfoString(&now, ") THEN pg_catalog.clock_timestamp() ELSE $3 END)");
+	appendStringInfo(&sql, ") VALUES ($1, $2%s) ON CONFLICT (relid, key) DO ", values.data);
+	if (*sep == '\0')
+		appendStringInfoString(&sql, "NOTHING");
+	else
+	{
+		appendStringInfoString(&sql, "UPDATE SET");
+		sep = " ";
+		for (r = 0; r < DP_NUM_ROLES; r++)
+			if (dp_side_has[r])
+			{
+				appendStringInfo(&sql, "%s%s = ", sep, dp_role_name(r));
+				appendStringInfo(&sql, dp_side_rules[r].update, now.data);
+				sep = ", ";
+			}
+	}
+	return sql.data;
+}
 
 /*
  * Run one of the side-table statements, prepared once per backend in
@@ -125,6 +240,12 @@ dp_side_phase_updated_at(DpTrack *t, text *key, TimestampTz *result)
 	args[0] = ObjectIdGetDatum(t->tracked_relid);
 	args[1] = PointerGetDatum(key);
 	dp_spi_connect_as(t->side_owner, &saved);
+	dp_side_check_columns();
+	if (!dp_side_has[DP_ROLE_PHASE_UPDATED_AT])
+	{
+		dp_spi_finish_as(&saved);
+		return false;
+	}
 	dp_side_exec(&dp_side_lookup,
 				 "SELECT phase_updated_at FROM " DP_SCHEMA ".timings"
 				 " WHERE relid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2",
@@ -174,6 +295,7 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 	relid = ObjectIdGetDatum(t->tracked_relid);
 
 	dp_spi_connect_as(t->side_owner, &saved);
+	dp_side_check_columns();
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 	{
@@ -247,17 +369,7 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 		args[7] = BoolGetDatum(ch.counters_moved);
 		/* a new row replaces whatever a truncated or deleted one left */
 		args[8] = BoolGetDatum(oldslot == NULL);
-		dp_side_exec(&dp_side_upsert,
-					 "INSERT INTO " DP_SCHEMA ".timings AS s"
-					 " (relid, key, phase_updated_at, progress_updated_at, heartbeat_at, started_at, finished_at)"
-					 " VALUES ($1, $2, $3, $3, $3, CASE WHEN $5 THEN $3 END, CASE WHEN $6 THEN $3 END)"
-					 " ON CONFLICT (relid, key) DO UPDATE SET"
-					 "  heartbeat_at = " DP_SIDE_NOW ","
-					 "  phase_updated_at = CASE WHEN $4 THEN " DP_SIDE_NOW " ELSE s.phase_updated_at END,"
-					 "  progress_updated_at = CASE WHEN $4 OR $8 THEN " DP_SIDE_NOW " ELSE s.progress_updated_at END,"
-					 "  started_at = CASE WHEN $9 THEN EXCLUDED.started_at"
-					 "    WHEN $5 AND s.started_at IS NULL THEN " DP_SIDE_NOW " ELSE s.started_at END,"
-					 "  finished_at = CASE WHEN $6 THEN " DP_SIDE_NOW " WHEN $7 OR $9 THEN NULL ELSE s.finished_at END",
+		dp_side_exec(&dp_side_upsert, dp_side_upsert ? NULL : dp_side_upsert_sql(),
 					 9, types, args, SPI_OK_INSERT, "upsert");
 	}
 

@@ -34,6 +34,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
@@ -75,7 +76,8 @@ typedef struct DpRoleDef
 	const Oid  *types;			/* the column types it accepts */
 	int			ntypes;
 	int			flags;			/* DP_ROLE_TIMING, DP_ROLE_OWNED, DP_ROLE_SIDE */
-	const char *column_1_0;		/* its column of deploy_progress.tracked in schema 1.0 */
+	const char *column_1_0;		/* its column of deploy_progress.tracked in
+								 * schema 1.0 (NULL: a later role) */
 } DpRoleDef;
 
 static const Oid dp_counter_types[] = {INT2OID, INT4OID, INT8OID};
@@ -99,16 +101,34 @@ static const DpRoleDef dp_roles[DP_NUM_ROLES] = {
 	[DP_ROLE_FAILURE_REASON] = {"failure_reason", DP_TYPES(dp_text_types), 0, "reason_column"},
 };
 
-/* Relcache callback: mark the entry of the relation (or all) stale. */
+/*
+ * The extension's tables whose shape the C depends on, as the last build
+ * found them, and a counter of the invalidations that may have changed
+ * deploy_progress.timings or deploy_progress.history: side.c and history.c
+ * look at their columns again when it moves.
+ */
+static Oid	dp_tracked_table = InvalidOid;
+static Oid	dp_timings_table = InvalidOid;
+static Oid	dp_history_table = InvalidOid;
+uint32		dp_tables_generation = 1;
+
+/*
+ * Relcache callback: mark the entry of the relation stale, or every entry
+ * when deploy_progress.tracked itself changed (an ALTER EXTENSION UPDATE
+ * that changes its shape; rewriting its rows invalidates every entry through
+ * its guard trigger anyway) or the whole relcache was reset.
+ */
 static void
 dp_relcache_callback(Datum arg, Oid relid)
 {
 	HASH_SEQ_STATUS status;
 	DpTrack    *t;
 
+	if (!OidIsValid(relid) || relid == dp_timings_table || relid == dp_history_table)
+		dp_tables_generation++;
 	if (dp_tracks == NULL)
 		return;
-	if (OidIsValid(relid))
+	if (OidIsValid(relid) && relid != dp_tracked_table)
 	{
 		t = hash_search(dp_tracks, &relid, HASH_FIND, NULL);
 		if (t)
@@ -240,12 +260,16 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
 
 /*
  * The query that reads the configuration of a table (or of the partitioned
- * table it is a partition of), $1.  It returns one row with the options
- * every schema version has, by name, and the role columns as two parallel
- * text[] arrays: role_names and role_columns.  The options part is written
- * once; the roles part says where a schema version keeps the columns:
- * schema 1.0 has a column of deploy_progress.tracked per role (the role
- * table's column_1_0).
+ * table it is a partition of), $1, in a schema version.  It returns one row
+ * with the options every version has, by name, and the role columns as two
+ * parallel text[] arrays, role_names and role_columns (a null column: the
+ * role is absent).  The options part is written once; the roles part is
+ * where the versions differ:
+ *
+ *	- schema 1.0 has one column of deploy_progress.tracked per role (the
+ *	  role table's column_1_0);
+ *	- schema 1.1 has one jsonb column, "columns", mapping role names to
+ *	  column names for the roles present.
  */
 #define DP_CONFIG_OPTIONS \
 	"SELECT t.relid::pg_catalog.oid AS tracked_relid," \
@@ -261,29 +285,77 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
 #define DP_CONFIG_ORDER \
 	" ORDER BY a.ord LIMIT 1"
 
-static char *dp_config_query_1_0 = NULL;
+#define DP_CONFIG_ROLES_1_1 \
+	", r.role_names, r.role_columns"
+#define DP_CONFIG_ROLES_FROM_1_1 \
+	"  CROSS JOIN LATERAL (SELECT pg_catalog.array_agg(e.key ORDER BY e.key)," \
+	"                             pg_catalog.array_agg(e.value ORDER BY e.key)" \
+	"                        FROM pg_catalog.jsonb_each_text(t.columns) e" \
+	"                     ) AS r(role_names, role_columns)"
+
+static char *dp_config_queries[DP_NUM_SCHEMAS];
 
 static const char *
-dp_config_query(void)
+dp_config_query(DpSchema schema)
 {
-	if (dp_config_query_1_0 == NULL)
+	Assert(schema >= 0 && schema < DP_NUM_SCHEMAS);
+	if (dp_config_queries[schema] == NULL)
 	{
 		StringInfoData buf;
 		MemoryContext oldcxt = MemoryContextSwitchTo(dp_cache_cxt);
+		const char *sep;
 		int			r;
 
 		initStringInfo(&buf);
-		appendStringInfoString(&buf, DP_CONFIG_OPTIONS ", ARRAY[");
-		for (r = 0; r < DP_NUM_ROLES; r++)
-			appendStringInfo(&buf, "%s%s", r ? ", " : "", quote_literal_cstr(dp_roles[r].name));
-		appendStringInfoString(&buf, "]::pg_catalog.text[] AS role_names, ARRAY[");
-		for (r = 0; r < DP_NUM_ROLES; r++)
-			appendStringInfo(&buf, "%st.%s", r ? ", " : "", dp_roles[r].column_1_0);
-		appendStringInfoString(&buf, "]::pg_catalog.text[] AS role_columns" DP_CONFIG_FROM DP_CONFIG_ORDER);
+		appendStringInfoString(&buf, DP_CONFIG_OPTIONS);
+		switch (schema)
+		{
+			case DP_SCHEMA_1_0:
+				appendStringInfoString(&buf, ", ARRAY[");
+				sep = "";
+				for (r = 0; r < DP_NUM_ROLES; r++)
+					if (dp_roles[r].column_1_0)
+					{
+						appendStringInfo(&buf, "%s%s", sep, quote_literal_cstr(dp_roles[r].name));
+						sep = ", ";
+					}
+				appendStringInfoString(&buf, "]::pg_catalog.text[] AS role_names, ARRAY[");
+				sep = "";
+				for (r = 0; r < DP_NUM_ROLES; r++)
+					if (dp_roles[r].column_1_0)
+					{
+						appendStringInfo(&buf, "%st.%s", sep, dp_roles[r].column_1_0);
+						sep = ", ";
+					}
+				appendStringInfoString(&buf, "]::pg_catalog.text[] AS role_columns" DP_CONFIG_FROM);
+				break;
+			default:
+				appendStringInfoString(&buf, DP_CONFIG_ROLES_1_1 DP_CONFIG_FROM DP_CONFIG_ROLES_FROM_1_1);
+				break;
+		}
+		appendStringInfoString(&buf, DP_CONFIG_ORDER);
 		MemoryContextSwitchTo(oldcxt);
-		dp_config_query_1_0 = buf.data;
+		dp_config_queries[schema] = buf.data;
 	}
-	return dp_config_query_1_0;
+	return dp_config_queries[schema];
+}
+
+/* What the configuration query is reading, for the context of its errors. */
+typedef struct DpConfigContext
+{
+	Relation	rel;
+	const char *version;
+	DpSchema	schema;
+} DpConfigContext;
+
+static void
+dp_config_error_context(void *arg)
+{
+	DpConfigContext *c = (DpConfigContext *) arg;
+
+	errcontext("reading the tracking configuration of table \"%s\" as schema %s of deploy_progress (installed version %s)",
+			   RelationGetRelationName(c->rel), c->schema == DP_SCHEMA_1_0 ? "1.0" : "1.1",
+			   c->version);
 }
 
 /* A text[] column of the current SPI result row; no elements when null. */
@@ -386,10 +458,34 @@ dp_build_track(DpTrack *t, Relation rel)
 		t->cxt = AllocSetContextCreate(dp_cache_cxt, "deploy_progress table",
 									   ALLOCSET_SMALL_SIZES);
 
+	/* invalidations of these make every entry, or side.c, look again */
+	{
+		Oid			nspid = get_namespace_oid(DP_SCHEMA, false);
+
+		dp_tracked_table = get_relname_relid("tracked", nspid);
+		dp_timings_table = get_relname_relid("timings", nspid);
+		dp_history_table = get_relname_relid("history", nspid);
+	}
+
 	dp_spi_connect();
 
 	args[0] = ObjectIdGetDatum(relid);
-	ret = SPI_execute_with_args(dp_config_query(), 1, argtypes, args, NULL, true, 1);
+	/* the installed schema version, and its configuration query */
+	{
+		ErrorContextCallback errcb;
+		DpConfigContext ctx;
+		char	   *version;
+
+		ctx.rel = rel;
+		ctx.schema = dp_installed_schema(&version);
+		ctx.version = version;
+		errcb.callback = dp_config_error_context;
+		errcb.arg = &ctx;
+		errcb.previous = error_context_stack;
+		error_context_stack = &errcb;
+		ret = SPI_execute_with_args(dp_config_query(ctx.schema), 1, argtypes, args, NULL, true, 1);
+		error_context_stack = errcb.previous;
+	}
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading tracking configuration failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
