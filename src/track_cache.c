@@ -43,6 +43,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -458,13 +459,22 @@ dp_build_track(DpTrack *t, Relation rel)
 		t->cxt = AllocSetContextCreate(dp_cache_cxt, "deploy_progress table",
 									   ALLOCSET_SMALL_SIZES);
 
-	/* invalidations of these make every entry, or side.c, look again */
+	/*
+	 * Invalidations of these make every entry, or side.c and history.c,
+	 * look again.  Lock deploy_progress.tracked before reading the version:
+	 * an ALTER EXTENSION UPDATE that changes the table is then committed
+	 * (or not begun) when the version is read, so the version and the
+	 * table's shape agree.
+	 */
 	{
 		Oid			nspid = get_namespace_oid(DP_SCHEMA, false);
 
 		dp_tracked_table = get_relname_relid("tracked", nspid);
 		dp_timings_table = get_relname_relid("timings", nspid);
 		dp_history_table = get_relname_relid("history", nspid);
+		if (!OidIsValid(dp_tracked_table))
+			elog(ERROR, "could not find table " DP_SCHEMA ".tracked");
+		LockRelationOid(dp_tracked_table, AccessShareLock);
 	}
 
 	dp_spi_connect();
