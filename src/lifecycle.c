@@ -216,13 +216,13 @@ dp_build_track(DpTrack *t, Relation rel)
 	args[0] = ObjectIdGetDatum(relid);
 	ret = SPI_execute_with_args(
 		"SELECT t.relid::pg_catalog.oid AS tracked_relid,"
-		"       t.lifecycle, t.phase_column, t.completed_column, t.total_column,"
-		"       t.phase_updated_column, t.progress_updated_column, t.heartbeat_column,"
-		"       t.started_column, t.finished_column, t.speed_column, t.speed_updated_column,"
+		"       t.lifecycle, t.phase_column, t.columns->>'completed_items' AS completed_column, t.columns->>'total_items' AS total_column,"
+		"       t.columns->>'phase_updated_at' AS phase_updated_column, t.columns->>'progress_updated_at' AS progress_updated_column, t.columns->>'heartbeat_at' AS heartbeat_column,"
+		"       t.columns->>'started_at' AS started_column, t.columns->>'finished_at' AS finished_column, t.columns->>'items_per_second' AS speed_column, t.columns->>'speed_updated_at' AS speed_updated_column,"
 		"       t.key_columns,"
 		"       t.storage, t.allow_restart,"
 		"       pg_catalog.date_part('epoch', t.speed_time_constant) AS tau,"
-		"       t.reason_column, t.history, t.notify_channel"
+		"       t.columns->>'failure_reason' AS reason_column, t.history, t.notify_channel"
 		"  FROM " DP_SCHEMA ".tracked t"
 		"  JOIN (SELECT $1::pg_catalog.regclass, 0::pg_catalog.int8"
 		"        UNION ALL"
