@@ -136,6 +136,7 @@ COMMENT ON TABLE @extschema@.tracked IS
 DROP FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean);
 DROP FUNCTION @extschema@._key_condition(@extschema@.tracked);
 DROP FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text);
+DROP FUNCTION @extschema@._check_readable(regclass);
 
 --------------------------------------------------------------------------
 -- Functions and views as sql/src defines them in 1.1
@@ -322,6 +323,29 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@._config(regclass, text, boolean, text) IS
     'Internal: the tracking configuration of a table (or of its nearest tracked ancestor), or an error with the given hint when it is not tracked';
+
+-- Raises an error unless the caller can read a table; what is derived from
+-- a table (timings, history, figures) is never visible wider than the table.
+CREATE OR REPLACE FUNCTION @extschema@._check_readable(tbl regclass,
+                                                       detail text DEFAULT 'The history of a table is visible to the roles that can read the table.')
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT has_table_privilege(tbl, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = detail;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_readable(regclass, text) IS
+    'Internal: raises an error unless the caller can read the table';
 
 -- The column playing a role in a tracked table, NULL when it has none.
 CREATE OR REPLACE FUNCTION @extschema@._role_column(cfg @extschema@.tracked, role text)
@@ -867,6 +891,7 @@ DECLARE
     cfg @extschema@.tracked;
 BEGIN
     cfg := @extschema@._config(tbl);
+    PERFORM @extschema@._check_readable(tbl, 'The timings of a table are visible to the roles that can read the table.');
     RETURN QUERY EXECUTE format(
         'SELECT r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at, r.finished_at FROM (%s) r',
         @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2), in_flight => false))
@@ -894,6 +919,7 @@ DECLARE
 BEGIN
     cfg := @extschema@._config(tbl, ancestors => true,
                                detail => 'Figures are kept for the rows of tracked tables only.');
+    PERFORM @extschema@._check_readable(tbl, 'The figures of a table are visible to the roles that can read the table.');
     BEGIN
         -- only the figures progress() shows are computed
         EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'

@@ -178,6 +178,29 @@ $$;
 COMMENT ON FUNCTION @extschema@._config(regclass, text, boolean, text) IS
     'Internal: the tracking configuration of a table (or of its nearest tracked ancestor), or an error with the given hint when it is not tracked';
 
+-- Raises an error unless the caller can read a table; what is derived from
+-- a table (timings, history, figures) is never visible wider than the table.
+CREATE OR REPLACE FUNCTION @extschema@._check_readable(tbl regclass,
+                                                       detail text DEFAULT 'The history of a table is visible to the roles that can read the table.')
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT has_table_privilege(tbl, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = detail;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_readable(regclass, text) IS
+    'Internal: raises an error unless the caller can read the table';
+
 -- The column playing a role in a tracked table, NULL when it has none.
 CREATE OR REPLACE FUNCTION @extschema@._role_column(cfg @extschema@.tracked, role text)
 RETURNS name

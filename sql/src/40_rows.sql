@@ -221,6 +221,7 @@ DECLARE
     cfg @extschema@.tracked;
 BEGIN
     cfg := @extschema@._config(tbl);
+    PERFORM @extschema@._check_readable(tbl, 'The timings of a table are visible to the roles that can read the table.');
     RETURN QUERY EXECUTE format(
         'SELECT r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at, r.finished_at FROM (%s) r',
         @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2), in_flight => false))
@@ -248,6 +249,7 @@ DECLARE
 BEGIN
     cfg := @extschema@._config(tbl, ancestors => true,
                                detail => 'Figures are kept for the rows of tracked tables only.');
+    PERFORM @extschema@._check_readable(tbl, 'The figures of a table are visible to the roles that can read the table.');
     BEGIN
         -- only the figures progress() shows are computed
         EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'

@@ -127,26 +127,6 @@ $$;
 COMMENT ON FUNCTION @extschema@._readable_config(regclass) IS
     'Internal: the tracking configuration of a table, checking that it is tracked and that the caller can read it';
 
-CREATE OR REPLACE FUNCTION @extschema@._check_readable(tbl regclass)
-RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF tbl IS NULL THEN
-        RAISE EXCEPTION 'table must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF NOT has_table_privilege(tbl, 'SELECT') THEN
-        RAISE EXCEPTION 'permission denied for table %', tbl
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'The history of a table is visible to the roles that can read the table.';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION @extschema@._check_readable(regclass) IS
-    'Internal: raises an error unless the caller can read the table';
-
 --------------------------------------------------------------------------
 -- Statistics, timeline and steps
 --------------------------------------------------------------------------
