@@ -17,11 +17,17 @@ OBJS = \
 	src/history.o \
 	src/util.o
 
-# sql/deploy_progress--1.0.sql is the released 1.0 install script: it is
-# never edited again.  Each later version ships one upgrade script,
-# sql/deploy_progress--A--B.sql, and bumps default_version in the control
-# file; CREATE EXTENSION then installs 1.0 and applies the upgrades.
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# The current version's install script is built from the living source,
+# sql/src/NN_<concern>.sql concatenated in order (and gitignored); edit
+# those files, never the built script.  Released install scripts
+# (sql/deploy_progress--1.0.sql) are frozen, and each release ships one
+# hand-written update script sql/deploy_progress--A--B.sql;
+# test/t/012_upgrade.pl proves that the updates give what a fresh install
+# of the current version gives.
+SQL_SOURCES = $(sort $(wildcard sql/src/*.sql))
+SQL_BUILT   = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA_built  = $(SQL_BUILT)
+DATA = $(filter-out $(SQL_BUILT),$(wildcard sql/$(EXTENSION)--*.sql))
 
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --load-extension=$(EXTENSION)
@@ -44,6 +50,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 $(OBJS): src/deploy_progress.h
+
+$(SQL_BUILT): $(SQL_SOURCES) $(EXTENSION).control
+	cat $(SQL_SOURCES) > $@
 
 all: $(WATCH)
 

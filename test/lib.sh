@@ -1,4 +1,4 @@
-# Shared shell functions of test/run_all.sh, demo/run.sh and test/bench:
+# Shared shell functions of the scripts in test/ and of demo/run.sh:
 # install what is missing, build and install the extension, and run a
 # throwaway PostgreSQL cluster on a private socket directory.
 #

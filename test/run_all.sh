@@ -8,9 +8,11 @@
 #
 # Works on a fresh Debian bookworm machine: installs what is missing
 # (apt-get, as root or with sudo), builds with -Werror, installs, starts a
-# private PostgreSQL 15 cluster, runs the regression and isolation suites
-# (make installcheck), the TAP tests and the client tests (test/clients),
-# stops the cluster, and exits non-zero on any failure.
+# private PostgreSQL cluster (15, or what PG_MAJOR or PG_CONFIG name) with
+# pg_cron, runs the regression and isolation suites (make installcheck),
+# the README examples (test/readme_examples.sh), the TAP tests and the
+# client tests (test/clients), stops the cluster, runs the suites under
+# Valgrind (test/valgrind/run.sh), and exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 

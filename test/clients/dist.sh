@@ -35,9 +35,14 @@ for d in "$tmp/from-tar/$dist" "$tmp/from-zip/$dist"; do
     make -C "$d" -s PG_CONFIG="$PG_CONFIG" >/dev/null
     make -C "$d" -s install PG_CONFIG="$PG_CONFIG" DESTDIR="$tmp/root" >/dev/null
 done
-# what make install put in place, under the staging root
+# what make install put in place, under the staging root: the control
+# file, the released 1.0 script, the current version's script built from
+# sql/src, and the update scripts
+extversion="$(sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" deploy_progress.control)"
 for f in "$($PG_CONFIG --sharedir)/extension/deploy_progress.control" \
          "$($PG_CONFIG --sharedir)/extension/deploy_progress--1.0.sql" \
+         "$($PG_CONFIG --sharedir)/extension/deploy_progress--$extversion.sql" \
+         $(cd sql && for u in deploy_progress--*--*.sql; do echo "$($PG_CONFIG --sharedir)/extension/$u"; done) \
          "$($PG_CONFIG --pkglibdir)/deploy_progress.so" \
          "$($PG_CONFIG --bindir)/deploy-progress-watch"; do
     [ -f "$tmp/root$f" ] || { echo "make install did not install $f" >&2; exit 1; }

@@ -22,7 +22,7 @@ CREATE TABLE public.sec_side (
 INSERT INTO public.sec_side VALUES (1, 'eu', 'new', NULL, NULL);
 INSERT INTO public.sec_out
 SELECT :'tag', 'track', pg_catalog.concat_ws(' ', t.relid, t.lifecycle, t.storage, t.key_columns, t.phase_column,
-                                              t.heartbeat_column, t.speed_column, t.reason_column)
+                                              t.columns ->> 'heartbeat_at', t.columns ->> 'items_per_second', t.columns ->> 'failure_reason')
   FROM deploy_progress.track('public.sec_jobs', speed_time_constant => '10 seconds') t;
 INSERT INTO public.sec_out
 SELECT :'tag', 'track', pg_catalog.concat_ws(' ', t.relid, t.lifecycle, t.storage, t.key_columns, t.phase_column)

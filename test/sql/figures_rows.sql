@@ -19,7 +19,7 @@ CREATE TABLE fig_deploy (
     finished_at         timestamptz,
     failure_reason      text
 );
-SELECT relid, storage, speed_column, speed_updated_column, reason_column, speed_time_constant
+SELECT relid, storage, columns ->> 'items_per_second' AS speed_column, columns ->> 'speed_updated_at' AS speed_updated_column, columns ->> 'failure_reason' AS reason_column, speed_time_constant
   FROM deploy_progress.track('fig_deploy');
 
 -- Rows with timings written by hand (stamping off lets a session write the
@@ -115,7 +115,7 @@ CREATE TABLE fig_side (
     completed_items integer,
     total_items     integer
 );
-SELECT storage, speed_column FROM deploy_progress.track('fig_side');
+SELECT storage, columns ->> 'items_per_second' AS speed_column FROM deploy_progress.track('fig_side');
 INSERT INTO fig_side VALUES ('a', 'fetching', 30, 120);
 -- as of ten seconds after the phase began (the trigger's stamp)
 SELECT f->'average_speed' AS average, f->'smoothed_speed' AS smoothed, f->'eta_seconds' AS eta,

@@ -14,7 +14,7 @@ CREATE TABLE hist_jobs (
     finished_at         timestamptz,
     failure_reason      text
 );
-SELECT relid, history, notify_channel, reason_column
+SELECT relid, history, notify_channel, columns ->> 'failure_reason' AS reason_column
   FROM deploy_progress.track('hist_jobs', allow_restart => true, notify_channel => NULL);
 -- the triggers: AFTER INSERT, and AFTER UPDATE only when the phase changes
 SELECT tgname, pg_get_triggerdef(oid) LIKE '%WHEN ((old.phase IS DISTINCT FROM new.phase))%' AS phase_change_only
@@ -68,7 +68,7 @@ SELECT * FROM pg_temp.hist('hist_jobs') WHERE key = '2';
 -- the reason from deploy_progress.transition_reason, as fail_stuck() sets it
 CREATE TABLE hist_plain (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL,
                          phase_updated_at timestamptz);
-SELECT relid, reason_column FROM deploy_progress.track('hist_plain', notify_channel => NULL);
+SELECT relid, columns ->> 'failure_reason' AS reason_column FROM deploy_progress.track('hist_plain', notify_channel => NULL);
 INSERT INTO hist_plain VALUES (1, 'building'), (2, 'building');
 BEGIN;
 SELECT set_config('deploy_progress.transition_reason', 'no_progress', true);

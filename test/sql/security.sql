@@ -215,7 +215,7 @@ SELECT count(*) AS left_behind FROM deploy_progress.timings WHERE relid::oid OPE
 -- role, who could rename it and create a look-alike schema whose tables
 -- the side-table trigger and the sql_drop event trigger (running as a
 -- superuser) would then write, with triggers of that role's choosing.
-SELECT superuser, trusted FROM pg_available_extension_versions WHERE name = 'deploy_progress';
+SELECT version, superuser, trusted FROM pg_available_extension_versions WHERE name = 'deploy_progress' ORDER BY version;
 CREATE ROLE sec_dbowner;
 CREATE DATABASE sec_db OWNER sec_dbowner;
 \c sec_db

@@ -21,7 +21,7 @@ CREATE TABLE stuck_jobs (
     finished_at         timestamptz,
     failure_reason      text
 );
-SELECT relid, queue_deadline, phase_deadline, progress_deadline, heartbeat_deadline, reason_column
+SELECT relid, queue_deadline, phase_deadline, progress_deadline, heartbeat_deadline, columns ->> 'failure_reason' AS reason_column
   FROM deploy_progress.track('stuck_jobs', phase_deadline => '30 minutes');
 
 SET deploy_progress.stamping = off;
@@ -84,7 +84,7 @@ SELECT key, reason FROM deploy_progress.stuck('stuck_jobs', '2026-01-01 12:30:01
 -- reasons are computed only from the columns a table has: no heartbeat or
 -- progress columns here, so only phase and queue deadlines apply
 CREATE TABLE stuck_lean (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL, phase_updated_at timestamptz);
-SELECT relid, heartbeat_column, progress_updated_column FROM deploy_progress.track('stuck_lean', phase_deadline => '1 hour');
+SELECT relid, columns ->> 'heartbeat_at' AS heartbeat_column, columns ->> 'progress_updated_at' AS progress_updated_column FROM deploy_progress.track('stuck_lean', phase_deadline => '1 hour');
 SET deploy_progress.stamping = off;
 INSERT INTO stuck_lean VALUES (1, 'building', '2026-01-01 12:00+00'), (2, 'queued', '2026-01-01 12:00+00');
 RESET deploy_progress.stamping;

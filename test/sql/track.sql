@@ -6,9 +6,9 @@ CREATE FUNCTION tr_show(tbl regclass)
 RETURNS TABLE (item text, value text)
 LANGUAGE sql AS $$
     SELECT 'config', format('lifecycle=%s phase=%s completed=%s total=%s phase_updated=%s progress_updated=%s heartbeat=%s started=%s finished=%s key=%s storage=%s restart=%s',
-                            t.lifecycle, t.phase_column, t.completed_column, t.total_column,
-                            t.phase_updated_column, t.progress_updated_column, t.heartbeat_column,
-                            t.started_column, t.finished_column, t.key_columns, t.storage, t.allow_restart)
+                            t.lifecycle, t.phase_column, (t.columns ->> 'completed_items'), (t.columns ->> 'total_items'),
+                            (t.columns ->> 'phase_updated_at'), (t.columns ->> 'progress_updated_at'), (t.columns ->> 'heartbeat_at'),
+                            (t.columns ->> 'started_at'), (t.columns ->> 'finished_at'), t.key_columns, t.storage, t.allow_restart)
       FROM deploy_progress.tracked t WHERE t.relid = tbl
     UNION ALL
     SELECT 'trigger', pg_get_triggerdef(g.oid)
@@ -93,8 +93,8 @@ CREATE TABLE tr_roles (
     began_at     timestamptz,
     finished_at  timestamptz    -- default name, found
 );
-SELECT phase_column, completed_column, total_column, phase_updated_column, progress_updated_column,
-       heartbeat_column, started_column, finished_column, speed_column, speed_updated_column,
+SELECT phase_column, columns ->> 'completed_items' AS completed_column, columns ->> 'total_items' AS total_column, columns ->> 'phase_updated_at' AS phase_updated_column, columns ->> 'progress_updated_at' AS progress_updated_column,
+       columns ->> 'heartbeat_at' AS heartbeat_column, columns ->> 'started_at' AS started_column, columns ->> 'finished_at' AS finished_column, columns ->> 'items_per_second' AS speed_column, columns ->> 'speed_updated_at' AS speed_updated_column,
        key_columns, storage
   FROM deploy_progress.track('tr_roles', phase => 'step', completed_items => 'done', total_items => 'todo',
                              phase_updated_at => 'changed_at', progress_updated_at => 'moved_at',
@@ -111,7 +111,7 @@ UPDATE tr_roles SET done = 11;
 
 -- 6. calling track() again updates the configuration in place
 SELECT tracked_at AS roles_tracked_at FROM deploy_progress.tracked WHERE relid = 'tr_roles'::regclass \gset
-SELECT allow_restart, heartbeat_column, started_column
+SELECT allow_restart, columns ->> 'heartbeat_at' AS heartbeat_column, columns ->> 'started_at' AS started_column
   FROM deploy_progress.track('tr_roles', phase => 'step', completed_items => 'done', total_items => 'todo',
                              phase_updated_at => 'changed_at', progress_updated_at => 'moved_at',
                              started_at => 'began_at', allow_restart => true);
@@ -155,7 +155,7 @@ SELECT relid::text FROM deploy_progress.tracked WHERE relid::text LIKE 'tr\_%' O
 -- a role column dropped from the table stops writes until track() runs again
 ALTER TABLE tr_text DROP COLUMN started_at;
 UPDATE tr_text SET phase = 'run' WHERE id = 2;
-SELECT started_column FROM deploy_progress.track('tr_text', lifecycle => 'tr_jobs');
+SELECT columns ->> 'started_at' AS started_column FROM deploy_progress.track('tr_text', lifecycle => 'tr_jobs');
 
 DROP TABLE tr_text, tr_varchar, tr_enum, tr_roles;
 DROP TYPE tr_state;

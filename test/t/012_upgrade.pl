@@ -104,12 +104,28 @@ INSERT INTO jobs VALUES (1, 'todo', 0, 5), (2, 'running', 1, 5), (3, 'done', 5, 
 UPDATE deployments SET completed_items = 4 WHERE id = 2;
 UPDATE jobs SET completed_items = 2 WHERE id = 2;
 
+-- a tracked row in the layout of 1.1 (role columns in "columns"), also
+-- when it is read under 1.0 (one *_column column per role): what 1.1's
+-- update script must turn each row into
+CREATE FUNCTION tracked_state(t jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT CASE WHEN t ? 'columns' THEN t
+                ELSE t - ARRAY['completed_column', 'total_column', 'phase_updated_column', 'progress_updated_column',
+                               'heartbeat_column', 'started_column', 'finished_column', 'speed_column',
+                               'speed_updated_column', 'reason_column']
+                       || jsonb_build_object('columns', jsonb_strip_nulls(jsonb_build_object(
+                              'completed_items', t -> 'completed_column', 'total_items', t -> 'total_column',
+                              'phase_updated_at', t -> 'phase_updated_column', 'progress_updated_at', t -> 'progress_updated_column',
+                              'heartbeat_at', t -> 'heartbeat_column', 'started_at', t -> 'started_column',
+                              'finished_at', t -> 'finished_column', 'items_per_second', t -> 'speed_column',
+                              'speed_updated_at', t -> 'speed_updated_column', 'failure_reason', t -> 'reason_column')))
+           END
+$$;
 CREATE FUNCTION upgrade_state() RETURNS TABLE (what text, key text, state jsonb) LANGUAGE sql AS $$
     SELECT 'deployments', d.id::text, to_jsonb(d) FROM deployments d
     UNION ALL SELECT 'jobs', j.id::text, to_jsonb(j) FROM jobs j
     UNION ALL SELECT 'lifecycles', l.name, to_jsonb(l) FROM deploy_progress.lifecycles l
     UNION ALL SELECT 'lifecycle_phases', p.lifecycle || '/' || p.phase, to_jsonb(p) FROM deploy_progress.lifecycle_phases p
-    UNION ALL SELECT 'tracked', t.relid::text, to_jsonb(t) FROM deploy_progress.tracked t
+    UNION ALL SELECT 'tracked', t.relid::text, tracked_state(to_jsonb(t)) FROM deploy_progress.tracked t
     UNION ALL SELECT 'timings', s.relid::text || '/' || s.key, to_jsonb(s) FROM deploy_progress.timings s
 $$;
 CREATE TABLE upgrade_snapshot AS SELECT * FROM upgrade_state();

@@ -1,7 +1,7 @@
 # A primary and a hot standby (streaming replication on loopback): tracked
 # rows, their side-table timings, lifecycles and configuration replicate;
-# the read-only functions (stuck(), the figures, timings(), the in_flight
-# view when it exists) work on the standby and agree with the primary; the
+# the read-only functions (stuck(), the figures, timings(), in_flight() and
+# the in_flight view) work on the standby and agree with the primary; the
 # functions that write fail there with SQLSTATE 25006 and a clear message.
 use strict;
 use warnings;
@@ -86,20 +86,15 @@ like($standby->safe_psql('postgres', qq{SELECT string_agg(relid::text || ' ' || 
 	qr/^deployments 1 no_heartbeat, deployments 2 no_heartbeat, deployments 4 no_heartbeat, jobs 2 no_heartbeat$/,
 	'the standby reports the stuck rows with their reasons');
 
-SKIP:
-{
-	skip 'no deploy_progress.in_flight view (stuck-detection issue not merged)', 3
-	  unless has_relation($primary, 'postgres', 'deploy_progress.in_flight');
-	my $q = qq{SELECT string_agg(f::text, E'\\n' ORDER BY f.relid::text, f.key)
-		FROM deploy_progress.in_flight(as_of => '$as_of') f};
-	isnt($primary->safe_psql('postgres', $q), '', 'in_flight(): not empty on the primary');
-	is($standby->safe_psql('postgres', $q), $primary->safe_psql('postgres', $q),
-		'in_flight(): the same rows and figures on the standby');
-	is( $standby->safe_psql('postgres',
-			q{SELECT string_agg(relid::text || ' ' || key, ', ' ORDER BY relid::text, key) FROM deploy_progress.in_flight}),
-		'deployments 1, deployments 2, deployments 4, jobs 1, jobs 2',
-		'the in_flight view lists the in-flight rows on the standby');
-}
+my $q = qq{SELECT string_agg(f::text, E'\\n' ORDER BY f.relid::text, f.key)
+	FROM deploy_progress.in_flight(as_of => '$as_of') f};
+isnt($primary->safe_psql('postgres', $q), '', 'in_flight(): not empty on the primary');
+is($standby->safe_psql('postgres', $q), $primary->safe_psql('postgres', $q),
+	'in_flight(): the same rows and figures on the standby');
+is( $standby->safe_psql('postgres',
+		q{SELECT string_agg(relid::text || ' ' || key, ', ' ORDER BY relid::text, key) FROM deploy_progress.in_flight}),
+	'deployments 1, deployments 2, deployments 4, jobs 1, jobs 2',
+	'the in_flight view lists the in-flight rows on the standby');
 
 # writes fail with a read-only error (SQLSTATE 25006): fail_stuck() with a
 # message of its own, track() and the others with PostgreSQL's message for

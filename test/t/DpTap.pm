@@ -1,13 +1,12 @@
 # Shared by the TAP tests of deploy_progress (test/t/*.pl): the usual
-# tracked table, and a probe for objects that other parts of the extension
-# add over time.
+# tracked table.
 package DpTap;
 
 use strict;
 use warnings;
 use Exporter 'import';
 
-our @EXPORT = qw(deployments_table has_relation);
+our @EXPORT = qw(deployments_table);
 
 # CREATE TABLE statement of a deployments table with a column for every
 # role track() knows, plus $extra column definitions.
@@ -21,13 +20,6 @@ sub deployments_table
     started_at timestamptz, finished_at timestamptz,
     items_per_second double precision, speed_updated_at timestamptz, failure_reason text"
 	  . (defined $extra ? ", $extra" : '') . ");\n";
-}
-
-# Whether a relation (e.g. 'deploy_progress.history') exists in a database.
-sub has_relation
-{
-	my ($node, $db, $rel) = @_;
-	return $node->safe_psql($db, "SELECT to_regclass('$rel') IS NOT NULL") eq 't';
 }
 
 1;

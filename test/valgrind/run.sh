@@ -6,16 +6,16 @@
 #   test/valgrind/run.sh                 # everything (about 10-20 minutes)
 #   REGRESS="stamp side_table" ISOLATION= test/valgrind/run.sh   # a subset
 #
-# Run last by test/run_all.sh (DP_SKIP_VALGRIND=1 skips it): it is slow.
-# The extension is built with -O0 -g so that reports point at source
-# lines, and with -DUSE_ASSERT_CHECKING so that its Assert()s are checked:
-# this is the one build of CI that checks them.  (The server is not
-# assert-enabled, but an extension's Asserts work in any server:
-# ExceptionalCondition() is in every build.)  The server is Debian's,
-# built without Valgrind client requests, so memcheck sees malloc-level
-# memory: uninitialised values (in palloc'd memory too), reads and writes
-# past malloc'd blocks (large pallocs have blocks of their own), and memory
-# never freed by a process.  Reports land in $VALGRIND_LOG_DIR (default
+# test/run_all.sh runs it as its last step (DP_SKIP_VALGRIND=1 leaves it
+# out, since it is slow).  The extension is built with -O0 -g so that reports
+# point at source lines, and with -DUSE_ASSERT_CHECKING so that its
+# Assert()s are checked: this is the one build of CI that checks them.
+# (The server is not assert-enabled, but an extension's Asserts work in any
+# server: ExceptionalCondition() is in every build.)  The server is
+# Debian's, built without Valgrind client requests, so memcheck sees
+# malloc-level memory: uninitialised values (in palloc'd memory too), reads
+# and writes past malloc'd blocks (large pallocs have blocks of their own),
+# and memory never freed by a process.  Reports land in $VALGRIND_LOG_DIR (default
 # /tmp/deploy_progress_valgrind), one file per server process.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"

@@ -1,0 +1,1581 @@
+-- deploy_progress 1.0 -> 1.1
+--
+-- Written by hand: the current definitions live in sql/src/*.sql, and
+-- test/t/012_upgrade.pl proves that 1.0 plus this script gives what a
+-- fresh install of 1.1 gives, object by object.  What changes:
+--
+--   * phase kinds and stuck reasons are defined once (_kinds(),
+--     _stuck_reasons()); lifecycle_phases.kind is checked against _kinds()
+--   * column roles get a catalogue, deploy_progress.column_roles, and the
+--     tracking configuration maps role names to column names in
+--     tracked.columns (jsonb) instead of ten *_column columns; existing
+--     rows are migrated
+--   * track() takes "columns" for any role of the catalogue
+--   * every reader takes its columns and figures from one row generator
+--     (_rows_sql(), _figures_sql())
+
+\echo Use "ALTER EXTENSION deploy_progress UPDATE TO '1.1'" to load this file. \quit
+
+--------------------------------------------------------------------------
+-- Phase kinds and stuck reasons
+--------------------------------------------------------------------------
+
+-- The phase kinds, in order, or those of one class:
+--   all          every kind
+--   terminal     succeeded, failed, cancelled: the row is done
+--   in_flight    pending, active, waiting: the row is not done
+--   unsuccessful failed, cancelled: the row ended without succeeding
+--   clocked      pending, active: deadlines apply
+-- (src/track_cache.c has the same names, in the same order, for the C.)
+CREATE OR REPLACE FUNCTION @extschema@._kinds(class text DEFAULT 'all')
+RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.array_agg(k.kind ORDER BY k.ord)
+      FROM (VALUES (1, 'pending',   false, false, true),
+                   (2, 'active',    false, false, true),
+                   (3, 'waiting',   false, false, false),
+                   (4, 'succeeded', true,  false, false),
+                   (5, 'failed',    true,  true,  false),
+                   (6, 'cancelled', true,  true,  false))
+           AS k(ord, kind, terminal, unsuccessful, clocked)
+     WHERE CASE class WHEN 'all' THEN true
+                      WHEN 'terminal' THEN k.terminal
+                      WHEN 'in_flight' THEN NOT k.terminal
+                      WHEN 'unsuccessful' THEN k.unsuccessful
+                      WHEN 'clocked' THEN k.clocked
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._kinds(text) IS
+    'Internal: the phase kinds in order, all or of one class (terminal, in_flight, unsuccessful, clocked)';
+
+-- The reasons a row can be stuck, in order of priority: the kind of phase
+-- the reason applies to, the timing role whose time starts its clock, and
+-- the tracked option holding its deadline (the phase's own deadline when
+-- that option is NULL and phase_deadline says so).  A row is stuck when its
+-- clock plus the deadline is strictly before the time asked about.
+CREATE OR REPLACE FUNCTION @extschema@._stuck_reasons()
+RETURNS TABLE (priority integer, reason text, kind text, clock text, deadline text, phase_deadline boolean)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES (1, 'no_heartbeat',  'active',  'heartbeat_at',        'heartbeat_deadline', false),
+           (2, 'no_progress',   'active',  'progress_updated_at', 'progress_deadline',  false),
+           (3, 'phase_overdue', 'active',  'phase_updated_at',    'phase_deadline',     true),
+           (4, 'queue_overdue', 'pending', 'phase_updated_at',    'queue_deadline',     true)
+$$;
+COMMENT ON FUNCTION @extschema@._stuck_reasons() IS
+    'Internal: the stuck reasons in order of priority, with the kind of phase each applies to, its clock (a timing role) and its deadline (a tracked option)';
+
+ALTER TABLE @extschema@.lifecycle_phases
+    DROP CONSTRAINT lifecycle_phases_kind_check,
+    ADD CONSTRAINT lifecycle_phases_kind_check CHECK (kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds()));
+
+--------------------------------------------------------------------------
+-- Column roles and the tracking configuration
+--------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.column_roles (
+    role        name PRIMARY KEY,
+    position    integer NOT NULL UNIQUE,
+    types       regtype[] NOT NULL,
+    types_text  text NOT NULL,
+    value_type  regtype NOT NULL,
+    under_side  text NOT NULL CHECK (under_side OPERATOR(pg_catalog.=) ANY (ARRAY['row', 'side', 'none'])),
+    description text NOT NULL
+);
+COMMENT ON TABLE @extschema@.column_roles IS
+    'The roles a tracked table''s columns can play besides the phase: accepted column types, the type readers give, and where the value is kept under side storage (row: the table''s column; side: deploy_progress.timings; none: not kept)';
+
+INSERT INTO @extschema@.column_roles (role, position, types, types_text, value_type, under_side, description)
+VALUES
+    ('completed_items',      1, '{smallint,integer,bigint}', 'smallint, integer or bigint', 'bigint', 'row',
+     'Items done in the current phase'),
+    ('total_items',          2, '{smallint,integer,bigint}', 'smallint, integer or bigint', 'bigint', 'row',
+     'Items to do in the current phase'),
+    ('phase_updated_at',     3, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row entered its phase'),
+    ('progress_updated_at',  4, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row last changed phase or counters'),
+    ('heartbeat_at',         5, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row was last written'),
+    ('started_at',           6, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row first entered an active phase'),
+    ('finished_at',          7, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row entered a terminal phase'),
+    ('items_per_second',     8, '{double precision}', 'double precision', 'double precision', 'none',
+     'The smoothed speed the trigger keeps'),
+    ('speed_updated_at',     9, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'none',
+     'When the smoothed speed was last updated'),
+    ('failure_reason',      10, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'Why the row failed (written by fail_stuck())');
+GRANT SELECT ON @extschema@.column_roles TO PUBLIC;
+
+-- one map of role names to column names instead of a column per role; the
+-- guard trigger makes every session reload each table's configuration
+ALTER TABLE @extschema@.tracked
+    ADD COLUMN columns jsonb NOT NULL DEFAULT '{}'
+        CHECK (pg_catalog.jsonb_typeof(columns) OPERATOR(pg_catalog.=) 'object');
+UPDATE @extschema@.tracked
+   SET columns = pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+           'completed_items', completed_column, 'total_items', total_column,
+           'phase_updated_at', phase_updated_column, 'progress_updated_at', progress_updated_column,
+           'heartbeat_at', heartbeat_column, 'started_at', started_column, 'finished_at', finished_column,
+           'items_per_second', speed_column, 'speed_updated_at', speed_updated_column,
+           'failure_reason', reason_column));
+ALTER TABLE @extschema@.tracked
+    DROP COLUMN completed_column, DROP COLUMN total_column,
+    DROP COLUMN phase_updated_column, DROP COLUMN progress_updated_column,
+    DROP COLUMN heartbeat_column, DROP COLUMN started_column, DROP COLUMN finished_column,
+    DROP COLUMN speed_column, DROP COLUMN speed_updated_column, DROP COLUMN reason_column;
+COMMENT ON TABLE @extschema@.tracked IS
+    'One row per tracked table: its lifecycle, phase column, options and, in "columns", the column playing each role of deploy_progress.column_roles (roles the table lacks are absent); written by track() and untrack()';
+
+-- functions whose signature changes
+DROP FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean);
+DROP FUNCTION @extschema@._key_condition(@extschema@.tracked);
+DROP FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text);
+DROP FUNCTION @extschema@._check_readable(regclass);
+
+--------------------------------------------------------------------------
+-- Functions and views as sql/src defines them in 1.1
+--------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION @extschema@.define_lifecycle(name text, phases jsonb)
+RETURNS SETOF @extschema@.lifecycle_phases
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lc_name ALIAS FOR name;
+    elem    jsonb;
+    pos     integer := 0;
+    pname   text;
+    pkind   text;
+    pweight double precision;
+    pdeadline interval;
+    seen    text[] := '{}';
+    kinds   text[] := '{}';
+    weights double precision[] := '{}';
+    deadlines interval[] := '{}';
+    bad_key text;
+    t       record;
+    all_kinds text[] := @extschema@._kinds();
+BEGIN
+    IF lc_name IS NULL OR lc_name = '' OR octet_length(lc_name) > 63 THEN
+        RAISE EXCEPTION 'invalid lifecycle name "%"', coalesce(lc_name, '(null)')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A lifecycle name is a non-empty string of at most 63 bytes.';
+    END IF;
+    IF phases IS NULL OR jsonb_typeof(phases) <> 'array' OR jsonb_array_length(phases) = 0 THEN
+        RAISE EXCEPTION 'lifecycle "%" has no phases', lc_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The phases argument must be a non-empty JSON array of objects.',
+                  HINT = 'Pass for example ''[{"phase": "queued", "kind": "pending"}, {"phase": "running", "kind": "active"}, {"phase": "done", "kind": "succeeded"}, {"phase": "failed", "kind": "failed"}]''.';
+    END IF;
+
+    FOR elem IN SELECT value FROM jsonb_array_elements(phases)
+    LOOP
+        pos := pos + 1;
+        IF jsonb_typeof(elem) <> 'object' THEN
+            RAISE EXCEPTION 'phase % of lifecycle "%" is not a JSON object', pos, lc_name
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Element %s is %s.', pos, elem),
+                      HINT = 'Write each phase as {"phase": "name", "kind": "active", "weight": 1, "deadline": "10 minutes"}.';
+        END IF;
+        SELECT k INTO bad_key FROM jsonb_object_keys(elem) k
+         WHERE k NOT IN ('phase', 'kind', 'weight', 'deadline') LIMIT 1;
+        IF bad_key IS NOT NULL THEN
+            RAISE EXCEPTION 'unknown key "%" in phase % of lifecycle "%"', bad_key, pos, lc_name
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'The keys of a phase are phase, kind, weight and deadline.';
+        END IF;
+        IF jsonb_typeof(elem -> 'phase') IS DISTINCT FROM 'string' OR elem ->> 'phase' = ''
+           OR octet_length(elem ->> 'phase') > 63 THEN
+            RAISE EXCEPTION 'phase % of lifecycle "%" has no valid name', pos, lc_name
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Element %s is %s.', pos, elem),
+                      HINT = 'Give each phase a "phase" key holding a non-empty string of at most 63 bytes.';
+        END IF;
+        pname := elem ->> 'phase';
+        IF pname = ANY (seen) THEN
+            RAISE EXCEPTION 'phase "%" appears twice in lifecycle "%"', pname, lc_name
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Phase names must be unique within a lifecycle.';
+        END IF;
+        pkind := elem ->> 'kind';
+        IF pkind IS NULL OR NOT pkind = ANY (all_kinds) THEN
+            RAISE EXCEPTION 'phase "%" of lifecycle "%" has an invalid kind "%"', pname, lc_name, coalesce(pkind, '(none)')
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The kinds are %s and %s.',
+                                      array_to_string(all_kinds[1:cardinality(all_kinds) - 1], ', '),
+                                      all_kinds[cardinality(all_kinds)]);
+        END IF;
+        IF elem ? 'weight' THEN
+            IF jsonb_typeof(elem -> 'weight') <> 'number' THEN
+                RAISE EXCEPTION 'phase "%" of lifecycle "%" has a weight that is not a number', pname, lc_name
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('The weight given is %s.', elem -> 'weight');
+            END IF;
+            BEGIN
+                pweight := (elem ->> 'weight')::double precision;
+            EXCEPTION WHEN numeric_value_out_of_range THEN
+                pweight := 'Infinity';
+            END;
+            IF pweight < 0 OR pweight = 'Infinity' THEN
+                RAISE EXCEPTION 'phase "%" of lifecycle "%" has %', pname, lc_name,
+                                CASE WHEN pweight < 0 THEN 'a negative weight' ELSE 'too large a weight' END
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('The weight given is %s; weights must be finite and >= 0.', elem -> 'weight');
+            END IF;
+        ELSE
+            -- by default every active phase counts the same in overall progress
+            pweight := CASE WHEN pkind = 'active' THEN 1 ELSE 0 END;
+        END IF;
+        pdeadline := NULL;
+        IF elem ? 'deadline' AND jsonb_typeof(elem -> 'deadline') <> 'null' THEN
+            BEGIN
+                pdeadline := (elem ->> 'deadline')::interval;
+            EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+                pdeadline := NULL;
+            END;
+            IF pdeadline IS NULL OR pdeadline <= '0'::interval THEN
+                RAISE EXCEPTION 'phase "%" of lifecycle "%" has an invalid deadline', pname, lc_name
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('The deadline given is %s.', elem -> 'deadline'),
+                          HINT = 'Write a positive interval such as "10 minutes".';
+            END IF;
+        END IF;
+        seen := seen || pname;
+        kinds := kinds || pkind;
+        weights := weights || pweight;
+        deadlines := deadlines || pdeadline;
+    END LOOP;
+
+    IF NOT 'succeeded' = ANY (kinds) OR NOT 'failed' = ANY (kinds) THEN
+        RAISE EXCEPTION 'lifecycle "%" needs a succeeded phase and a failed phase', lc_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Its kinds are %s.', array_to_string(kinds, ', ')),
+                  HINT = 'Add phases of kind "succeeded" and "failed": deployments must be able to end either way.';
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM @extschema@.lifecycles l WHERE l.name = lc_name) THEN
+        IF NOT @extschema@._may_edit_lifecycle(lc_name) THEN
+            RAISE EXCEPTION 'must be owner of lifecycle "%"', lc_name
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'Built-in lifecycles can only be changed by a superuser, others only by the role that defined them.',
+                      HINT = 'Define a lifecycle of your own under another name.';
+        END IF;
+        DELETE FROM @extschema@.lifecycle_phases p WHERE p.lifecycle = lc_name;
+    ELSE
+        INSERT INTO @extschema@.lifecycles (name) VALUES (lc_name);
+    END IF;
+    INSERT INTO @extschema@.lifecycle_phases (lifecycle, position, phase, kind, weight, deadline)
+    SELECT lc_name, u.ord, u.phase, u.kind, u.weight, u.deadline
+      FROM unnest(seen, kinds, weights, deadlines) WITH ORDINALITY AS u(phase, kind, weight, deadline, ord);
+
+    -- tables already tracked with this lifecycle must still fit it
+    FOR t IN SELECT tr.relid, tr.phase_column FROM @extschema@.tracked tr
+              WHERE tr.lifecycle = lc_name
+    LOOP
+        PERFORM @extschema@._check_phase_values(t.relid, t.phase_column, lc_name);
+    END LOOP;
+
+    RETURN QUERY SELECT * FROM @extschema@.lifecycle_phases p
+                  WHERE p.lifecycle = lc_name ORDER BY p.position;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.define_lifecycle(text, jsonb) IS
+    'Defines (or redefines) a lifecycle from a JSON array of {"phase", "kind", "weight", "deadline"} objects, in order';
+
+-- The configuration of a tracked table (or, with ancestors, of the
+-- partitioned table it is a partition of); the one place that reports a
+-- table that is not tracked, with the caller's hint.
+CREATE OR REPLACE FUNCTION @extschema@._config(tbl regclass,
+                                               hint text DEFAULT 'Track it with deploy_progress.track() first.',
+                                               ancestors boolean DEFAULT false,
+                                               detail text DEFAULT NULL)
+RETURNS @extschema@.tracked
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    SELECT tr.* INTO cfg
+      FROM @extschema@.tracked tr
+      JOIN (SELECT tbl, 0::bigint
+            UNION ALL
+            SELECT * FROM pg_partition_ancestors(tbl) WITH ORDINALITY WHERE ancestors) AS a(relid, ord)
+        ON tr.relid = a.relid
+     ORDER BY a.ord LIMIT 1;
+    IF NOT FOUND THEN
+        IF detail IS NULL THEN
+            RAISE EXCEPTION 'table % is not tracked', tbl
+                USING ERRCODE = 'undefined_object', HINT = hint;
+        END IF;
+        RAISE EXCEPTION 'table % is not tracked', tbl
+            USING ERRCODE = 'undefined_object', DETAIL = detail, HINT = hint;
+    END IF;
+    RETURN cfg;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._config(regclass, text, boolean, text) IS
+    'Internal: the tracking configuration of a table (or of its nearest tracked ancestor), or an error with the given hint when it is not tracked';
+
+-- Raises an error unless the caller can read a table; what is derived from
+-- a table (timings, history, figures) is never visible wider than the table.
+CREATE OR REPLACE FUNCTION @extschema@._check_readable(tbl regclass,
+                                                       detail text DEFAULT 'The history of a table is visible to the roles that can read the table.')
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT has_table_privilege(tbl, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = detail;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_readable(regclass, text) IS
+    'Internal: raises an error unless the caller can read the table';
+
+-- The column playing a role in a tracked table, NULL when it has none.
+CREATE OR REPLACE FUNCTION @extschema@._role_column(cfg @extschema@.tracked, role text)
+RETURNS name
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (cfg.columns OPERATOR(pg_catalog.->>) role)::pg_catalog.name
+$$;
+COMMENT ON FUNCTION @extschema@._role_column(@extschema@.tracked, text) IS
+    'Internal: the column playing a role of deploy_progress.column_roles in a tracked table, NULL when it has none';
+
+CREATE OR REPLACE FUNCTION @extschema@.track(
+    tbl                     regclass,
+    lifecycle               text     DEFAULT NULL,
+    phase                   name     DEFAULT 'phase',
+    completed_items         name     DEFAULT 'completed_items',
+    total_items             name     DEFAULT 'total_items',
+    phase_updated_at        name     DEFAULT 'phase_updated_at',
+    progress_updated_at     name     DEFAULT 'progress_updated_at',
+    heartbeat_at            name     DEFAULT 'heartbeat_at',
+    started_at              name     DEFAULT 'started_at',
+    finished_at             name     DEFAULT 'finished_at',
+    items_per_second        name     DEFAULT 'items_per_second',
+    speed_updated_at        name     DEFAULT 'speed_updated_at',
+    key                     name[]   DEFAULT NULL,
+    storage                 text     DEFAULT 'auto',
+    allow_restart           boolean  DEFAULT false,
+    speed_time_constant     interval DEFAULT '15 seconds',
+    validate                boolean  DEFAULT true,
+    failure_reason          name     DEFAULT 'failure_reason',
+    queue_deadline          interval DEFAULT NULL,
+    phase_deadline          interval DEFAULT NULL,
+    progress_deadline       interval DEFAULT '10 minutes',
+    heartbeat_deadline      interval DEFAULT '5 minutes',
+    history                 text     DEFAULT 'all',
+    notify_channel          text     DEFAULT 'deploy_progress',
+    create_index            boolean  DEFAULT true,
+    columns                 jsonb    DEFAULT NULL)
+RETURNS @extschema@.tracked
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg        @extschema@.tracked;
+    prev       @extschema@.tracked;
+    lc         text := lifecycle;
+    typ        regtype;
+    r          @extschema@.column_roles;
+    col        name;
+    -- the column named for each role: by its parameter of track(), or in
+    -- "columns" for any role of deploy_progress.column_roles
+    given      jsonb := pg_catalog.jsonb_build_object(
+                   'completed_items', completed_items, 'total_items', total_items,
+                   'phase_updated_at', phase_updated_at, 'progress_updated_at', progress_updated_at,
+                   'heartbeat_at', heartbeat_at, 'started_at', started_at, 'finished_at', finished_at,
+                   'items_per_second', items_per_second, 'speed_updated_at', speed_updated_at,
+                   'failure_reason', failure_reason);
+    resolved   jsonb := '{}';
+    relkind    "char";
+    k          name;
+    bad        text;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind INTO relkind FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    IF relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Only ordinary and partitioned tables can be tracked.';
+    END IF;
+    IF NOT @extschema@._owns(tbl) THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can track it.';
+    END IF;
+    IF columns IS NOT NULL THEN
+        IF pg_catalog.jsonb_typeof(columns) <> 'object' THEN
+            RAISE EXCEPTION 'columns must be a JSON object'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given is %s.', columns),
+                      HINT = 'Map role names to column names, for example ''{"completed_items": "done"}''.';
+        END IF;
+        SELECT c.key INTO bad FROM pg_catalog.jsonb_each(columns) c
+         WHERE NOT EXISTS (SELECT 1 FROM @extschema@.column_roles cr WHERE cr.role = c.key)
+         ORDER BY c.key LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'unknown column role "%"', bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The column roles are %s.',
+                                      (SELECT string_agg(cr.role, ', ' ORDER BY cr.position) FROM @extschema@.column_roles cr));
+        END IF;
+        SELECT c.key INTO bad FROM pg_catalog.jsonb_each(columns) c
+         WHERE pg_catalog.jsonb_typeof(c.value) NOT IN ('string', 'null')
+         ORDER BY c.key LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'column of role "%" must be a string or null', bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given is %s.', columns -> bad);
+        END IF;
+        SELECT c.key INTO bad FROM pg_catalog.jsonb_each(columns) c
+         WHERE given ? c.key AND (given ->> c.key) IS DISTINCT FROM c.key
+         ORDER BY c.key LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'column of role "%" is given twice', bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('track() was passed both %s => %s and columns => ''{"%s": ...}''.',
+                                      bad, coalesce(quote_literal(given ->> bad), 'NULL'), bad),
+                      HINT = 'Name each role''s column once.';
+        END IF;
+        given := given || columns;
+    END IF;
+    -- keep writers out while the table is checked and its triggers replaced
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+
+    -- the phase column and the lifecycle
+    IF phase IS NULL THEN
+        RAISE EXCEPTION 'a phase column is required'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    typ := @extschema@._column_type(tbl, phase);
+    IF typ IS NULL THEN
+        RAISE EXCEPTION 'column "%" of table % does not exist', phase, tbl
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Name the phase column with track(..., phase => ''column_name'').';
+    END IF;
+    IF NOT (typ IN ('text'::regtype, 'character varying'::regtype)
+            OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid = typ AND t.typtype = 'e')) THEN
+        RAISE EXCEPTION 'phase column "%" of table % has type %', phase, tbl, typ
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = 'A phase column must be of type text, varchar or an enum type.';
+    END IF;
+    IF lc IS NULL THEN
+        IF typ = '@extschema@.phase'::regtype THEN
+            lc := 'default';
+        ELSE
+            RAISE EXCEPTION 'a lifecycle is required for phase column "%" of type %', phase, typ
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Only columns of type deploy_progress.phase have a lifecycle by default.',
+                      HINT = 'Define one with deploy_progress.define_lifecycle() and pass track(..., lifecycle => ''name'').';
+        END IF;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.lifecycles l WHERE l.name = lc) THEN
+        RAISE EXCEPTION 'lifecycle "%" does not exist', lc
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Define it with deploy_progress.define_lifecycle() first.';
+    END IF;
+    IF validate THEN
+        PERFORM @extschema@._check_phase_values(tbl, phase, lc);
+    END IF;
+
+    -- the other roles, in the order of deploy_progress.column_roles: a
+    -- column named by its default name (the role's) is optional, a column
+    -- named otherwise must exist, NULL switches the role off
+    FOR r IN SELECT * FROM @extschema@.column_roles cr ORDER BY cr.position LOOP
+        col := CASE WHEN given ? r.role THEN given ->> r.role ELSE r.role END;
+        IF col IS NULL THEN
+            CONTINUE;
+        END IF;
+        typ := @extschema@._column_type(tbl, col);
+        IF typ IS NULL THEN
+            IF col <> r.role THEN
+                RAISE EXCEPTION 'column "%" of table % does not exist', col, tbl
+                    USING ERRCODE = 'undefined_column',
+                          DETAIL = format('It was named as the %s column.', r.role),
+                          HINT = format('Pass %s => NULL if the table has no such column.', r.role);
+            END IF;
+            CONTINUE;
+        END IF;
+        IF NOT typ = ANY (r.types) THEN
+            RAISE EXCEPTION '% column "%" of table % has type %', r.role, col, tbl, typ
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('The %s column must be of type %s.', r.role, r.types_text),
+                      HINT = format('Change the column''s type, or pass %s => NULL to leave the role out.', r.role);
+        END IF;
+        resolved := resolved || pg_catalog.jsonb_build_object(r.role, col);
+    END LOOP;
+
+    -- where timings live
+    IF storage IS NULL OR storage NOT IN ('auto', 'row', 'side') THEN
+        RAISE EXCEPTION 'invalid storage "%"', coalesce(storage, '(null)')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Storage is "row" (timings in the table''s own columns), "side" (in deploy_progress.timings) or "auto" (row when the table has a timing column).';
+    END IF;
+    IF storage = 'auto' THEN
+        storage := CASE WHEN EXISTS (SELECT 1 FROM @extschema@.column_roles cr
+                                      WHERE cr.under_side = 'side' AND resolved ? cr.role)
+                        THEN 'row' ELSE 'side' END;
+    END IF;
+    IF storage = 'side' THEN
+        -- timings live in the side table only, and so there is no smoothed speed
+        resolved := resolved - ARRAY(SELECT cr.role::text FROM @extschema@.column_roles cr
+                                      WHERE cr.under_side <> 'row');
+    END IF;
+    IF (resolved ? 'items_per_second') <> (resolved ? 'speed_updated_at') THEN
+        RAISE EXCEPTION 'the smoothed speed needs both an items_per_second and a speed_updated_at column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Found %s but not %s.',
+                                  coalesce(resolved ->> 'items_per_second', resolved ->> 'speed_updated_at'),
+                                  CASE WHEN resolved ? 'items_per_second' THEN 'speed_updated_at' ELSE 'items_per_second' END),
+                  HINT = 'Add the missing column (double precision / timestamptz), or pass NULL for both roles.';
+    END IF;
+    IF resolved ? 'items_per_second' AND NOT resolved ? 'completed_items' THEN
+        RAISE EXCEPTION 'the smoothed speed needs a completed_items column'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF speed_time_constant IS NULL OR speed_time_constant <= '0'::interval THEN
+        RAISE EXCEPTION 'speed_time_constant must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(speed_time_constant::text, 'NULL'));
+    END IF;
+    IF queue_deadline <= '0'::interval OR phase_deadline <= '0'::interval
+       OR progress_deadline <= '0'::interval OR heartbeat_deadline <= '0'::interval THEN
+        RAISE EXCEPTION 'deadlines must be positive intervals'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Given: queue_deadline %s, phase_deadline %s, progress_deadline %s, heartbeat_deadline %s.',
+                                  queue_deadline, phase_deadline, progress_deadline, heartbeat_deadline),
+                  HINT = 'Pass NULL to switch a check off.';
+    END IF;
+    IF history IS NULL OR history NOT IN ('all', 'failures', 'off') THEN
+        RAISE EXCEPTION 'invalid history "%"', coalesce(history, '(null)')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'History is "all" (every transition), "failures" (transitions into failed or cancelled phases) or "off".';
+    END IF;
+    IF notify_channel = '' OR octet_length(notify_channel) > 63 THEN
+        RAISE EXCEPTION 'invalid notify channel "%"', notify_channel
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A channel name is a non-empty string of at most 63 bytes.',
+                  HINT = 'Pass notify_channel => NULL to switch notifications off.';
+    END IF;
+
+    -- the row key: the primary key unless named
+    IF key IS NULL THEN
+        SELECT array_agg(a.attname ORDER BY k.ord) INTO key
+          FROM pg_catalog.pg_index i
+          CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = tbl AND i.indisprimary;
+        IF key IS NULL THEN
+            RAISE EXCEPTION 'table % has no primary key', tbl
+                USING ERRCODE = 'invalid_table_definition',
+                      DETAIL = 'Tracking identifies rows by their key (in the side table, history and reports).',
+                      HINT = 'Add a primary key, or name unique not-null key columns with track(..., key => ARRAY[''id'']).';
+        END IF;
+    ELSE
+        IF cardinality(key) = 0 THEN
+            RAISE EXCEPTION 'key must name at least one column'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF cardinality(key) > 32 THEN
+            RAISE EXCEPTION 'key names % columns', cardinality(key)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A key has at most 32 columns, like an index.';
+        END IF;
+        FOREACH k IN ARRAY key LOOP
+            IF k IS NULL OR @extschema@._column_type(tbl, k) IS NULL THEN
+                RAISE EXCEPTION 'key column "%" of table % does not exist', coalesce(k, '(null)'), tbl
+                    USING ERRCODE = 'undefined_column';
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- the configuration row, replaced as a whole on a second track()
+    SELECT * INTO prev FROM @extschema@.tracked tr WHERE tr.relid = tbl FOR UPDATE;
+    cfg.relid := tbl;
+    cfg.lifecycle := lc;
+    cfg.phase_column := phase;
+    cfg.key_columns := key;
+    cfg.storage := storage;
+    cfg.allow_restart := allow_restart;
+    cfg.speed_time_constant := speed_time_constant;
+    cfg.queue_deadline := queue_deadline;
+    cfg.phase_deadline := phase_deadline;
+    cfg.progress_deadline := progress_deadline;
+    cfg.heartbeat_deadline := heartbeat_deadline;
+    cfg.history := history;
+    cfg.notify_channel := notify_channel;
+    cfg.tracked_at := coalesce(prev.tracked_at, now());
+    cfg.columns := resolved;
+    DELETE FROM @extschema@.tracked tr WHERE tr.relid = tbl;
+    INSERT INTO @extschema@.tracked SELECT cfg.* RETURNING * INTO cfg;
+    -- the side table keeps timings only while the table is tracked that way
+    PERFORM @extschema@._forget_timings(tbl);
+
+    -- the triggers; "zz_" makes them fire after the table's own BEFORE
+    -- triggers, so the stamps describe the row as it is finally written
+    PERFORM @extschema@._drop_triggers(tbl);
+    EXECUTE format('CREATE TRIGGER zz_deploy_progress_stamp BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp()', tbl);
+    IF storage = 'side' THEN
+        EXECUTE format('CREATE TRIGGER zz_deploy_progress_side AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
+        EXECUTE format('CREATE TRIGGER zz_deploy_progress_side_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
+    END IF;
+    -- history and events (70_history.sql)
+    PERFORM @extschema@._install_history(cfg);
+    -- the partial index over in-flight rows (50_stuck.sql)
+    PERFORM @extschema@._ensure_in_flight_index(cfg, create_index);
+    RETURN cfg;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb) IS
+    'Starts (or reconfigures) tracking of a table: checks its columns and phase values and installs the stamping triggers';
+
+CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
+        IF missing_ok THEN
+            RAISE NOTICE 'table % is not tracked, skipping', tbl;
+            RETURN false;
+        END IF;
+        PERFORM @extschema@._config(tbl, 'See deploy_progress.tracked for the tracked tables.');
+    END IF;
+    IF NOT @extschema@._owns(tbl) THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can untrack it.';
+    END IF;
+    PERFORM @extschema@._drop_triggers(tbl);
+    IF @extschema@._in_flight_index(tbl) IS NOT NULL THEN
+        EXECUTE format('DROP INDEX %s', @extschema@._in_flight_index(tbl));
+    END IF;
+    -- the table's history stays: it is audit data, removed by prune()
+    DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
+    PERFORM @extschema@._forget_timings(tbl);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
+    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
+
+-- The in-flight predicate of a table: its phase is not a terminal phase.
+-- The partial index track() creates is stated with the same text, which is
+-- what lets the planner prove that the index applies.
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_predicate(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('%s%I OPERATOR(pg_catalog.<>) ALL (%L::%s[])',
+                             CASE WHEN alias IS NULL THEN '' ELSE alias OPERATOR(pg_catalog.||) '.' END,
+                             cfg.phase_column,
+                             (SELECT coalesce(pg_catalog.array_agg(p.phase ORDER BY p.position), '{}')
+                                FROM @extschema@.lifecycle_phases p
+                               WHERE p.lifecycle OPERATOR(pg_catalog.=) cfg.lifecycle
+                                 AND p.kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds('terminal'))),
+                             CASE WHEN t.oid OPERATOR(pg_catalog.=) 'pg_catalog.varchar'::pg_catalog.regtype
+                                  THEN 'pg_catalog.text'
+                                  ELSE pg_catalog.format_type(t.oid, NULL) END)
+      FROM pg_catalog.pg_type t
+     WHERE t.oid OPERATOR(pg_catalog.=) @extschema@._column_type(cfg.relid, cfg.phase_column)
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_predicate(@extschema@.tracked, text) IS
+    'Internal: the SQL condition selecting a tracked table''s in-flight (non-terminal) rows, as its partial index states it';
+
+-- The SQL expression of every column role in a tracked table's rows (alias
+-- t; the side table's row, when joined, is s): the table's column, the
+-- side table's column for the timings of a table in side storage, or a
+-- typed NULL where the table has no column for the role.
+CREATE OR REPLACE FUNCTION @extschema@._role_exprs(cfg @extschema@.tracked)
+RETURNS TABLE (role name, expr text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.role,
+           CASE WHEN cfg.storage OPERATOR(pg_catalog.=) 'side' AND r.under_side OPERATOR(pg_catalog.=) 'side'
+                THEN pg_catalog.format('s.%I', r.role)
+                WHEN @extschema@._role_column(cfg, r.role) IS NOT NULL
+                THEN pg_catalog.format('t.%I::%I.%I', @extschema@._role_column(cfg, r.role), n.nspname, ty.typname)
+                ELSE pg_catalog.format('NULL::%I.%I', n.nspname, ty.typname)
+           END
+      FROM @extschema@.column_roles r
+      JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) r.value_type
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ty.typnamespace
+     ORDER BY r.position
+$$;
+COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS
+    'Internal: the SQL expression giving each column role''s value in a tracked table''s rows (NULL where the table has no such column)';
+
+-- A SELECT over a tracked table's rows (its in-flight rows, or all of them)
+-- giving:
+--   dp_tableoid, dp_ctid  the row's physical address (fail_stuck() locks by it)
+--   key, phase            the key text and the phase as text
+--   kind, position, phase_deadline   of the phase in the lifecycle
+--   one column per role of deploy_progress.column_roles, under the role's name
+--   stuck_reason, stuck_clock, stuck_deadline   why the row is stuck as of $1
+--                         (NULL when healthy; see _stuck_reasons()), when the
+--                         reason's clock started and its deadline
+-- Waiting and terminal rows are never stuck; a reason whose clock column
+-- the table lacks is never reported.  "extra" is ANDed to the WHERE clause
+-- and "tail" (ORDER BY, LIMIT, FOR UPDATE ...) appended; "source" reads a
+-- partition of the tracked table instead of the whole table.
+CREATE OR REPLACE FUNCTION @extschema@._rows_sql(cfg @extschema@.tracked, extra text DEFAULT NULL, tail text DEFAULT '',
+                                                 in_flight boolean DEFAULT true, source regclass DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    exprs    jsonb;
+    roles    text;
+    reasons  text;
+    clocks   text;
+    deadlines text;
+    checks   text;
+    opts     jsonb := to_jsonb(cfg);
+BEGIN
+    SELECT jsonb_object_agg(e.role, e.expr),
+           string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
+      INTO exprs, roles
+      FROM @extschema@._role_exprs(cfg) WITH ORDINALITY AS e(role, expr, ord);
+
+    -- the stuck reason: the first of _stuck_reasons() whose clock plus
+    -- deadline is before $1 (v.i is its priority)
+    SELECT string_agg(quote_literal(x.reason), ', ' ORDER BY x.priority),
+           string_agg(format(' WHEN %s THEN %s', x.priority, exprs ->> x.clock), '' ORDER BY x.priority),
+           string_agg(format(' WHEN %s THEN %s', x.priority, x.dl), '' ORDER BY x.priority),
+           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) %L AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
+                             x.kind, exprs ->> x.clock, x.dl, x.priority), '' ORDER BY x.priority)
+      INTO reasons, clocks, deadlines, checks
+      FROM (SELECT sr.*, CASE WHEN sr.phase_deadline
+                              THEN format('coalesce(%L::pg_catalog.interval, p.deadline)', opts ->> sr.deadline)
+                              ELSE format('%L::pg_catalog.interval', opts ->> sr.deadline) END AS dl
+              FROM @extschema@._stuck_reasons() sr) x;
+
+    RETURN format(
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, t.%I::pg_catalog.text AS phase,'
+        ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
+        ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
+        ' FROM %s t'
+        ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
+        '  AND p.phase OPERATOR(pg_catalog.=) t.%I::pg_catalog.text'
+        '%s'
+        ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
+        '         CASE v.i%s END AS clock,'
+        '         CASE v.i%s END AS deadline'
+        '    FROM (SELECT CASE%s'
+        '      END AS i) v) st'
+        ' WHERE %s%s %s',
+        @extschema@._key_expr(cfg, 't'), cfg.phase_column, roles,
+        coalesce(source, cfg.relid),
+        CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, cfg.phase_column,
+        CASE WHEN cfg.storage = 'side'
+             THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
+                         ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
+             ELSE '' END,
+        reasons, clocks, deadlines, checks,
+        CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
+        CASE WHEN extra IS NULL THEN '' ELSE ' AND (' || extra || ')' END,
+        tail);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boolean, regclass) IS
+    'Internal: SQL selecting a tracked table''s rows (in-flight ones by default) with every column role under its name and the stuck reason as of $1';
+
+-- _rows_sql()'s rows (given as "rows") with the figures of each as of $1:
+--   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only
+--   since_progress, stalled   seconds since the counters or phase last moved; whether
+--                         an active row with work left has not moved for the
+--                         smoothing time constant
+--   overall_progress      weighted over the lifecycle's phases
+--   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
+--   in_phase, elapsed     the same as intervals, NULL when negative
+--   reason                the failure reason of a failed or cancelled row
+CREATE OR REPLACE FUNCTION @extschema@._figures_sql(cfg @extschema@.tracked, rows text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT r.*, f.percent, f.average_speed, f.smoothed_speed, f.speed,'
+        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '            THEN @extschema@.eta(r.completed_items, r.total_items, f.speed) END AS eta,'
+        '       f.since_progress,'
+        '       coalesce(f.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
+        '                AND r.completed_items IS NOT NULL'
+        '                AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled,'
+        '       CASE WHEN r.position IS NOT NULL'
+        '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
+        '                                               coalesce(f.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
+        '       @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS phase_elapsed_seconds,'
+        '       @extschema@._elapsed_seconds(r.started_at, coalesce(r.finished_at, $1)) AS elapsed_seconds,'
+        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.phase_updated_at THEN $1 OPERATOR(pg_catalog.-) r.phase_updated_at END AS in_phase,'
+        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at THEN $1 OPERATOR(pg_catalog.-) r.started_at END AS elapsed,'
+        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[]) THEN r.failure_reason END AS reason'
+        '  FROM (%1$s) r'
+        '  CROSS JOIN LATERAL (SELECT a.percent, a.average_speed, a.smoothed_speed,'
+        '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                  THEN coalesce(a.smoothed_speed, a.average_speed) END AS speed,'
+        '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                  THEN @extschema@._elapsed_seconds(coalesce(r.progress_updated_at, r.speed_updated_at), $1) END AS since_progress'
+        '                        FROM (SELECT @extschema@.percent(r.completed_items, r.total_items) AS percent,'
+        '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          THEN @extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1) END AS average_speed,'
+        '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
+        '                             ) a) f',
+        rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
+        lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'))
+      FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
+$$;
+COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
+    'Internal: SQL adding the figures (percent, speeds, ETA, stall, overall progress, elapsed times) as of $1 to _rows_sql()''s rows';
+
+-- The condition selecting a row by its key text (parameter $param): a
+-- single key column is compared in its own type, so that its index is
+-- used, and as text, so that only its exact key text matches; a composite
+-- key as row text.
+CREATE OR REPLACE FUNCTION @extschema@._key_condition(cfg @extschema@.tracked, alias text DEFAULT NULL, param integer DEFAULT 1)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+                THEN pg_catalog.format('%1$s%2$I = $%4$s::%3$s AND %1$s%2$I::pg_catalog.text = $%4$s',
+                         alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
+                         (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+                            FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
+                             AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
+                             AND NOT a.attisdropped),
+                         param)
+                ELSE pg_catalog.format('%s = $%s', @extschema@._key_expr(cfg, alias), param)
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._key_condition(@extschema@.tracked, text, integer) IS
+    'Internal: SQL condition selecting a tracked table''s row by its key text (parameter $param), through the key''s index when it has one column';
+
+CREATE OR REPLACE FUNCTION @extschema@.timings(tbl regclass, key text)
+RETURNS TABLE (phase_updated_at timestamptz, progress_updated_at timestamptz,
+               heartbeat_at timestamptz, started_at timestamptz, finished_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    cfg := @extschema@._config(tbl);
+    PERFORM @extschema@._check_readable(tbl, 'The timings of a table are visible to the roles that can read the table.');
+    RETURN QUERY EXECUTE format(
+        'SELECT r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at, r.finished_at FROM (%s) r',
+        @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2), in_flight => false))
+    USING now(), key;
+EXCEPTION
+    -- a key text that is not a value of the key's type matches no row
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow THEN
+        RETURN;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.timings(regclass, text) IS
+    'The timings of one row of a tracked table, from its own columns or from the side table';
+
+CREATE OR REPLACE FUNCTION @extschema@.progress(tbl regclass, key text, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS jsonb
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- the configuration of the table, or of the partitioned table it belongs to
+    cfg @extschema@.tracked;
+    k   text := key;
+    r   record;
+BEGIN
+    cfg := @extschema@._config(tbl, ancestors => true,
+                               detail => 'Figures are kept for the rows of tracked tables only.');
+    PERFORM @extschema@._check_readable(tbl, 'The figures of a table are visible to the roles that can read the table.');
+    BEGIN
+        -- only the figures progress() shows are computed
+        EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'
+                       ' x.smoothed_speed, x.speed, x.eta, x.phase_elapsed_seconds, x.elapsed_seconds,'
+                       ' x.since_progress, x.stalled, x.overall_progress, x.reason, x.phase_updated_at,'
+                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at FROM (%s) x',
+                       @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2),
+                                                                           in_flight => false, source => tbl)))
+           INTO STRICT r USING as_of, k;
+    EXCEPTION
+        WHEN no_data_found OR data_exception THEN
+            RAISE EXCEPTION 'table % has no row with key %', tbl, quote_literal(k)
+                USING ERRCODE = 'no_data_found',
+                      DETAIL = format('Rows are identified by the text of %s.',
+                                      CASE WHEN cardinality(cfg.key_columns) = 1
+                                           THEN format('their %I column', cfg.key_columns[1])
+                                           ELSE format('the row (%s)', array_to_string(cfg.key_columns, ', ')) END),
+                      HINT = 'Pass the key as text, for example ''42'' or, for a composite key, ''(42,eu)''.';
+        WHEN too_many_rows THEN
+            RAISE EXCEPTION 'table % has more than one row with key %', tbl, quote_literal(k)
+                USING ERRCODE = 'cardinality_violation',
+                      DETAIL = format('The key columns (%s) do not identify a row.', array_to_string(cfg.key_columns, ', ')),
+                      HINT = 'Track the table with key columns that are unique.';
+    END;
+
+    RETURN jsonb_build_object(
+        'table', tbl::text,
+        'key', k,
+        'as_of', as_of,
+        'phase', r.phase,
+        'kind', r.kind,
+        'completed', r.completed_items,
+        'total', r.total_items,
+        'percent', r.percent,
+        'average_speed', r.average_speed,
+        'smoothed_speed', r.smoothed_speed,
+        'speed', r.speed,
+        'eta_seconds', date_part('epoch', r.eta),
+        'phase_elapsed_seconds', r.phase_elapsed_seconds,
+        'elapsed_seconds', r.elapsed_seconds,
+        'since_progress_seconds', r.since_progress,
+        'stalled', r.stalled,
+        'overall_progress', r.overall_progress,
+        'reason', r.reason,
+        'phase_updated_at', r.phase_updated_at,
+        'progress_updated_at', r.progress_updated_at,
+        'heartbeat_at', r.heartbeat_at,
+        'started_at', r.started_at,
+        'finished_at', r.finished_at);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.progress(regclass, text, timestamptz) IS
+    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress';
+
+-- The index a tracked table should have (and its marker comment).
+CREATE OR REPLACE FUNCTION @extschema@.in_flight_index_statement(tbl regclass, concurrent boolean DEFAULT true)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    cfg := @extschema@._config(tbl);
+    RETURN format('CREATE INDEX %sIF NOT EXISTS %I ON %s (%I) WHERE %s',
+                  -- a partitioned table's index cannot be built concurrently
+                  CASE WHEN concurrent AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                                        WHERE c.oid = tbl AND c.relkind = 'p')
+                       THEN 'CONCURRENTLY ' ELSE '' END,
+                  @extschema@._in_flight_index_name(tbl), tbl, cfg.phase_column,
+                  @extschema@._in_flight_predicate(cfg));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.in_flight_index_statement(regclass, boolean) IS
+    'The CREATE INDEX statement of a tracked table''s partial index over in-flight rows, to run by hand (CONCURRENTLY, outside a transaction) on large tables';
+
+-- The configurations the global readers and sweeps go through, in table
+-- name order: every tracked table (or only tbl, which must be tracked) on
+-- which the caller has all of "privileges".  hint is for a tbl that is not
+-- tracked.
+CREATE OR REPLACE FUNCTION @extschema@._configs(tbl regclass, as_of timestamptz, hint text,
+                                                privileges text[] DEFAULT ARRAY['SELECT'])
+RETURNS SETOF @extschema@.tracked
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tbl IS NOT NULL THEN
+        PERFORM @extschema@._config(tbl, hint);
+    END IF;
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'as_of must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY
+    SELECT * FROM @extschema@.tracked t
+     WHERE (tbl IS NULL OR t.relid = tbl)
+       AND (SELECT bool_and(has_table_privilege(t.relid, p)) FROM unnest(privileges) p)
+     ORDER BY t.relid::text;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._configs(regclass, timestamptz, text, text[]) IS
+    'Internal: the tracking configurations a global reader or sweep goes through (all tables, or one), those on which the caller has the given privileges';
+
+CREATE OR REPLACE FUNCTION @extschema@.stuck(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, key text, phase text, reason text,
+               clock_started_at timestamptz, deadline interval, overdue_by interval)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call stuck() without a table to check every tracked table.')
+    LOOP
+        RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.stuck(regclass, timestamptz) IS
+    'Rows of tracked tables (all, or one) that are stuck as of a time, with the reason, the time the reason''s clock started, the deadline and how far past it';
+
+CREATE OR REPLACE FUNCTION @extschema@.fail_stuck(tbl regclass DEFAULT NULL, batch_size integer DEFAULT 1000,
+                                       as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, key text, from_phase text, to_phase text, reason text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg       @extschema@.tracked;
+    failed    text;
+    col_type  text;
+    reasons   text[] := ARRAY(SELECT sr.reason FROM @extschema@._stuck_reasons() sr ORDER BY sr.priority);
+    why       text;
+    tableoids oid[];
+    ctids     tid[];
+    keys      text[];
+    phases    text[];
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot fail stuck rows on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'fail_stuck() changes rows, and this server is in recovery (read-only).',
+                  HINT = 'Run fail_stuck() on the primary; stuck() reports stuck rows on a standby too.';
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(batch_size::text, 'NULL'));
+    END IF;
+    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call fail_stuck() without a table to sweep every tracked table.',
+                                                  ARRAY['SELECT', 'UPDATE'])
+    LOOP
+        SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
+         WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
+        col_type := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+
+        -- one reason at a time, so that each statement can name its reason
+        -- (for the history and the reason column); a row is failed by the
+        -- first reason that catches it, in stuck()'s order of priority
+        FOREACH why IN ARRAY reasons LOOP
+            LOOP
+                -- 1. lock a batch of stuck rows, skipping rows a writer holds
+                EXECUTE format(
+                    'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
+                    '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
+                    @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why),
+                                          format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
+                INTO tableoids, ctids, keys, phases USING as_of;
+                EXIT WHEN ctids IS NULL;
+
+                -- 2. in a new statement (a fresh snapshot, with the rows
+                -- locked) re-check and fail them; a row that progressed
+                -- since the sweep started no longer matches and is left
+                PERFORM set_config('deploy_progress.transition_reason', why, true)
+                   FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+                RETURN QUERY EXECUTE format(
+                    'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
+                    '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
+                    ' failed AS ('
+                    '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+                    '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
+                    '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
+                    '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
+                    '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
+                    '  RETURNING %7$s AS key)'
+                    ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
+                    '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
+                    cfg.relid, cfg.phase_column, failed, col_type,
+                    CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                         ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+                    @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
+                    @extschema@._key_expr(cfg, 't'),
+                    cfg.relid::oid, why)
+                USING as_of, tableoids, ctids, keys, phases;
+                EXIT WHEN cardinality(ctids) < batch_size;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    PERFORM set_config('deploy_progress.transition_reason', '', true)
+       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+END
+$$;
+COMMENT ON FUNCTION @extschema@.fail_stuck(regclass, integer, timestamptz) IS
+    'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches) and returns what it failed';
+
+-- The query in_flight() runs for one table ($1: as of).
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_query(cfg @extschema@.tracked)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.kind, r.completed_items, r.total_items, r.percent,'
+        '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
+        '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
+        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason'
+        '  FROM (%s) r',
+        cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_query(@extschema@.tracked) IS
+    'Internal: the query in_flight() runs for one tracked table';
+
+CREATE OR REPLACE FUNCTION @extschema@.in_flight(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, key text, phase text, kind text,
+               completed bigint, total bigint, percent double precision,
+               average_speed double precision, smoothed_speed double precision, speed double precision,
+               eta interval,
+               phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
+               started_at timestamptz, in_phase interval, elapsed interval,
+               overall_progress double precision, stuck_reason text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Select from the view deploy_progress.in_flight to see every tracked table.')
+    LOOP
+        RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
+    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures and stuck reason as of a time';
+
+-- The configuration of a tracked table the caller may read, or an error.
+CREATE OR REPLACE FUNCTION @extschema@._readable_config(tbl regclass)
+RETURNS @extschema@.tracked
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    cfg := @extschema@._config(tbl);
+    PERFORM @extschema@._check_readable(tbl);
+    RETURN cfg;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._readable_config(regclass) IS
+    'Internal: the tracking configuration of a table, checking that it is tracked and that the caller can read it';
+
+-- The suggested deadline of a phase from its completed stays: 1.5 times
+-- their 95th percentile, rounded up to a whole minute (at least one), once
+-- there are at least 20 of them; NULL below that, and for phases that take
+-- no deadline (waiting and terminal ones).
+CREATE OR REPLACE FUNCTION @extschema@._suggested_deadline(kind text, stays bigint, p95_seconds double precision)
+RETURNS interval
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds('clocked'))
+                 AND stays OPERATOR(pg_catalog.>=) 20 AND p95_seconds IS NOT NULL
+                THEN pg_catalog.make_interval(mins => GREATEST(1,
+                         pg_catalog.ceil(p95_seconds OPERATOR(pg_catalog.*) 1.5 OPERATOR(pg_catalog./) 60)::integer))
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._suggested_deadline(text, bigint, double precision) IS
+    'Internal: the deadline phase_stats() suggests: ceil(1.5 x p95) in whole minutes (at least 1) from at least 20 completed stays, for pending and active phases';
+
+CREATE OR REPLACE FUNCTION @extschema@.phase_stats(tbl regclass, since timestamptz DEFAULT NULL)
+RETURNS TABLE (phase text, kind text, count bigint, mean interval, p50 interval, p95 interval,
+               max interval, failures bigint, suggested_deadline interval)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    cfg := @extschema@._readable_config(tbl);
+    -- a stay in a phase ends with the transition out of it; a completed
+    -- stay ends in a phase that is not failed or cancelled
+    RETURN QUERY
+    WITH stays AS (
+        SELECT h.from_phase,
+               h.to_kind <> ALL (@extschema@._kinds('unsuccessful')) AND h.time_in_previous IS NOT NULL AS completed,
+               h.to_kind = 'failed' AS failure,
+               extract(epoch FROM h.time_in_previous)::double precision AS secs
+          FROM @extschema@.transitions h
+         WHERE h.relid = tbl AND h.from_phase IS NOT NULL
+           AND (since IS NULL OR h.at >= since)
+    ), agg AS (
+        SELECT s.from_phase,
+               count(*) FILTER (WHERE s.completed) AS n,
+               avg(s.secs) FILTER (WHERE s.completed) AS mean,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.secs) FILTER (WHERE s.completed) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY s.secs) FILTER (WHERE s.completed) AS p95,
+               max(s.secs) FILTER (WHERE s.completed) AS max,
+               count(*) FILTER (WHERE s.failure) AS failures
+          FROM stays s
+         GROUP BY s.from_phase
+    )
+    SELECT p.phase, p.kind, coalesce(a.n, 0),
+           justify_hours(a.mean * interval '1 second'),
+           justify_hours(a.p50 * interval '1 second'),
+           justify_hours(a.p95 * interval '1 second'),
+           justify_hours(a.max * interval '1 second'),
+           coalesce(a.failures, 0),
+           @extschema@._suggested_deadline(p.kind, a.n, a.p95)
+      FROM @extschema@.lifecycle_phases p
+      LEFT JOIN agg a ON a.from_phase = p.phase
+     WHERE p.lifecycle = cfg.lifecycle
+     ORDER BY p.position;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.phase_stats(regclass, timestamptz) IS
+    'Per phase of a tracked table''s lifecycle, from its history (stays that ended at or after "since"): completed stays with their mean, median, 95th percentile and longest duration, failures in the phase, and a suggested deadline';
+
+CREATE OR REPLACE FUNCTION @extschema@.timeline(tbl regclass, key text, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (phase text, kind text, started_at timestamptz, ended_at timestamptz,
+               duration interval, reason text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k text := key;
+BEGIN
+    PERFORM @extschema@._check_readable(tbl);
+    RETURN QUERY
+    SELECT h.to_phase, h.to_kind, h.at, h.next_at,
+           CASE WHEN h.next_at IS NOT NULL THEN h.next_at - h.at
+                WHEN h.to_kind <> ALL (@extschema@._kinds('terminal')) THEN as_of - h.at
+           END,
+           h.reason
+      FROM (SELECT x.*, lead(x.at) OVER (ORDER BY x.at, x.id) AS next_at
+              FROM @extschema@.transitions x
+             WHERE x.relid = tbl AND x.key = k) h
+     ORDER BY h.at, h.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.timeline(regclass, text, timestamptz) IS
+    'The phases one row of a table went through, in order, with when each started and ended and how long it lasted (the current phase up to as_of; none for a final terminal phase)';
+
+CREATE OR REPLACE FUNCTION @extschema@.steps(tbl regclass, key text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg      @extschema@.tracked;
+    k        text := key;
+    cur      text;
+    cur_kind text;
+    cur_pos  integer;
+    here     text;      -- the step the row is at (or was at when it ended)
+    here_pos integer;
+    v_phase  text[];    -- the visits of the current attempt, in order
+    v_kind   text[];
+    v_start  timestamptz[];
+    v_end    timestamptz[];
+    result   jsonb;
+BEGIN
+    cfg := @extschema@._readable_config(tbl);
+    EXECUTE format('SELECT t.%I::pg_catalog.text FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
+                   cfg.phase_column, tbl, @extschema@._key_expr(cfg, 't'))
+       INTO cur USING k;
+    IF cur IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT p.kind, p.position INTO cur_kind, cur_pos
+      FROM @extschema@.lifecycle_phases p
+     WHERE p.lifecycle = cfg.lifecycle AND p.phase = cur;
+
+    -- the current attempt: the transitions since the row was inserted or
+    -- last left a terminal phase (a restart)
+    SELECT array_agg(a.to_phase ORDER BY a.ord), array_agg(a.to_kind ORDER BY a.ord),
+           array_agg(a.at ORDER BY a.ord), array_agg(a.next_at ORDER BY a.ord)
+      INTO v_phase, v_kind, v_start, v_end
+      FROM (SELECT h.*, max(h.ord) FILTER (WHERE h.starts) OVER () AS attempt
+              FROM (SELECT x.to_phase, x.to_kind, x.at,
+                           lead(x.at) OVER w AS next_at,
+                           row_number() OVER w AS ord,
+                           x.from_phase IS NULL
+                               OR lag(x.to_kind) OVER w = ANY (@extschema@._kinds('terminal')) AS starts
+                      FROM @extschema@.transitions x
+                     WHERE x.relid = tbl AND x.key = k
+                    WINDOW w AS (ORDER BY x.at, x.id)) h) a
+     WHERE a.ord >= coalesce(a.attempt, 1);
+
+    -- where the row is: its phase, or for a waiting, failed or cancelled
+    -- row the last pending or active phase it was in
+    IF cur_kind IN ('pending', 'active', 'succeeded') THEN
+        here := cur;
+    ELSE
+        SELECT u.phase INTO here
+          FROM unnest(v_phase, v_kind) WITH ORDINALITY AS u(phase, kind, ord)
+         WHERE u.kind IN ('pending', 'active') ORDER BY u.ord DESC LIMIT 1;
+    END IF;
+    SELECT p.position INTO here_pos FROM @extschema@.lifecycle_phases p
+     WHERE p.lifecycle = cfg.lifecycle AND p.phase = here;
+
+    SELECT jsonb_agg(jsonb_build_object(
+               'phase', s.phase, 'kind', s.kind, 'status', s.status,
+               'started_at', s.started_at, 'ended_at', s.ended_at) ORDER BY s.position)
+      INTO result
+      FROM (SELECT p.phase, p.kind, p.position, v.started_at, v.ended_at,
+                   CASE
+                       WHEN p.phase = here THEN
+                           CASE cur_kind WHEN 'succeeded' THEN 'completed'
+                                         WHEN 'failed' THEN 'failed'
+                                         WHEN 'cancelled' THEN 'skipped'
+                                         ELSE 'active' END
+                       WHEN p.kind = 'succeeded' OR here_pos IS NULL OR p.position > here_pos THEN
+                           CASE WHEN cur_kind = ANY (@extschema@._kinds('terminal')) THEN 'skipped'
+                                ELSE 'pending' END
+                       -- before the row's step: done, unless history shows it was not visited
+                       WHEN v.phase IS NOT NULL OR v_phase IS NULL THEN 'completed'
+                       ELSE 'skipped'
+                   END AS status
+              FROM @extschema@.lifecycle_phases p
+              LEFT JOIN LATERAL (SELECT u.phase, u.started_at, u.ended_at
+                                   FROM unnest(v_phase, v_start, v_end) WITH ORDINALITY AS u(phase, started_at, ended_at, ord)
+                                  WHERE u.phase = p.phase ORDER BY u.ord DESC LIMIT 1) v ON true
+             WHERE p.lifecycle = cfg.lifecycle AND p.kind IN ('pending', 'active', 'succeeded')
+            UNION ALL
+            -- a failed row whose history does not say where it failed
+            SELECT cur, cur_kind, cur_pos, NULL, NULL, 'failed'
+             WHERE cur_kind = 'failed' AND here IS NULL) s;
+    RETURN coalesce(result, '[]'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.steps(regclass, text) IS
+    'The steps of one row for a UI: a JSON array of the pending, active and succeeded phases of its lifecycle with status completed, active, pending, failed (where a failed row failed) or skipped, and when each started and ended';
+
+CREATE OR REPLACE FUNCTION @extschema@.prune(older_than interval, keep_failures boolean DEFAULT true,
+                                  batch_size integer DEFAULT 10000, max_batches integer DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cutoff   timestamptz;
+    removed  bigint := 0;
+    n        bigint;
+    batches  integer := 0;
+BEGIN
+    IF older_than IS NULL OR older_than < '0'::interval THEN
+        RAISE EXCEPTION 'older_than must be an interval of zero or more'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(older_than::text, 'NULL'));
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(batch_size::text, 'NULL'));
+    END IF;
+    IF max_batches < 1 THEN
+        RAISE EXCEPTION 'max_batches must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', max_batches),
+                  HINT = 'Pass NULL to remove every row older than older_than.';
+    END IF;
+    IF keep_failures IS NULL THEN
+        RAISE EXCEPTION 'keep_failures must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT (has_table_privilege('@extschema@.history', 'SELECT')
+            AND has_table_privilege('@extschema@.history', 'DELETE')
+            AND has_table_privilege('@extschema@.history_pruned', 'SELECT')
+            AND has_table_privilege('@extschema@.history_pruned', 'INSERT')
+            AND has_table_privilege('@extschema@.history_pruned', 'UPDATE')) THEN
+        RAISE EXCEPTION 'permission denied to prune the transition history'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'prune() runs with its caller''s rights and deletes from @extschema@.history, which belongs to the extension''s owner.',
+                  HINT = 'Run it as the owner of the extension (for example from pg_cron), or grant SELECT, DELETE on @extschema@.history and SELECT, INSERT, UPDATE on @extschema@.history_pruned.';
+    END IF;
+    cutoff := now() - older_than;
+
+    -- each batch is one statement that deletes at most batch_size rows
+    -- and adds them to history_pruned
+    LOOP
+        WITH victims AS (
+            SELECT h.ctid FROM @extschema@.history h
+             WHERE h.at < cutoff
+               AND NOT (keep_failures AND h.to_kind = ANY (@extschema@._kinds('unsuccessful')))
+             LIMIT batch_size
+        ), gone AS (
+            DELETE FROM @extschema@.history h
+             WHERE h.ctid = ANY (ARRAY(SELECT v.ctid FROM victims v))
+            RETURNING h.relid, h.from_phase, h.to_phase, h.to_kind, h.time_in_previous
+        ), counts AS (
+            INSERT INTO @extschema@.history_pruned AS p
+                   (relid, phase, transitions, failures, stays, stay_seconds)
+            SELECT c.relid, c.phase, sum(c.transitions), sum(c.failures), sum(c.stays), sum(c.secs)
+              FROM (SELECT g.relid, g.to_phase AS phase, 1 AS transitions, 0 AS failures, 0 AS stays, 0::float8 AS secs
+                      FROM gone g
+                    UNION ALL
+                    SELECT g.relid, coalesce(g.from_phase, g.to_phase), 0, 1, 0, 0
+                      FROM gone g WHERE g.to_kind = 'failed'
+                    UNION ALL
+                    SELECT g.relid, g.from_phase, 0, 0, 1, extract(epoch FROM g.time_in_previous)::float8
+                      FROM gone g
+                     WHERE g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
+                       AND g.to_kind <> ALL (@extschema@._kinds('unsuccessful'))) c
+             GROUP BY c.relid, c.phase
+            ON CONFLICT (relid, phase) DO UPDATE
+               SET transitions = p.transitions + EXCLUDED.transitions,
+                   failures = p.failures + EXCLUDED.failures,
+                   stays = p.stays + EXCLUDED.stays,
+                   stay_seconds = p.stay_seconds + EXCLUDED.stay_seconds
+        )
+        SELECT count(*) INTO n FROM gone;
+        removed := removed + n;
+        batches := batches + 1;
+        EXIT WHEN n < batch_size OR batches >= max_batches;
+    END LOOP;
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.prune(interval, boolean, integer, integer) IS
+    'Removes history rows older than older_than (all tables, batch_size rows per statement, at most max_batches batches), keeping transitions into failed and cancelled phases unless keep_failures is false; returns how many rows it removed';
+
+-- In-flight rows per phase of every tracked table the caller can read, each
+-- non-terminal phase of the lifecycle listed (zero when empty).  The count
+-- reads the in-flight partial index, through the predicate it was built with.
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_counts()
+RETURNS TABLE (relid regclass, phase text, phase_position integer, rows bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    FOR cfg IN SELECT * FROM @extschema@._configs(NULL, now(), NULL)
+    LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
+            '  FROM @extschema@.lifecycle_phases p'
+            '  LEFT JOIN (SELECT t.%I::pg_catalog.text AS phase, pg_catalog.count(*) AS n'
+            '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+            ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
+            '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
+            ' ORDER BY p.position',
+            cfg.relid::oid, cfg.phase_column, cfg.relid,
+            @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_counts() IS
+    'Internal: the number of rows in each non-terminal phase of every tracked table the caller can read';
+
+CREATE OR REPLACE VIEW @extschema@.metrics
+WITH (security_barrier)
+AS
+WITH tables AS (
+    SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label
+      FROM @extschema@.tracked t
+     WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
+), kept AS (
+    SELECT h.relid, h.from_phase, h.to_phase, h.to_kind,
+           h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
+               AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')) AS completed_stay,
+           pg_catalog.date_part('epoch', h.time_in_previous) AS secs
+      FROM @extschema@.history h
+      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+), counts AS (
+    SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
+      FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k
+            UNION ALL
+            SELECT k.relid, coalesce(k.from_phase, k.to_phase), 0, 1 FROM kept k
+             WHERE k.to_kind OPERATOR(pg_catalog.=) 'failed'
+            UNION ALL
+            SELECT p.relid, p.phase, p.transitions, p.failures FROM @extschema@.history_pruned p
+              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+            UNION ALL
+            -- every phase of the lifecycle, so that counters start at zero
+            SELECT t.relid, lp.phase, 0, 0 FROM tables t
+              JOIN @extschema@.lifecycle_phases lp ON lp.lifecycle OPERATOR(pg_catalog.=) t.lifecycle) c
+     GROUP BY c.relid, c.phase
+), stays AS (
+    SELECT s.relid, s.phase,
+           pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY s.secs) AS p50,
+           pg_catalog.percentile_cont(0.95) WITHIN GROUP (ORDER BY s.secs) AS p95,
+           pg_catalog.sum(s.secs) AS total_seconds, pg_catalog.count(s.secs) AS n
+      FROM (SELECT k.relid, k.from_phase AS phase, k.secs FROM kept k WHERE k.completed_stay
+            UNION ALL
+            -- pruned stays count in the sum and count, not in the quantiles
+            SELECT p.relid, p.phase, NULL FROM @extschema@.history_pruned p
+              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+             WHERE p.stays OPERATOR(pg_catalog.>) 0) s
+     GROUP BY s.relid, s.phase
+), stays_total AS (
+    SELECT s.relid, s.phase, s.p50, s.p95,
+           coalesce(s.total_seconds, 0) OPERATOR(pg_catalog.+) coalesce(p.stay_seconds, 0) AS total_seconds,
+           s.n OPERATOR(pg_catalog.+) coalesce(p.stays, 0) AS n
+      FROM stays s
+      LEFT JOIN @extschema@.history_pruned p
+        ON p.relid OPERATOR(pg_catalog.=) s.relid AND p.phase OPERATOR(pg_catalog.=) s.phase
+), stuck AS (
+    SELECT s.relid, s.reason, pg_catalog.count(*) AS n
+      FROM @extschema@.stuck() s
+     GROUP BY s.relid, s.reason
+)
+SELECT 'deploy_progress_in_flight'::text AS name,
+       pg_catalog.jsonb_build_object('table', t.label, 'phase', f.phase) AS labels,
+       f.rows::double precision AS value
+  FROM @extschema@._in_flight_counts() f
+  JOIN tables t ON t.relid OPERATOR(pg_catalog.=) f.relid
+UNION ALL
+SELECT 'deploy_progress_stuck',
+       pg_catalog.jsonb_build_object('table', t.label, 'reason', r.reason),
+       coalesce(s.n, 0)
+  FROM tables t
+ CROSS JOIN (SELECT x.reason FROM @extschema@._stuck_reasons() x
+             UNION
+             SELECT s2.reason FROM stuck s2) r
+  LEFT JOIN stuck s ON s.relid OPERATOR(pg_catalog.=) t.relid AND s.reason OPERATOR(pg_catalog.=) r.reason
+UNION ALL
+SELECT 'deploy_progress_transitions_total',
+       pg_catalog.jsonb_build_object('table', t.label, 'phase', c.phase),
+       c.transitions
+  FROM counts c JOIN tables t ON t.relid OPERATOR(pg_catalog.=) c.relid
+UNION ALL
+SELECT 'deploy_progress_failures_total',
+       pg_catalog.jsonb_build_object('table', t.label, 'phase', c.phase),
+       c.failures
+  FROM counts c JOIN tables t ON t.relid OPERATOR(pg_catalog.=) c.relid
+UNION ALL
+SELECT 'deploy_progress_phase_duration_seconds',
+       pg_catalog.jsonb_build_object('table', t.label, 'phase', s.phase, 'quantile', q.quantile),
+       CASE q.quantile WHEN '0.5' THEN s.p50 ELSE s.p95 END
+  FROM stays_total s
+  JOIN tables t ON t.relid OPERATOR(pg_catalog.=) s.relid
+ CROSS JOIN (VALUES ('0.5'), ('0.95')) AS q(quantile)
+ WHERE s.p50 IS NOT NULL
+UNION ALL
+SELECT 'deploy_progress_phase_duration_seconds_sum',
+       pg_catalog.jsonb_build_object('table', t.label, 'phase', s.phase),
+       s.total_seconds
+  FROM stays_total s JOIN tables t ON t.relid OPERATOR(pg_catalog.=) s.relid
+UNION ALL
+SELECT 'deploy_progress_phase_duration_seconds_count',
+       pg_catalog.jsonb_build_object('table', t.label, 'phase', s.phase),
+       s.n
+  FROM stays_total s JOIN tables t ON t.relid OPERATOR(pg_catalog.=) s.relid;
+COMMENT ON VIEW @extschema@.metrics IS
+    'Metric samples (name, labels, value) of the tracked tables the current role can read: in-flight rows per phase, stuck rows per reason, transition and failure counters, phase-duration summaries; metrics_prometheus() renders them';
+GRANT SELECT ON @extschema@.metrics TO PUBLIC;

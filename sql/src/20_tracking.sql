@@ -1,0 +1,694 @@
+--------------------------------------------------------------------------
+-- Column roles, the tracking configuration and the side table
+--------------------------------------------------------------------------
+
+-- The roles a tracked table's columns can play besides the phase: the one
+-- place a role is defined.  track() takes each role's column under the
+-- role's name (and looks for a column of that name by default), the
+-- configuration maps role names to column names (tracked.columns), and the
+-- readers (40_rows.sql) give each role's value under the role's name.  The
+-- C cache (src/track_cache.c) has the same names for the roles it stamps.
+CREATE TABLE @extschema@.column_roles (
+    role        name PRIMARY KEY,
+    position    integer NOT NULL UNIQUE,
+    types       regtype[] NOT NULL,
+    types_text  text NOT NULL,
+    value_type  regtype NOT NULL,
+    under_side  text NOT NULL CHECK (under_side OPERATOR(pg_catalog.=) ANY (ARRAY['row', 'side', 'none'])),
+    description text NOT NULL
+);
+COMMENT ON TABLE @extschema@.column_roles IS
+    'The roles a tracked table''s columns can play besides the phase: accepted column types, the type readers give, and where the value is kept under side storage (row: the table''s column; side: deploy_progress.timings; none: not kept)';
+
+INSERT INTO @extschema@.column_roles (role, position, types, types_text, value_type, under_side, description)
+VALUES
+    ('completed_items',      1, '{smallint,integer,bigint}', 'smallint, integer or bigint', 'bigint', 'row',
+     'Items done in the current phase'),
+    ('total_items',          2, '{smallint,integer,bigint}', 'smallint, integer or bigint', 'bigint', 'row',
+     'Items to do in the current phase'),
+    ('phase_updated_at',     3, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row entered its phase'),
+    ('progress_updated_at',  4, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row last changed phase or counters'),
+    ('heartbeat_at',         5, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row was last written'),
+    ('started_at',           6, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row first entered an active phase'),
+    ('finished_at',          7, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+     'When the row entered a terminal phase'),
+    ('items_per_second',     8, '{double precision}', 'double precision', 'double precision', 'none',
+     'The smoothed speed the trigger keeps'),
+    ('speed_updated_at',     9, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'none',
+     'When the smoothed speed was last updated'),
+    ('failure_reason',      10, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'Why the row failed (written by fail_stuck())');
+
+CREATE TABLE @extschema@.tracked (
+    relid                   regclass PRIMARY KEY,
+    lifecycle               text NOT NULL REFERENCES @extschema@.lifecycles (name),
+    phase_column            name NOT NULL,
+    key_columns             name[] NOT NULL CHECK (pg_catalog.cardinality(key_columns) OPERATOR(pg_catalog.>=) 1),
+    storage                 text NOT NULL CHECK (storage OPERATOR(pg_catalog.=) ANY (ARRAY['row', 'side'])),
+    allow_restart           boolean NOT NULL DEFAULT false,
+    speed_time_constant     interval NOT NULL DEFAULT '15 seconds'
+                            CHECK (speed_time_constant OPERATOR(pg_catalog.>) '0'::interval),
+    queue_deadline          interval CHECK (queue_deadline OPERATOR(pg_catalog.>) '0'::interval),
+    phase_deadline          interval CHECK (phase_deadline OPERATOR(pg_catalog.>) '0'::interval),
+    progress_deadline       interval CHECK (progress_deadline OPERATOR(pg_catalog.>) '0'::interval),
+    heartbeat_deadline      interval CHECK (heartbeat_deadline OPERATOR(pg_catalog.>) '0'::interval),
+    history                 text NOT NULL DEFAULT 'all'
+                            CHECK (history OPERATOR(pg_catalog.=) ANY (ARRAY['all', 'failures', 'off'])),
+    notify_channel          text CHECK (notify_channel OPERATOR(pg_catalog.<>) ''),
+    tracked_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    columns                 jsonb NOT NULL DEFAULT '{}'
+                            CHECK (pg_catalog.jsonb_typeof(columns) OPERATOR(pg_catalog.=) 'object')
+);
+COMMENT ON TABLE @extschema@.tracked IS
+    'One row per tracked table: its lifecycle, phase column, options and, in "columns", the column playing each role of deploy_progress.column_roles (roles the table lacks are absent); written by track() and untrack()';
+
+CREATE TABLE @extschema@.timings (
+    relid               regclass NOT NULL,
+    key                 text NOT NULL,
+    phase_updated_at    timestamptz,
+    progress_updated_at timestamptz,
+    heartbeat_at        timestamptz,
+    started_at          timestamptz,
+    finished_at         timestamptz,
+    PRIMARY KEY (relid, key)
+);
+COMMENT ON TABLE @extschema@.timings IS
+    'Side table: the timings of rows of tables tracked with storage => ''side'', keyed by table and primary key text; read it through side_timings or timings()';
+
+-- pg_dump keeps user lifecycles, tracking configuration and side timings.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.lifecycles', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.lifecycle_phases', $$WHERE lifecycle OPERATOR(pg_catalog.<>) 'default'$$);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tracked', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.timings', '');
+
+-- Configuration is readable by everyone and writable row by row by the owner
+-- of what a row describes (checked by the guard triggers, which run with the
+-- caller's rights).  The side table is written by the triggers in C as its
+-- owner and read through the side_timings view.
+GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.lifecycles, @extschema@.lifecycle_phases, @extschema@.tracked TO PUBLIC;
+GRANT SELECT ON @extschema@.column_roles TO PUBLIC;
+
+--------------------------------------------------------------------------
+-- The triggers (C) and the guard on the configuration
+--------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION @extschema@.stamp()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'dp_stamp';
+COMMENT ON FUNCTION @extschema@.stamp() IS
+    'BEFORE ROW trigger created by track(): validates phase and counters and stamps phase, progress, heartbeat, start and finish times';
+
+CREATE OR REPLACE FUNCTION @extschema@.stamp_side()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'dp_stamp_side';
+COMMENT ON FUNCTION @extschema@.stamp_side() IS
+    'AFTER ROW trigger created by track(storage => ''side''): keeps the row''s timings in deploy_progress.timings';
+
+CREATE OR REPLACE FUNCTION @extschema@._guard_tracked()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT @extschema@._owns(OLD.relid) THEN
+        RAISE EXCEPTION 'must be owner of table %', OLD.relid
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can change how it is tracked.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT @extschema@._owns(NEW.relid) THEN
+        RAISE EXCEPTION 'must be owner of table %', NEW.relid
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can change how it is tracked.';
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM @extschema@._invalidate(OLD.relid)
+           FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) OLD.relid;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        PERFORM @extschema@._invalidate(NEW.relid);
+        RETURN NEW;
+    END IF;
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._guard_tracked() IS
+    'Internal: lets only a table''s owner write its tracking configuration, and makes sessions reload it';
+
+CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.tracked
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._guard_tracked();
+
+-- The configuration of a tracked table (or, with ancestors, of the
+-- partitioned table it is a partition of); the one place that reports a
+-- table that is not tracked, with the caller's hint.
+CREATE OR REPLACE FUNCTION @extschema@._config(tbl regclass,
+                                               hint text DEFAULT 'Track it with deploy_progress.track() first.',
+                                               ancestors boolean DEFAULT false,
+                                               detail text DEFAULT NULL)
+RETURNS @extschema@.tracked
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    SELECT tr.* INTO cfg
+      FROM @extschema@.tracked tr
+      JOIN (SELECT tbl, 0::bigint
+            UNION ALL
+            SELECT * FROM pg_partition_ancestors(tbl) WITH ORDINALITY WHERE ancestors) AS a(relid, ord)
+        ON tr.relid = a.relid
+     ORDER BY a.ord LIMIT 1;
+    IF NOT FOUND THEN
+        IF detail IS NULL THEN
+            RAISE EXCEPTION 'table % is not tracked', tbl
+                USING ERRCODE = 'undefined_object', HINT = hint;
+        END IF;
+        RAISE EXCEPTION 'table % is not tracked', tbl
+            USING ERRCODE = 'undefined_object', DETAIL = detail, HINT = hint;
+    END IF;
+    RETURN cfg;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._config(regclass, text, boolean, text) IS
+    'Internal: the tracking configuration of a table (or of its nearest tracked ancestor), or an error with the given hint when it is not tracked';
+
+-- Raises an error unless the caller can read a table; what is derived from
+-- a table (timings, history, figures) is never visible wider than the table.
+CREATE OR REPLACE FUNCTION @extschema@._check_readable(tbl regclass,
+                                                       detail text DEFAULT 'The history of a table is visible to the roles that can read the table.')
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT has_table_privilege(tbl, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = detail;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_readable(regclass, text) IS
+    'Internal: raises an error unless the caller can read the table';
+
+-- The column playing a role in a tracked table, NULL when it has none.
+CREATE OR REPLACE FUNCTION @extschema@._role_column(cfg @extschema@.tracked, role text)
+RETURNS name
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (cfg.columns OPERATOR(pg_catalog.->>) role)::pg_catalog.name
+$$;
+COMMENT ON FUNCTION @extschema@._role_column(@extschema@.tracked, text) IS
+    'Internal: the column playing a role of deploy_progress.column_roles in a tracked table, NULL when it has none';
+
+--------------------------------------------------------------------------
+-- track() and untrack()
+--------------------------------------------------------------------------
+
+-- Checks that every phase value a table can hold belongs to a lifecycle:
+-- all labels of an enum phase column, or the values present in a text column.
+CREATE OR REPLACE FUNCTION @extschema@._check_phase_values(rel regclass, col name, lc text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ    oid := @extschema@._column_type(rel, col);
+    valid  text[];
+    bad    text[];
+    nulls  boolean;
+BEGIN
+    SELECT array_agg(p.phase ORDER BY p.position) INTO valid
+      FROM @extschema@.lifecycle_phases p WHERE p.lifecycle = lc;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid = typ AND t.typtype = 'e') THEN
+        SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO bad
+          FROM pg_catalog.pg_enum e
+         WHERE e.enumtypid = typ AND NOT e.enumlabel::text = ANY (valid);
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'enum type % has values that are not phases of lifecycle "%"', typ::regtype, lc
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Values not in the lifecycle: %s. Its phases are: %s.',
+                                      array_to_string(bad, ', '), array_to_string(valid, ', ')),
+                      HINT = 'Define a lifecycle that lists every value of the enum type.';
+        END IF;
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT array_agg(DISTINCT v) FILTER (WHERE v IS NOT NULL), bool_or(v IS NULL) FROM (SELECT %I::text AS v FROM %s WHERE %I IS NULL OR NOT (%I::text = ANY ($1))) s',
+                   col, rel, col, col)
+       INTO bad, nulls USING valid;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'table % has % values that are not phases of lifecycle "%"', rel, quote_ident(col), lc
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Values not in the lifecycle: %s. Its phases are: %s.',
+                                  array_to_string(bad[1:10], ', '), array_to_string(valid, ', ')),
+                  HINT = 'Update those rows to a valid phase, or define a lifecycle that includes their values.';
+    END IF;
+    IF nulls THEN
+        RAISE EXCEPTION 'table % has rows whose % is null', rel, quote_ident(col)
+            USING ERRCODE = 'not_null_violation',
+                  DETAIL = 'Every row of a tracked table must be in a phase.',
+                  HINT = 'Set a phase on those rows first.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_phase_values(regclass, name, text) IS
+    'Internal: raises an error when a table holds phase values that are not in a lifecycle';
+
+-- Removes the side timings of a table that is not (or no longer) tracked in
+-- side storage.  track() and untrack() run with the caller's rights, who
+-- cannot write the side table; this runs as its owner, and since it only
+-- removes timings no tracking configuration refers to, anyone may call it.
+CREATE OR REPLACE FUNCTION @extschema@._forget_timings(tbl regclass)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.timings s
+     WHERE s.relid OPERATOR(pg_catalog.=) tbl
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.tracked t
+                        WHERE t.relid OPERATOR(pg_catalog.=) tbl
+                          AND t.storage OPERATOR(pg_catalog.=) 'side')
+$$;
+COMMENT ON FUNCTION @extschema@._forget_timings(regclass) IS
+    'Internal: removes the side timings of a table not tracked in side storage';
+
+-- Drops the tracking triggers of a table (those of its partitions go with them).
+CREATE OR REPLACE FUNCTION @extschema@._drop_triggers(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg name;
+BEGIN
+    FOR trg IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+                WHERE tg.tgrelid = tbl AND tg.tgparentid = 0
+                  AND tg.tgname IN ('zz_deploy_progress_stamp', 'zz_deploy_progress_side',
+                                    'zz_deploy_progress_side_truncate',
+                                    'zz_deploy_progress_history_ins', 'zz_deploy_progress_history_upd')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._drop_triggers(regclass) IS
+    'Internal: drops the tracking triggers of a table';
+
+CREATE OR REPLACE FUNCTION @extschema@.track(
+    tbl                     regclass,
+    lifecycle               text     DEFAULT NULL,
+    phase                   name     DEFAULT 'phase',
+    completed_items         name     DEFAULT 'completed_items',
+    total_items             name     DEFAULT 'total_items',
+    phase_updated_at        name     DEFAULT 'phase_updated_at',
+    progress_updated_at     name     DEFAULT 'progress_updated_at',
+    heartbeat_at            name     DEFAULT 'heartbeat_at',
+    started_at              name     DEFAULT 'started_at',
+    finished_at             name     DEFAULT 'finished_at',
+    items_per_second        name     DEFAULT 'items_per_second',
+    speed_updated_at        name     DEFAULT 'speed_updated_at',
+    key                     name[]   DEFAULT NULL,
+    storage                 text     DEFAULT 'auto',
+    allow_restart           boolean  DEFAULT false,
+    speed_time_constant     interval DEFAULT '15 seconds',
+    validate                boolean  DEFAULT true,
+    failure_reason          name     DEFAULT 'failure_reason',
+    queue_deadline          interval DEFAULT NULL,
+    phase_deadline          interval DEFAULT NULL,
+    progress_deadline       interval DEFAULT '10 minutes',
+    heartbeat_deadline      interval DEFAULT '5 minutes',
+    history                 text     DEFAULT 'all',
+    notify_channel          text     DEFAULT 'deploy_progress',
+    create_index            boolean  DEFAULT true,
+    columns                 jsonb    DEFAULT NULL)
+RETURNS @extschema@.tracked
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg        @extschema@.tracked;
+    prev       @extschema@.tracked;
+    lc         text := lifecycle;
+    typ        regtype;
+    r          @extschema@.column_roles;
+    col        name;
+    -- the column named for each role: by its parameter of track(), or in
+    -- "columns" for any role of deploy_progress.column_roles
+    given      jsonb := pg_catalog.jsonb_build_object(
+                   'completed_items', completed_items, 'total_items', total_items,
+                   'phase_updated_at', phase_updated_at, 'progress_updated_at', progress_updated_at,
+                   'heartbeat_at', heartbeat_at, 'started_at', started_at, 'finished_at', finished_at,
+                   'items_per_second', items_per_second, 'speed_updated_at', speed_updated_at,
+                   'failure_reason', failure_reason);
+    resolved   jsonb := '{}';
+    relkind    "char";
+    k          name;
+    bad        text;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind INTO relkind FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    IF relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Only ordinary and partitioned tables can be tracked.';
+    END IF;
+    IF NOT @extschema@._owns(tbl) THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can track it.';
+    END IF;
+    IF columns IS NOT NULL THEN
+        IF pg_catalog.jsonb_typeof(columns) <> 'object' THEN
+            RAISE EXCEPTION 'columns must be a JSON object'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given is %s.', columns),
+                      HINT = 'Map role names to column names, for example ''{"completed_items": "done"}''.';
+        END IF;
+        SELECT c.key INTO bad FROM pg_catalog.jsonb_each(columns) c
+         WHERE NOT EXISTS (SELECT 1 FROM @extschema@.column_roles cr WHERE cr.role = c.key)
+         ORDER BY c.key LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'unknown column role "%"', bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The column roles are %s.',
+                                      (SELECT string_agg(cr.role, ', ' ORDER BY cr.position) FROM @extschema@.column_roles cr));
+        END IF;
+        SELECT c.key INTO bad FROM pg_catalog.jsonb_each(columns) c
+         WHERE pg_catalog.jsonb_typeof(c.value) NOT IN ('string', 'null')
+         ORDER BY c.key LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'column of role "%" must be a string or null', bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The value given is %s.', columns -> bad);
+        END IF;
+        SELECT c.key INTO bad FROM pg_catalog.jsonb_each(columns) c
+         WHERE given ? c.key AND (given ->> c.key) IS DISTINCT FROM c.key
+         ORDER BY c.key LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'column of role "%" is given twice', bad
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('track() was passed both %s => %s and columns => ''{"%s": ...}''.',
+                                      bad, coalesce(quote_literal(given ->> bad), 'NULL'), bad),
+                      HINT = 'Name each role''s column once.';
+        END IF;
+        given := given || columns;
+    END IF;
+    -- keep writers out while the table is checked and its triggers replaced
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+
+    -- the phase column and the lifecycle
+    IF phase IS NULL THEN
+        RAISE EXCEPTION 'a phase column is required'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    typ := @extschema@._column_type(tbl, phase);
+    IF typ IS NULL THEN
+        RAISE EXCEPTION 'column "%" of table % does not exist', phase, tbl
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Name the phase column with track(..., phase => ''column_name'').';
+    END IF;
+    IF NOT (typ IN ('text'::regtype, 'character varying'::regtype)
+            OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid = typ AND t.typtype = 'e')) THEN
+        RAISE EXCEPTION 'phase column "%" of table % has type %', phase, tbl, typ
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = 'A phase column must be of type text, varchar or an enum type.';
+    END IF;
+    IF lc IS NULL THEN
+        IF typ = '@extschema@.phase'::regtype THEN
+            lc := 'default';
+        ELSE
+            RAISE EXCEPTION 'a lifecycle is required for phase column "%" of type %', phase, typ
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Only columns of type deploy_progress.phase have a lifecycle by default.',
+                      HINT = 'Define one with deploy_progress.define_lifecycle() and pass track(..., lifecycle => ''name'').';
+        END IF;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.lifecycles l WHERE l.name = lc) THEN
+        RAISE EXCEPTION 'lifecycle "%" does not exist', lc
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Define it with deploy_progress.define_lifecycle() first.';
+    END IF;
+    IF validate THEN
+        PERFORM @extschema@._check_phase_values(tbl, phase, lc);
+    END IF;
+
+    -- the other roles, in the order of deploy_progress.column_roles: a
+    -- column named by its default name (the role's) is optional, a column
+    -- named otherwise must exist, NULL switches the role off
+    FOR r IN SELECT * FROM @extschema@.column_roles cr ORDER BY cr.position LOOP
+        col := CASE WHEN given ? r.role THEN given ->> r.role ELSE r.role END;
+        IF col IS NULL THEN
+            CONTINUE;
+        END IF;
+        typ := @extschema@._column_type(tbl, col);
+        IF typ IS NULL THEN
+            IF col <> r.role THEN
+                RAISE EXCEPTION 'column "%" of table % does not exist', col, tbl
+                    USING ERRCODE = 'undefined_column',
+                          DETAIL = format('It was named as the %s column.', r.role),
+                          HINT = format('Pass %s => NULL if the table has no such column.', r.role);
+            END IF;
+            CONTINUE;
+        END IF;
+        IF NOT typ = ANY (r.types) THEN
+            RAISE EXCEPTION '% column "%" of table % has type %', r.role, col, tbl, typ
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('The %s column must be of type %s.', r.role, r.types_text),
+                      HINT = format('Change the column''s type, or pass %s => NULL to leave the role out.', r.role);
+        END IF;
+        resolved := resolved || pg_catalog.jsonb_build_object(r.role, col);
+    END LOOP;
+
+    -- where timings live
+    IF storage IS NULL OR storage NOT IN ('auto', 'row', 'side') THEN
+        RAISE EXCEPTION 'invalid storage "%"', coalesce(storage, '(null)')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Storage is "row" (timings in the table''s own columns), "side" (in deploy_progress.timings) or "auto" (row when the table has a timing column).';
+    END IF;
+    IF storage = 'auto' THEN
+        storage := CASE WHEN EXISTS (SELECT 1 FROM @extschema@.column_roles cr
+                                      WHERE cr.under_side = 'side' AND resolved ? cr.role)
+                        THEN 'row' ELSE 'side' END;
+    END IF;
+    IF storage = 'side' THEN
+        -- timings live in the side table only, and so there is no smoothed speed
+        resolved := resolved - ARRAY(SELECT cr.role::text FROM @extschema@.column_roles cr
+                                      WHERE cr.under_side <> 'row');
+    END IF;
+    IF (resolved ? 'items_per_second') <> (resolved ? 'speed_updated_at') THEN
+        RAISE EXCEPTION 'the smoothed speed needs both an items_per_second and a speed_updated_at column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Found %s but not %s.',
+                                  coalesce(resolved ->> 'items_per_second', resolved ->> 'speed_updated_at'),
+                                  CASE WHEN resolved ? 'items_per_second' THEN 'speed_updated_at' ELSE 'items_per_second' END),
+                  HINT = 'Add the missing column (double precision / timestamptz), or pass NULL for both roles.';
+    END IF;
+    IF resolved ? 'items_per_second' AND NOT resolved ? 'completed_items' THEN
+        RAISE EXCEPTION 'the smoothed speed needs a completed_items column'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF speed_time_constant IS NULL OR speed_time_constant <= '0'::interval THEN
+        RAISE EXCEPTION 'speed_time_constant must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(speed_time_constant::text, 'NULL'));
+    END IF;
+    IF queue_deadline <= '0'::interval OR phase_deadline <= '0'::interval
+       OR progress_deadline <= '0'::interval OR heartbeat_deadline <= '0'::interval THEN
+        RAISE EXCEPTION 'deadlines must be positive intervals'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Given: queue_deadline %s, phase_deadline %s, progress_deadline %s, heartbeat_deadline %s.',
+                                  queue_deadline, phase_deadline, progress_deadline, heartbeat_deadline),
+                  HINT = 'Pass NULL to switch a check off.';
+    END IF;
+    IF history IS NULL OR history NOT IN ('all', 'failures', 'off') THEN
+        RAISE EXCEPTION 'invalid history "%"', coalesce(history, '(null)')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'History is "all" (every transition), "failures" (transitions into failed or cancelled phases) or "off".';
+    END IF;
+    IF notify_channel = '' OR octet_length(notify_channel) > 63 THEN
+        RAISE EXCEPTION 'invalid notify channel "%"', notify_channel
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A channel name is a non-empty string of at most 63 bytes.',
+                  HINT = 'Pass notify_channel => NULL to switch notifications off.';
+    END IF;
+
+    -- the row key: the primary key unless named
+    IF key IS NULL THEN
+        SELECT array_agg(a.attname ORDER BY k.ord) INTO key
+          FROM pg_catalog.pg_index i
+          CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = tbl AND i.indisprimary;
+        IF key IS NULL THEN
+            RAISE EXCEPTION 'table % has no primary key', tbl
+                USING ERRCODE = 'invalid_table_definition',
+                      DETAIL = 'Tracking identifies rows by their key (in the side table, history and reports).',
+                      HINT = 'Add a primary key, or name unique not-null key columns with track(..., key => ARRAY[''id'']).';
+        END IF;
+    ELSE
+        IF cardinality(key) = 0 THEN
+            RAISE EXCEPTION 'key must name at least one column'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF cardinality(key) > 32 THEN
+            RAISE EXCEPTION 'key names % columns', cardinality(key)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A key has at most 32 columns, like an index.';
+        END IF;
+        FOREACH k IN ARRAY key LOOP
+            IF k IS NULL OR @extschema@._column_type(tbl, k) IS NULL THEN
+                RAISE EXCEPTION 'key column "%" of table % does not exist', coalesce(k, '(null)'), tbl
+                    USING ERRCODE = 'undefined_column';
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- the configuration row, replaced as a whole on a second track()
+    SELECT * INTO prev FROM @extschema@.tracked tr WHERE tr.relid = tbl FOR UPDATE;
+    cfg.relid := tbl;
+    cfg.lifecycle := lc;
+    cfg.phase_column := phase;
+    cfg.key_columns := key;
+    cfg.storage := storage;
+    cfg.allow_restart := allow_restart;
+    cfg.speed_time_constant := speed_time_constant;
+    cfg.queue_deadline := queue_deadline;
+    cfg.phase_deadline := phase_deadline;
+    cfg.progress_deadline := progress_deadline;
+    cfg.heartbeat_deadline := heartbeat_deadline;
+    cfg.history := history;
+    cfg.notify_channel := notify_channel;
+    cfg.tracked_at := coalesce(prev.tracked_at, now());
+    cfg.columns := resolved;
+    DELETE FROM @extschema@.tracked tr WHERE tr.relid = tbl;
+    INSERT INTO @extschema@.tracked SELECT cfg.* RETURNING * INTO cfg;
+    -- the side table keeps timings only while the table is tracked that way
+    PERFORM @extschema@._forget_timings(tbl);
+
+    -- the triggers; "zz_" makes them fire after the table's own BEFORE
+    -- triggers, so the stamps describe the row as it is finally written
+    PERFORM @extschema@._drop_triggers(tbl);
+    EXECUTE format('CREATE TRIGGER zz_deploy_progress_stamp BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp()', tbl);
+    IF storage = 'side' THEN
+        EXECUTE format('CREATE TRIGGER zz_deploy_progress_side AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
+        EXECUTE format('CREATE TRIGGER zz_deploy_progress_side_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
+    END IF;
+    -- history and events (70_history.sql)
+    PERFORM @extschema@._install_history(cfg);
+    -- the partial index over in-flight rows (50_stuck.sql)
+    PERFORM @extschema@._ensure_in_flight_index(cfg, create_index);
+    RETURN cfg;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb) IS
+    'Starts (or reconfigures) tracking of a table: checks its columns and phase values and installs the stamping triggers';
+
+CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
+        IF missing_ok THEN
+            RAISE NOTICE 'table % is not tracked, skipping', tbl;
+            RETURN false;
+        END IF;
+        PERFORM @extschema@._config(tbl, 'See deploy_progress.tracked for the tracked tables.');
+    END IF;
+    IF NOT @extschema@._owns(tbl) THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can untrack it.';
+    END IF;
+    PERFORM @extschema@._drop_triggers(tbl);
+    IF @extschema@._in_flight_index(tbl) IS NOT NULL THEN
+        EXECUTE format('DROP INDEX %s', @extschema@._in_flight_index(tbl));
+    END IF;
+    -- the table's history stays: it is audit data, removed by prune()
+    DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
+    PERFORM @extschema@._forget_timings(tbl);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
+    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
+
+--------------------------------------------------------------------------
+-- Side storage and row keys
+--------------------------------------------------------------------------
+
+CREATE VIEW @extschema@.side_timings
+WITH (security_barrier)
+AS
+SELECT s.relid, s.key, s.phase_updated_at, s.progress_updated_at, s.heartbeat_at,
+       s.started_at, s.finished_at
+  FROM @extschema@.timings s
+ WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT');
+COMMENT ON VIEW @extschema@.side_timings IS
+    'Side-table timings of the tracked tables the current role can read';
+GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
+
+-- The key text of a row as the triggers write it: the single key column's
+-- text, or the row literal of a composite key.
+CREATE OR REPLACE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+                THEN pg_catalog.format('%s%I::pg_catalog.text', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
+                ELSE pg_catalog.format('ROW(%s)::pg_catalog.text',
+                         (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
+                            FROM pg_catalog.unnest(cfg.key_columns) AS c))
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
+    'Internal: SQL expression giving a row''s key text';
+
+--------------------------------------------------------------------------
+-- Dropped tables leave no tracking behind
+--------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION @extschema@._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- the history of a dropped table is kept (audit data): only roles that
+    -- read deploy_progress.history itself see it, and prune() removes it
+    DELETE FROM @extschema@.timings s
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;
+    DELETE FROM @extschema@.tracked t
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
+    'Internal: removes the configuration and side timings of dropped tables';
+REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
+
+CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop
+    EXECUTE FUNCTION @extschema@._on_sql_drop();
+

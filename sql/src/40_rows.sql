@@ -1,0 +1,315 @@
+--------------------------------------------------------------------------
+-- The row generator
+--
+-- Every reader of a tracked table's rows (timings(), progress(), stuck(),
+-- fail_stuck(), in_flight) runs SQL made here, so they take each role's
+-- column, the phase's kind, the stuck reason and the figures from one
+-- place and cannot disagree.  _rows_sql() gives the rows with every role
+-- under its role name and the stuck reason; _figures_sql() adds the
+-- figures computed from them.  The generated SQL reads the time "as of"
+-- which rows are wanted from $1.
+--------------------------------------------------------------------------
+
+-- The in-flight predicate of a table: its phase is not a terminal phase.
+-- The partial index track() creates is stated with the same text, which is
+-- what lets the planner prove that the index applies.
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_predicate(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('%s%I OPERATOR(pg_catalog.<>) ALL (%L::%s[])',
+                             CASE WHEN alias IS NULL THEN '' ELSE alias OPERATOR(pg_catalog.||) '.' END,
+                             cfg.phase_column,
+                             (SELECT coalesce(pg_catalog.array_agg(p.phase ORDER BY p.position), '{}')
+                                FROM @extschema@.lifecycle_phases p
+                               WHERE p.lifecycle OPERATOR(pg_catalog.=) cfg.lifecycle
+                                 AND p.kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds('terminal'))),
+                             CASE WHEN t.oid OPERATOR(pg_catalog.=) 'pg_catalog.varchar'::pg_catalog.regtype
+                                  THEN 'pg_catalog.text'
+                                  ELSE pg_catalog.format_type(t.oid, NULL) END)
+      FROM pg_catalog.pg_type t
+     WHERE t.oid OPERATOR(pg_catalog.=) @extschema@._column_type(cfg.relid, cfg.phase_column)
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_predicate(@extschema@.tracked, text) IS
+    'Internal: the SQL condition selecting a tracked table''s in-flight (non-terminal) rows, as its partial index states it';
+
+-- The SQL expression of every column role in a tracked table's rows (alias
+-- t; the side table's row, when joined, is s): the table's column, the
+-- side table's column for the timings of a table in side storage, or a
+-- typed NULL where the table has no column for the role.
+CREATE OR REPLACE FUNCTION @extschema@._role_exprs(cfg @extschema@.tracked)
+RETURNS TABLE (role name, expr text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.role,
+           CASE WHEN cfg.storage OPERATOR(pg_catalog.=) 'side' AND r.under_side OPERATOR(pg_catalog.=) 'side'
+                THEN pg_catalog.format('s.%I', r.role)
+                WHEN @extschema@._role_column(cfg, r.role) IS NOT NULL
+                THEN pg_catalog.format('t.%I::%I.%I', @extschema@._role_column(cfg, r.role), n.nspname, ty.typname)
+                ELSE pg_catalog.format('NULL::%I.%I', n.nspname, ty.typname)
+           END
+      FROM @extschema@.column_roles r
+      JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) r.value_type
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ty.typnamespace
+     ORDER BY r.position
+$$;
+COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS
+    'Internal: the SQL expression giving each column role''s value in a tracked table''s rows (NULL where the table has no such column)';
+
+-- A SELECT over a tracked table's rows (its in-flight rows, or all of them)
+-- giving:
+--   dp_tableoid, dp_ctid  the row's physical address (fail_stuck() locks by it)
+--   key, phase            the key text and the phase as text
+--   kind, position, phase_deadline   of the phase in the lifecycle
+--   one column per role of deploy_progress.column_roles, under the role's name
+--   stuck_reason, stuck_clock, stuck_deadline   why the row is stuck as of $1
+--                         (NULL when healthy; see _stuck_reasons()), when the
+--                         reason's clock started and its deadline
+-- Waiting and terminal rows are never stuck; a reason whose clock column
+-- the table lacks is never reported.  "extra" is ANDed to the WHERE clause
+-- and "tail" (ORDER BY, LIMIT, FOR UPDATE ...) appended; "source" reads a
+-- partition of the tracked table instead of the whole table.
+CREATE OR REPLACE FUNCTION @extschema@._rows_sql(cfg @extschema@.tracked, extra text DEFAULT NULL, tail text DEFAULT '',
+                                                 in_flight boolean DEFAULT true, source regclass DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    exprs    jsonb;
+    roles    text;
+    reasons  text;
+    clocks   text;
+    deadlines text;
+    checks   text;
+    opts     jsonb := to_jsonb(cfg);
+BEGIN
+    SELECT jsonb_object_agg(e.role, e.expr),
+           string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
+      INTO exprs, roles
+      FROM @extschema@._role_exprs(cfg) WITH ORDINALITY AS e(role, expr, ord);
+
+    -- the stuck reason: the first of _stuck_reasons() whose clock plus
+    -- deadline is before $1 (v.i is its priority)
+    SELECT string_agg(quote_literal(x.reason), ', ' ORDER BY x.priority),
+           string_agg(format(' WHEN %s THEN %s', x.priority, exprs ->> x.clock), '' ORDER BY x.priority),
+           string_agg(format(' WHEN %s THEN %s', x.priority, x.dl), '' ORDER BY x.priority),
+           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) %L AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
+                             x.kind, exprs ->> x.clock, x.dl, x.priority), '' ORDER BY x.priority)
+      INTO reasons, clocks, deadlines, checks
+      FROM (SELECT sr.*, CASE WHEN sr.phase_deadline
+                              THEN format('coalesce(%L::pg_catalog.interval, p.deadline)', opts ->> sr.deadline)
+                              ELSE format('%L::pg_catalog.interval', opts ->> sr.deadline) END AS dl
+              FROM @extschema@._stuck_reasons() sr) x;
+
+    RETURN format(
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, t.%I::pg_catalog.text AS phase,'
+        ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
+        ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
+        ' FROM %s t'
+        ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
+        '  AND p.phase OPERATOR(pg_catalog.=) t.%I::pg_catalog.text'
+        '%s'
+        ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
+        '         CASE v.i%s END AS clock,'
+        '         CASE v.i%s END AS deadline'
+        '    FROM (SELECT CASE%s'
+        '      END AS i) v) st'
+        ' WHERE %s%s %s',
+        @extschema@._key_expr(cfg, 't'), cfg.phase_column, roles,
+        coalesce(source, cfg.relid),
+        CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, cfg.phase_column,
+        CASE WHEN cfg.storage = 'side'
+             THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
+                         ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
+             ELSE '' END,
+        reasons, clocks, deadlines, checks,
+        CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
+        CASE WHEN extra IS NULL THEN '' ELSE ' AND (' || extra || ')' END,
+        tail);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boolean, regclass) IS
+    'Internal: SQL selecting a tracked table''s rows (in-flight ones by default) with every column role under its name and the stuck reason as of $1';
+
+-- _rows_sql()'s rows (given as "rows") with the figures of each as of $1:
+--   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only
+--   since_progress, stalled   seconds since the counters or phase last moved; whether
+--                         an active row with work left has not moved for the
+--                         smoothing time constant
+--   overall_progress      weighted over the lifecycle's phases
+--   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
+--   in_phase, elapsed     the same as intervals, NULL when negative
+--   reason                the failure reason of a failed or cancelled row
+CREATE OR REPLACE FUNCTION @extschema@._figures_sql(cfg @extschema@.tracked, rows text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT r.*, f.percent, f.average_speed, f.smoothed_speed, f.speed,'
+        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '            THEN @extschema@.eta(r.completed_items, r.total_items, f.speed) END AS eta,'
+        '       f.since_progress,'
+        '       coalesce(f.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
+        '                AND r.completed_items IS NOT NULL'
+        '                AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled,'
+        '       CASE WHEN r.position IS NOT NULL'
+        '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
+        '                                               coalesce(f.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
+        '       @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS phase_elapsed_seconds,'
+        '       @extschema@._elapsed_seconds(r.started_at, coalesce(r.finished_at, $1)) AS elapsed_seconds,'
+        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.phase_updated_at THEN $1 OPERATOR(pg_catalog.-) r.phase_updated_at END AS in_phase,'
+        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at THEN $1 OPERATOR(pg_catalog.-) r.started_at END AS elapsed,'
+        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[]) THEN r.failure_reason END AS reason'
+        '  FROM (%1$s) r'
+        '  CROSS JOIN LATERAL (SELECT a.percent, a.average_speed, a.smoothed_speed,'
+        '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                  THEN coalesce(a.smoothed_speed, a.average_speed) END AS speed,'
+        '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                  THEN @extschema@._elapsed_seconds(coalesce(r.progress_updated_at, r.speed_updated_at), $1) END AS since_progress'
+        '                        FROM (SELECT @extschema@.percent(r.completed_items, r.total_items) AS percent,'
+        '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          THEN @extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1) END AS average_speed,'
+        '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
+        '                             ) a) f',
+        rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
+        lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'))
+      FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
+$$;
+COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
+    'Internal: SQL adding the figures (percent, speeds, ETA, stall, overall progress, elapsed times) as of $1 to _rows_sql()''s rows';
+
+--------------------------------------------------------------------------
+-- One row: timings(), progress(), describe()
+--------------------------------------------------------------------------
+
+-- The condition selecting a row by its key text (parameter $param): a
+-- single key column is compared in its own type, so that its index is
+-- used, and as text, so that only its exact key text matches; a composite
+-- key as row text.
+CREATE OR REPLACE FUNCTION @extschema@._key_condition(cfg @extschema@.tracked, alias text DEFAULT NULL, param integer DEFAULT 1)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+                THEN pg_catalog.format('%1$s%2$I = $%4$s::%3$s AND %1$s%2$I::pg_catalog.text = $%4$s',
+                         alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
+                         (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+                            FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
+                             AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
+                             AND NOT a.attisdropped),
+                         param)
+                ELSE pg_catalog.format('%s = $%s', @extschema@._key_expr(cfg, alias), param)
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._key_condition(@extschema@.tracked, text, integer) IS
+    'Internal: SQL condition selecting a tracked table''s row by its key text (parameter $param), through the key''s index when it has one column';
+
+CREATE OR REPLACE FUNCTION @extschema@.timings(tbl regclass, key text)
+RETURNS TABLE (phase_updated_at timestamptz, progress_updated_at timestamptz,
+               heartbeat_at timestamptz, started_at timestamptz, finished_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    cfg := @extschema@._config(tbl);
+    PERFORM @extschema@._check_readable(tbl, 'The timings of a table are visible to the roles that can read the table.');
+    RETURN QUERY EXECUTE format(
+        'SELECT r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at, r.finished_at FROM (%s) r',
+        @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2), in_flight => false))
+    USING now(), key;
+EXCEPTION
+    -- a key text that is not a value of the key's type matches no row
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow THEN
+        RETURN;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.timings(regclass, text) IS
+    'The timings of one row of a tracked table, from its own columns or from the side table';
+
+CREATE OR REPLACE FUNCTION @extschema@.progress(tbl regclass, key text, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS jsonb
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- the configuration of the table, or of the partitioned table it belongs to
+    cfg @extschema@.tracked;
+    k   text := key;
+    r   record;
+BEGIN
+    cfg := @extschema@._config(tbl, ancestors => true,
+                               detail => 'Figures are kept for the rows of tracked tables only.');
+    PERFORM @extschema@._check_readable(tbl, 'The figures of a table are visible to the roles that can read the table.');
+    BEGIN
+        -- only the figures progress() shows are computed
+        EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'
+                       ' x.smoothed_speed, x.speed, x.eta, x.phase_elapsed_seconds, x.elapsed_seconds,'
+                       ' x.since_progress, x.stalled, x.overall_progress, x.reason, x.phase_updated_at,'
+                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at FROM (%s) x',
+                       @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2),
+                                                                           in_flight => false, source => tbl)))
+           INTO STRICT r USING as_of, k;
+    EXCEPTION
+        WHEN no_data_found OR data_exception THEN
+            RAISE EXCEPTION 'table % has no row with key %', tbl, quote_literal(k)
+                USING ERRCODE = 'no_data_found',
+                      DETAIL = format('Rows are identified by the text of %s.',
+                                      CASE WHEN cardinality(cfg.key_columns) = 1
+                                           THEN format('their %I column', cfg.key_columns[1])
+                                           ELSE format('the row (%s)', array_to_string(cfg.key_columns, ', ')) END),
+                      HINT = 'Pass the key as text, for example ''42'' or, for a composite key, ''(42,eu)''.';
+        WHEN too_many_rows THEN
+            RAISE EXCEPTION 'table % has more than one row with key %', tbl, quote_literal(k)
+                USING ERRCODE = 'cardinality_violation',
+                      DETAIL = format('The key columns (%s) do not identify a row.', array_to_string(cfg.key_columns, ', ')),
+                      HINT = 'Track the table with key columns that are unique.';
+    END;
+
+    RETURN jsonb_build_object(
+        'table', tbl::text,
+        'key', k,
+        'as_of', as_of,
+        'phase', r.phase,
+        'kind', r.kind,
+        'completed', r.completed_items,
+        'total', r.total_items,
+        'percent', r.percent,
+        'average_speed', r.average_speed,
+        'smoothed_speed', r.smoothed_speed,
+        'speed', r.speed,
+        'eta_seconds', date_part('epoch', r.eta),
+        'phase_elapsed_seconds', r.phase_elapsed_seconds,
+        'elapsed_seconds', r.elapsed_seconds,
+        'since_progress_seconds', r.since_progress,
+        'stalled', r.stalled,
+        'overall_progress', r.overall_progress,
+        'reason', r.reason,
+        'phase_updated_at', r.phase_updated_at,
+        'progress_updated_at', r.progress_updated_at,
+        'heartbeat_at', r.heartbeat_at,
+        'started_at', r.started_at,
+        'finished_at', r.finished_at);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.progress(regclass, text, timestamptz) IS
+    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress';
+
+CREATE OR REPLACE FUNCTION @extschema@.describe(tbl regclass, key text, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS text
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@.describe(@extschema@.progress(tbl, key, as_of))
+$$;
+COMMENT ON FUNCTION @extschema@.describe(regclass, text, timestamptz) IS
+    'One human line describing a row of a tracked table as of a time (describe(progress(tbl, key, as_of)))';

@@ -1,0 +1,242 @@
+--------------------------------------------------------------------------
+-- Stuck detection, fail_stuck() and the in-flight index
+--
+-- A tracked table's in-flight rows are its rows in a non-terminal phase.
+-- track() gives it a partial index over them, keyed on the phase column
+-- only, so that heartbeats and counter updates (which change neither the
+-- phase nor any other indexed column) stay HOT, and so that every query
+-- below costs in proportion to the number of in-flight rows rather than to
+-- the table size.  The queries come from the row generator (40_rows.sql),
+-- whose WHERE clause states the same predicate as the index.
+--------------------------------------------------------------------------
+
+-- Name of a table's in-flight index.
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_name(tbl regclass)
+RETURNS name
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.left(c.relname, 45)::text OPERATOR(pg_catalog.||) '_dp_in_flight_idx'
+      FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index_name(regclass) IS
+    'Internal: the name track() gives a table''s partial index over in-flight rows';
+
+-- The index a tracked table should have (and its marker comment).
+CREATE OR REPLACE FUNCTION @extschema@.in_flight_index_statement(tbl regclass, concurrent boolean DEFAULT true)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    cfg := @extschema@._config(tbl);
+    RETURN format('CREATE INDEX %sIF NOT EXISTS %I ON %s (%I) WHERE %s',
+                  -- a partitioned table's index cannot be built concurrently
+                  CASE WHEN concurrent AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                                        WHERE c.oid = tbl AND c.relkind = 'p')
+                       THEN 'CONCURRENTLY ' ELSE '' END,
+                  @extschema@._in_flight_index_name(tbl), tbl, cfg.phase_column,
+                  @extschema@._in_flight_predicate(cfg));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.in_flight_index_statement(regclass, boolean) IS
+    'The CREATE INDEX statement of a tracked table''s partial index over in-flight rows, to run by hand (CONCURRENTLY, outside a transaction) on large tables';
+
+-- Finds the in-flight index of a table: the index track() created, found by
+-- the marker comment it carries.
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index(tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.indexrelid::pg_catalog.regclass
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+     WHERE i.indrelid OPERATOR(pg_catalog.=) tbl
+       AND c.relname OPERATOR(pg_catalog.=) @extschema@._in_flight_index_name(tbl)
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index(regclass) IS
+    'Internal: the in-flight partial index of a tracked table, if it has one';
+
+-- Creates the in-flight index, replacing one whose predicate is out of
+-- date (after a lifecycle change); called by track().
+CREATE OR REPLACE FUNCTION @extschema@._ensure_in_flight_index(cfg @extschema@.tracked, create_it boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    idx  regclass := @extschema@._in_flight_index(cfg.relid);
+    stmt text := @extschema@.in_flight_index_statement(cfg.relid, false);
+BEGIN
+    IF idx IS NOT NULL THEN
+        IF obj_description(idx, 'pg_class') IS NOT DISTINCT FROM stmt THEN
+            RETURN;
+        END IF;
+        IF NOT create_it THEN
+            RAISE NOTICE 'in-flight index % of table % is out of date', idx, cfg.relid
+                USING DETAIL = 'Its predicate no longer matches the lifecycle''s terminal phases.',
+                      HINT = format('Drop it and run: %s', @extschema@.in_flight_index_statement(cfg.relid, true));
+            RETURN;
+        END IF;
+        EXECUTE format('DROP INDEX %s', idx);
+    END IF;
+    IF NOT create_it THEN
+        RAISE NOTICE 'table % has no in-flight index', cfg.relid
+            USING HINT = format('Run outside a transaction: %s', @extschema@.in_flight_index_statement(cfg.relid, true));
+        RETURN;
+    END IF;
+    EXECUTE stmt;
+    idx := @extschema@._in_flight_index(cfg.relid);
+    EXECUTE format('COMMENT ON INDEX %s IS %L', idx, stmt);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._ensure_in_flight_index(@extschema@.tracked, boolean) IS
+    'Internal: creates (or reports) the partial index over a tracked table''s in-flight rows';
+
+-- The configurations the global readers and sweeps go through, in table
+-- name order: every tracked table (or only tbl, which must be tracked) on
+-- which the caller has all of "privileges".  hint is for a tbl that is not
+-- tracked.
+CREATE OR REPLACE FUNCTION @extschema@._configs(tbl regclass, as_of timestamptz, hint text,
+                                                privileges text[] DEFAULT ARRAY['SELECT'])
+RETURNS SETOF @extschema@.tracked
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tbl IS NOT NULL THEN
+        PERFORM @extschema@._config(tbl, hint);
+    END IF;
+    IF as_of IS NULL THEN
+        RAISE EXCEPTION 'as_of must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN QUERY
+    SELECT * FROM @extschema@.tracked t
+     WHERE (tbl IS NULL OR t.relid = tbl)
+       AND (SELECT bool_and(has_table_privilege(t.relid, p)) FROM unnest(privileges) p)
+     ORDER BY t.relid::text;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._configs(regclass, timestamptz, text, text[]) IS
+    'Internal: the tracking configurations a global reader or sweep goes through (all tables, or one), those on which the caller has the given privileges';
+
+-- The query stuck() runs for one table ($1: as of).
+CREATE OR REPLACE FUNCTION @extschema@._stuck_query(cfg @extschema@.tracked)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.stuck_reason, r.stuck_clock, r.stuck_deadline,'
+        ' $1 OPERATOR(pg_catalog.-) (r.stuck_clock OPERATOR(pg_catalog.+) r.stuck_deadline)'
+        ' FROM (%s) r ORDER BY 7 DESC, 2',
+        cfg.relid::oid, @extschema@._rows_sql(cfg, 'st.reason IS NOT NULL'))
+$$;
+COMMENT ON FUNCTION @extschema@._stuck_query(@extschema@.tracked) IS
+    'Internal: the query stuck() runs for one tracked table';
+
+CREATE OR REPLACE FUNCTION @extschema@.stuck(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, key text, phase text, reason text,
+               clock_started_at timestamptz, deadline interval, overdue_by interval)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call stuck() without a table to check every tracked table.')
+    LOOP
+        RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.stuck(regclass, timestamptz) IS
+    'Rows of tracked tables (all, or one) that are stuck as of a time, with the reason, the time the reason''s clock started, the deadline and how far past it';
+
+CREATE OR REPLACE FUNCTION @extschema@.fail_stuck(tbl regclass DEFAULT NULL, batch_size integer DEFAULT 1000,
+                                       as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, key text, from_phase text, to_phase text, reason text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg       @extschema@.tracked;
+    failed    text;
+    col_type  text;
+    reasons   text[] := ARRAY(SELECT sr.reason FROM @extschema@._stuck_reasons() sr ORDER BY sr.priority);
+    why       text;
+    tableoids oid[];
+    ctids     tid[];
+    keys      text[];
+    phases    text[];
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot fail stuck rows on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'fail_stuck() changes rows, and this server is in recovery (read-only).',
+                  HINT = 'Run fail_stuck() on the primary; stuck() reports stuck rows on a standby too.';
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(batch_size::text, 'NULL'));
+    END IF;
+    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call fail_stuck() without a table to sweep every tracked table.',
+                                                  ARRAY['SELECT', 'UPDATE'])
+    LOOP
+        SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
+         WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
+        col_type := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+
+        -- one reason at a time, so that each statement can name its reason
+        -- (for the history and the reason column); a row is failed by the
+        -- first reason that catches it, in stuck()'s order of priority
+        FOREACH why IN ARRAY reasons LOOP
+            LOOP
+                -- 1. lock a batch of stuck rows, skipping rows a writer holds
+                EXECUTE format(
+                    'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
+                    '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
+                    @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why),
+                                          format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
+                INTO tableoids, ctids, keys, phases USING as_of;
+                EXIT WHEN ctids IS NULL;
+
+                -- 2. in a new statement (a fresh snapshot, with the rows
+                -- locked) re-check and fail them; a row that progressed
+                -- since the sweep started no longer matches and is left
+                PERFORM set_config('deploy_progress.transition_reason', why, true)
+                   FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+                RETURN QUERY EXECUTE format(
+                    'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
+                    '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
+                    ' failed AS ('
+                    '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+                    '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
+                    '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
+                    '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
+                    '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
+                    '  RETURNING %7$s AS key)'
+                    ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
+                    '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
+                    cfg.relid, cfg.phase_column, failed, col_type,
+                    CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                         ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+                    @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
+                    @extschema@._key_expr(cfg, 't'),
+                    cfg.relid::oid, why)
+                USING as_of, tableoids, ctids, keys, phases;
+                EXIT WHEN cardinality(ctids) < batch_size;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    PERFORM set_config('deploy_progress.transition_reason', '', true)
+       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+END
+$$;
+COMMENT ON FUNCTION @extschema@.fail_stuck(regclass, integer, timestamptz) IS
+    'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches) and returns what it failed';

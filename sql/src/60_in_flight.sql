@@ -1,0 +1,58 @@
+--------------------------------------------------------------------------
+-- The in-flight view
+--
+-- deploy_progress.in_flight lists every non-terminal row of every tracked
+-- table the current role can read, with its figures and stuck reason.  A
+-- view cannot span tables that are only known at run time, so it reads a
+-- set-returning function that runs, per tracked table, the row generator's
+-- query (40_rows.sql), as stuck() does: its WHERE clause is the predicate of the
+-- table's partial index, so the cost follows the number of in-flight rows,
+-- not the size of the table.  Nothing in it depends on the tracked tables,
+-- so dropping one is never blocked by the view.
+--------------------------------------------------------------------------
+
+-- The query in_flight() runs for one table ($1: as of).
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_query(cfg @extschema@.tracked)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.kind, r.completed_items, r.total_items, r.percent,'
+        '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
+        '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
+        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason'
+        '  FROM (%s) r',
+        cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_query(@extschema@.tracked) IS
+    'Internal: the query in_flight() runs for one tracked table';
+
+CREATE OR REPLACE FUNCTION @extschema@.in_flight(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, key text, phase text, kind text,
+               completed bigint, total bigint, percent double precision,
+               average_speed double precision, smoothed_speed double precision, speed double precision,
+               eta interval,
+               phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
+               started_at timestamptz, in_phase interval, elapsed interval,
+               overall_progress double precision, stuck_reason text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Select from the view deploy_progress.in_flight to see every tracked table.')
+    LOOP
+        RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
+    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures and stuck reason as of a time';
+
+CREATE OR REPLACE VIEW @extschema@.in_flight AS
+SELECT * FROM @extschema@.in_flight(NULL, pg_catalog.now());
+COMMENT ON VIEW @extschema@.in_flight IS
+    'Every in-flight (non-terminal) row of every tracked table the current role can read: phase, counters, percent, speeds, ETA, elapsed times, overall progress and stuck reason (NULL when healthy)';
+GRANT SELECT ON @extschema@.in_flight TO PUBLIC;
