@@ -116,6 +116,20 @@ dp_now(void)
 	}
 }
 
+/* The version that introduced each schema, by DpSchema. */
+static const char *const dp_schema_names[DP_NUM_SCHEMAS] = {
+	[DP_SCHEMA_1_0] = "1.0",
+	[DP_SCHEMA_1_1] = "1.1",
+};
+
+/* Name of a schema: the version that introduced it. */
+const char *
+dp_schema_name(DpSchema schema)
+{
+	Assert(schema >= 0 && schema < DP_NUM_SCHEMAS);
+	return dp_schema_names[schema];
+}
+
 /*
  * The schema of an installed version of the extension: 1.0 for 1.0 and its
  * patch releases (1.0.x), 1.1 for every other version, later ones included

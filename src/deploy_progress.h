@@ -195,6 +195,7 @@ extern bool dp_stamping;
 extern int	dp_clock;
 extern char *dp_transition_reason;
 extern TimestampTz dp_now(void);
+extern const char *dp_schema_name(DpSchema schema);
 extern DpSchema dp_schema_of_version(const char *version);
 extern DpSchema dp_installed_schema(char **version);
 

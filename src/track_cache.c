@@ -355,8 +355,7 @@ dp_config_error_context(void *arg)
 	DpConfigContext *c = (DpConfigContext *) arg;
 
 	errcontext("reading the tracking configuration of table \"%s\" as schema %s of deploy_progress (installed version %s)",
-			   RelationGetRelationName(c->rel), c->schema == DP_SCHEMA_1_0 ? "1.0" : "1.1",
-			   c->version);
+			   RelationGetRelationName(c->rel), dp_schema_name(c->schema), c->version);
 }
 
 /* A text[] column of the current SPI result row; no elements when null. */
