@@ -684,6 +684,43 @@ $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
     'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
 
+-- The key text of a row as the triggers write it: the single key column's
+-- text, or the row literal of a composite key, made by the types' output
+-- functions as the C code makes it (format's %s).  Never a ::text cast: the
+-- owner of a key's type could attach a cast of their own, which would run
+-- with the rights of whoever reads the table.
+CREATE OR REPLACE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+                THEN pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
+                ELSE pg_catalog.format('pg_catalog.format(''%%s'', ROW(%s))',
+                         (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
+                            FROM pg_catalog.unnest(cfg.key_columns) AS c))
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
+    'Internal: SQL expression giving a row''s key text, through the key types'' output functions';
+
+-- The phase of a row as text: a text or varchar column as it is, an enum
+-- through its output function (never a ::text cast, which the enum's owner
+-- could replace).
+CREATE OR REPLACE FUNCTION @extschema@._phase_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._column_type(cfg.relid, cfg.phase_column)
+                     OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype])
+                THEN pg_catalog.format('%s%I::pg_catalog.text', alias OPERATOR(pg_catalog.||) '.', cfg.phase_column)
+                ELSE pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.phase_column)
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._phase_expr(@extschema@.tracked, text) IS
+    'Internal: SQL expression giving a row''s phase as text, through the enum''s output function for an enum column';
+
 -- The in-flight predicate of a table: its phase is not a terminal phase.
 -- The partial index track() creates is stated with the same text, which is
 -- what lets the planner prove that the index applies.
@@ -779,12 +816,12 @@ BEGIN
               FROM @extschema@._stuck_reasons() sr) x;
 
     RETURN format(
-        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, t.%I::pg_catalog.text AS phase,'
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, %s AS phase,'
         ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
         ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
         ' FROM %s t'
         ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
-        '  AND p.phase OPERATOR(pg_catalog.=) t.%I::pg_catalog.text'
+        '  AND p.phase OPERATOR(pg_catalog.=) %s'
         '%s'
         ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
         '         CASE v.i%s END AS clock,'
@@ -792,9 +829,9 @@ BEGIN
         '    FROM (SELECT CASE%s'
         '      END AS i) v) st'
         ' WHERE %s%s %s',
-        @extschema@._key_expr(cfg, 't'), cfg.phase_column, roles,
+        @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
         coalesce(source, cfg.relid),
-        CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, cfg.phase_column,
+        CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, @extschema@._phase_expr(cfg, 't'),
         CASE WHEN cfg.storage = 'side'
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
                          ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
@@ -857,26 +894,37 @@ $$;
 COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
     'Internal: SQL adding the figures (percent, speeds, ETA, stall, overall progress, elapsed times) as of $1 to _rows_sql()''s rows';
 
--- The condition selecting a row by its key text (parameter $param): a
--- single key column is compared in its own type, so that its index is
--- used, and as text, so that only its exact key text matches; a composite
--- key as row text.
+-- The condition selecting a row by its key text (parameter $param): its
+-- key text must be exactly $param.  A single key column whose type (or a
+-- domain's base type) is a built-in one is also compared in that type, so
+-- that its index is used; the cast of $param to a type of a user's, or to
+-- a domain (whose checks are a user's code), would run that user's code.
 CREATE OR REPLACE FUNCTION @extschema@._key_condition(cfg @extschema@.tracked, alias text DEFAULT NULL, param integer DEFAULT 1)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
-                THEN pg_catalog.format('%1$s%2$I = $%4$s::%3$s AND %1$s%2$I::pg_catalog.text = $%4$s',
-                         alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
-                         (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
-                            FROM pg_catalog.pg_attribute a
-                           WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
-                             AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
-                             AND NOT a.attisdropped),
-                         param)
-                ELSE pg_catalog.format('%s = $%s', @extschema@._key_expr(cfg, alias), param)
-           END
+    WITH RECURSIVE key_type AS (
+        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+          FROM pg_catalog.pg_attribute a
+          JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) a.atttypid
+         WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
+           AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
+           AND NOT a.attisdropped
+           AND pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+        UNION ALL
+        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+          FROM key_type k JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) k.typbasetype
+         WHERE k.typtype OPERATOR(pg_catalog.=) 'd'
+    )
+    SELECT coalesce(
+               (SELECT pg_catalog.format('%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s AND %5$s OPERATOR(pg_catalog.=) $%4$s',
+                                         alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
+                                         pg_catalog.format_type(k.oid, NULL), param, @extschema@._key_expr(cfg, alias))
+                  FROM key_type k
+                 WHERE k.typtype OPERATOR(pg_catalog.<>) 'd'
+                   AND k.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace),
+               pg_catalog.format('%s OPERATOR(pg_catalog.=) $%s', @extschema@._key_expr(cfg, alias), param))
 $$;
 COMMENT ON FUNCTION @extschema@._key_condition(@extschema@.tracked, text, integer) IS
     'Internal: SQL condition selecting a tracked table''s row by its key text (parameter $param), through the key''s index when it has one column';
@@ -1294,8 +1342,8 @@ DECLARE
     result   jsonb;
 BEGIN
     cfg := @extschema@._readable_config(tbl);
-    EXECUTE format('SELECT t.%I::pg_catalog.text FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
-                   cfg.phase_column, tbl, @extschema@._key_expr(cfg, 't'))
+    EXECUTE format('SELECT %s FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
+                   @extschema@._phase_expr(cfg, 't'), tbl, @extschema@._key_expr(cfg, 't'))
        INTO cur USING k;
     IF cur IS NULL THEN
         RETURN NULL;
@@ -1469,12 +1517,12 @@ BEGIN
         RETURN QUERY EXECUTE format(
             'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
             '  FROM @extschema@.lifecycle_phases p'
-            '  LEFT JOIN (SELECT t.%I::pg_catalog.text AS phase, pg_catalog.count(*) AS n'
+            '  LEFT JOIN (SELECT %s AS phase, pg_catalog.count(*) AS n'
             '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
             ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
             '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
             ' ORDER BY p.position',
-            cfg.relid::oid, cfg.phase_column, cfg.relid,
+            cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
             @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
     END LOOP;
 END

@@ -648,21 +648,41 @@ COMMENT ON VIEW @extschema@.side_timings IS
 GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
 
 -- The key text of a row as the triggers write it: the single key column's
--- text, or the row literal of a composite key.
+-- text, or the row literal of a composite key, made by the types' output
+-- functions as the C code makes it (format's %s).  Never a ::text cast: the
+-- owner of a key's type could attach a cast of their own, which would run
+-- with the rights of whoever reads the table.
 CREATE OR REPLACE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
-                THEN pg_catalog.format('%s%I::pg_catalog.text', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
-                ELSE pg_catalog.format('ROW(%s)::pg_catalog.text',
+                THEN pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
+                ELSE pg_catalog.format('pg_catalog.format(''%%s'', ROW(%s))',
                          (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
                             FROM pg_catalog.unnest(cfg.key_columns) AS c))
            END
 $$;
 COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
-    'Internal: SQL expression giving a row''s key text';
+    'Internal: SQL expression giving a row''s key text, through the key types'' output functions';
+
+-- The phase of a row as text: a text or varchar column as it is, an enum
+-- through its output function (never a ::text cast, which the enum's owner
+-- could replace).
+CREATE OR REPLACE FUNCTION @extschema@._phase_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._column_type(cfg.relid, cfg.phase_column)
+                     OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype])
+                THEN pg_catalog.format('%s%I::pg_catalog.text', alias OPERATOR(pg_catalog.||) '.', cfg.phase_column)
+                ELSE pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.phase_column)
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._phase_expr(@extschema@.tracked, text) IS
+    'Internal: SQL expression giving a row''s phase as text, through the enum''s output function for an enum column';
 
 --------------------------------------------------------------------------
 -- Dropped tables leave no tracking behind

@@ -242,8 +242,8 @@ DECLARE
     result   jsonb;
 BEGIN
     cfg := @extschema@._readable_config(tbl);
-    EXECUTE format('SELECT t.%I::pg_catalog.text FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
-                   cfg.phase_column, tbl, @extschema@._key_expr(cfg, 't'))
+    EXECUTE format('SELECT %s FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
+                   @extschema@._phase_expr(cfg, 't'), tbl, @extschema@._key_expr(cfg, 't'))
        INTO cur USING k;
     IF cur IS NULL THEN
         RETURN NULL;
