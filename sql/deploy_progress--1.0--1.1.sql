@@ -142,6 +142,67 @@ DROP FUNCTION @extschema@._check_readable(regclass);
 -- Functions and views as sql/src defines them in 1.1
 --------------------------------------------------------------------------
 
+-- Whether the current role may administer a table: it exists and the role
+-- owns it (or is a member of the owning role).  An OID that names no
+-- relation is owned by nobody: configuration for a table that does not
+-- exist yet could otherwise be planted for the next table created with
+-- that OID.  (Leftovers of a table that is gone may still be removed: see
+-- _guard_tracked() and untrack().)
+CREATE OR REPLACE FUNCTION @extschema@._owns(rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+                       FROM pg_catalog.pg_class c
+                      WHERE c.oid OPERATOR(pg_catalog.=) rel), false)
+$$;
+COMMENT ON FUNCTION @extschema@._owns(regclass) IS
+    'Internal: whether the table exists and the current role owns it';
+
+-- Whether the current role may remove what the extension keeps of a table:
+-- it owns the table, or the table is gone.
+CREATE OR REPLACE FUNCTION @extschema@._may_forget(rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@._owns(rel)
+           OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel)
+$$;
+COMMENT ON FUNCTION @extschema@._may_forget(regclass) IS
+    'Internal: whether the current role owns the table or the table no longer exists';
+
+-- Locks the tables tracked with a lifecycle against writes until the end
+-- of the transaction (SHARE ROW EXCLUSIVE, as track() takes), for its
+-- redefinition: with the caller's rights, so a role redefining a lifecycle
+-- that another role's tables use needs a privilege that lets it lock them.
+CREATE OR REPLACE FUNCTION @extschema@._lock_lifecycle_tables(lc text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN SELECT t.relid FROM @extschema@.tracked t
+                 JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                WHERE t.lifecycle = lc ORDER BY t.relid::oid
+    LOOP
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', rel);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'cannot redefine lifecycle "%": table % uses it', lc, rel
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'A redefinition locks the tables that use the lifecycle against writes until it commits, and the current role may not lock that table.',
+                      HINT = 'Redefine it as the table''s owner, or grant UPDATE on the table to the lifecycle''s owner.';
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._lock_lifecycle_tables(text) IS
+    'Internal: locks the tables tracked with a lifecycle against writes until the end of the transaction, for its redefinition';
+
 CREATE OR REPLACE FUNCTION @extschema@.define_lifecycle(name text, phases jsonb)
 RETURNS SETOF @extschema@.lifecycle_phases
 LANGUAGE plpgsql
@@ -267,6 +328,10 @@ BEGIN
                       DETAIL = 'Built-in lifecycles can only be changed by a superuser, others only by the role that defined them.',
                       HINT = 'Define a lifecycle of your own under another name.';
         END IF;
+        -- keep the writers of the tables that use it out until this
+        -- transaction ends, as track() does: a writer that went on with the
+        -- old phases could commit a row in a phase the lifecycle loses
+        PERFORM @extschema@._lock_lifecycle_tables(lc_name);
         DELETE FROM @extschema@.lifecycle_phases p WHERE p.lifecycle = lc_name;
     ELSE
         INSERT INTO @extschema@.lifecycles (name) VALUES (lc_name);
@@ -288,6 +353,41 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.define_lifecycle(text, jsonb) IS
     'Defines (or redefines) a lifecycle from a JSON array of {"phase", "kind", "weight", "deadline"} objects, in order';
+
+CREATE OR REPLACE FUNCTION @extschema@._guard_tracked()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT @extschema@._may_forget(OLD.relid) THEN
+        RAISE EXCEPTION 'must be owner of table %', OLD.relid
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can change how it is tracked.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = NEW.relid) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', NEW.relid::oid
+            USING ERRCODE = 'undefined_table',
+                  DETAIL = 'Tracking configuration can only describe an existing table.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT @extschema@._owns(NEW.relid) THEN
+        RAISE EXCEPTION 'must be owner of table %', NEW.relid
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can change how it is tracked.';
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM @extschema@._invalidate(OLD.relid)
+           FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) OLD.relid;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        PERFORM @extschema@._invalidate(NEW.relid);
+        RETURN NEW;
+    END IF;
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._guard_tracked() IS
+    'Internal: lets only a table''s owner write its tracking configuration, and makes sessions reload it';
 
 -- The configuration of a tracked table (or, with ancestors, of the
 -- partitioned table it is a partition of); the one place that reports a
@@ -408,6 +508,7 @@ DECLARE
     relkind    "char";
     k          name;
     bad        text;
+    width      integer;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be null'
@@ -550,6 +651,18 @@ BEGIN
                                   CASE WHEN resolved ? 'items_per_second' THEN 'speed_updated_at' ELSE 'items_per_second' END),
                   HINT = 'Add the missing column (double precision / timestamptz), or pass NULL for both roles.';
     END IF;
+    -- the reason column must hold every reason fail_stuck() writes
+    IF resolved ? 'failure_reason' THEN
+        SELECT a.atttypmod - 4 INTO width FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attname = (resolved ->> 'failure_reason') AND a.atttypmod > 4;
+        IF width < (SELECT max(octet_length(sr.reason)) FROM @extschema@._stuck_reasons() sr) THEN
+            RAISE EXCEPTION 'failure_reason column "%" of table % is too short', resolved ->> 'failure_reason', tbl
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('It holds %s characters; fail_stuck() writes reasons of up to %s.', width,
+                                      (SELECT max(octet_length(sr.reason)) FROM @extschema@._stuck_reasons() sr)),
+                      HINT = 'Make it text or a longer varchar, or pass failure_reason => NULL.';
+        END IF;
+    END IF;
     IF resolved ? 'items_per_second' AND NOT resolved ? 'completed_items' THEN
         RAISE EXCEPTION 'the smoothed speed needs a completed_items column'
             USING ERRCODE = 'invalid_parameter_value';
@@ -666,7 +779,7 @@ BEGIN
         END IF;
         PERFORM @extschema@._config(tbl, 'See deploy_progress.tracked for the tracked tables.');
     END IF;
-    IF NOT @extschema@._owns(tbl) THEN
+    IF NOT @extschema@._may_forget(tbl) THEN
         RAISE EXCEPTION 'must be owner of table %', tbl
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can untrack it.';
@@ -1044,6 +1157,24 @@ $$;
 COMMENT ON FUNCTION @extschema@.in_flight_index_statement(regclass, boolean) IS
     'The CREATE INDEX statement of a tracked table''s partial index over in-flight rows, to run by hand (CONCURRENTLY, outside a transaction) on large tables';
 
+-- Reports a table that a global reader or sweep had to skip (it raised an
+-- error: a column it was tracked with is gone, a value the extension
+-- cannot write, ...), so that one bad table never stops the others.  A
+-- reader asked about that one table raises the error instead.
+CREATE OR REPLACE FUNCTION @extschema@._skipped(tbl regclass, reader text, state text, message text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE WARNING 'deploy_progress.%() skipped table %', reader, tbl
+        USING DETAIL = format('It raised %s: %s', state, message),
+              HINT = 'Fix the table, or run deploy_progress.track() on it again; the other tables were read.';
+END
+$$;
+COMMENT ON FUNCTION @extschema@._skipped(regclass, text, text, text) IS
+    'Internal: the warning of a global reader or sweep that skips a table whose query failed';
+
 -- The configurations the global readers and sweeps go through, in table
 -- name order: every tracked table (or only tbl, which must be tracked) on
 -- which the caller has all of "privileges".  hint is for a tbl that is not
@@ -1061,6 +1192,15 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- ages and deadlines are measured from as_of: an infinite one has none
+    -- (PostgreSQL 17 and later would give infinite ages, earlier versions
+    -- an error halfway; the same error on every version)
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite time'
+            USING ERRCODE = 'datetime_field_overflow',
+                  DETAIL = format('The value given is %s.', as_of),
+                  HINT = 'Pass a time such as now() or now() + interval ''1 hour''.';
     END IF;
     RETURN QUERY
     SELECT * FROM @extschema@.tracked t
@@ -1083,7 +1223,15 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call stuck() without a table to check every tracked table.')
     LOOP
-        RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+        -- (the query sorts, so that an error leaves none of its rows behind)
+        BEGIN
+            RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+        EXCEPTION WHEN OTHERS THEN
+            IF tbl IS NOT NULL THEN
+                RAISE;
+            END IF;
+            PERFORM @extschema@._skipped(cfg.relid, 'stuck', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;
@@ -1106,6 +1254,9 @@ DECLARE
     ctids     tid[];
     keys      text[];
     phases    text[];
+    seen_oids oid[];
+    seen_tids tid[];
+    broken    boolean;
 BEGIN
     IF pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot fail stuck rows on a standby'
@@ -1124,46 +1275,67 @@ BEGIN
         SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
          WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
         col_type := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+        -- the rows this sweep locked in this table: a row that could not
+        -- be failed (a trigger of the table's skipped its update) keeps its
+        -- address and is not locked again, so every batch makes progress
+        seen_oids := '{}';
+        seen_tids := '{}';
+        broken := false;
 
         -- one reason at a time, so that each statement can name its reason
         -- (for the history and the reason column); a row is failed by the
         -- first reason that catches it, in stuck()'s order of priority
         FOREACH why IN ARRAY reasons LOOP
+            EXIT WHEN broken;
             LOOP
-                -- 1. lock a batch of stuck rows, skipping rows a writer holds
-                EXECUTE format(
-                    'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
-                    '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
-                    @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why),
-                                          format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
-                INTO tableoids, ctids, keys, phases USING as_of;
-                EXIT WHEN ctids IS NULL;
+                -- each batch is all or nothing: a table whose batch fails
+                -- is reported and left, and the sweep goes on
+                BEGIN
+                    -- 1. lock a batch of stuck rows, skipping rows a writer holds
+                    EXECUTE format(
+                        'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
+                        '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
+                        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L AND NOT EXISTS ('
+                                                          'SELECT FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[])) AS s(toid, tid)'
+                                                          ' WHERE s.toid OPERATOR(pg_catalog.=) t.tableoid AND s.tid OPERATOR(pg_catalog.=) t.ctid)', why),
+                                              format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
+                    INTO tableoids, ctids, keys, phases USING as_of, seen_oids, seen_tids;
+                    EXIT WHEN ctids IS NULL;
+                    seen_oids := seen_oids || tableoids;
+                    seen_tids := seen_tids || ctids;
 
-                -- 2. in a new statement (a fresh snapshot, with the rows
-                -- locked) re-check and fail them; a row that progressed
-                -- since the sweep started no longer matches and is left
-                PERFORM set_config('deploy_progress.transition_reason', why, true)
-                   FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
-                RETURN QUERY EXECUTE format(
-                    'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
-                    '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
-                    ' failed AS ('
-                    '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
-                    '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
-                    '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
-                    '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
-                    '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
-                    '  RETURNING %7$s AS key)'
-                    ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
-                    '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
-                    cfg.relid, cfg.phase_column, failed, col_type,
-                    CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
-                         ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
-                    @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
-                    @extschema@._key_expr(cfg, 't'),
-                    cfg.relid::oid, why)
-                USING as_of, tableoids, ctids, keys, phases;
-                EXIT WHEN cardinality(ctids) < batch_size;
+                    -- 2. in a new statement (a fresh snapshot, with the rows
+                    -- locked) re-check and fail them; a row that progressed
+                    -- since the sweep started no longer matches and is left
+                    PERFORM set_config('deploy_progress.transition_reason', why, true)
+                       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+                    RETURN QUERY EXECUTE format(
+                        'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
+                        '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
+                        ' failed AS ('
+                        '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+                        '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
+                        '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
+                        '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
+                        '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
+                        '  RETURNING %7$s AS key)'
+                        ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
+                        '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
+                        cfg.relid, cfg.phase_column, failed, col_type,
+                        CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                             ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+                        @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
+                        @extschema@._key_expr(cfg, 't'),
+                        cfg.relid::oid, why)
+                    USING as_of, tableoids, ctids, keys, phases;
+                EXCEPTION WHEN OTHERS THEN
+                    IF tbl IS NOT NULL THEN
+                        RAISE;
+                    END IF;
+                    PERFORM @extschema@._skipped(cfg.relid, 'fail_stuck', SQLSTATE, SQLERRM);
+                    broken := true;
+                END;
+                EXIT WHEN broken OR cardinality(ctids) < batch_size;
             END LOOP;
         END LOOP;
     END LOOP;
@@ -1174,7 +1346,7 @@ $$;
 COMMENT ON FUNCTION @extschema@.fail_stuck(regclass, integer, timestamptz) IS
     'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches) and returns what it failed';
 
--- The query in_flight() runs for one table ($1: as of).
+-- The query in_flight() runs for one table ($1: as of), in key order.
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_query(cfg @extschema@.tracked)
 RETURNS text
 LANGUAGE sql STABLE
@@ -1185,7 +1357,7 @@ AS $$
         '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
         '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
         '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason'
-        '  FROM (%s) r',
+        '  FROM (%s) r ORDER BY r.key',
         cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
 $$;
 COMMENT ON FUNCTION @extschema@._in_flight_query(@extschema@.tracked) IS
@@ -1207,7 +1379,15 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Select from the view deploy_progress.in_flight to see every tracked table.')
     LOOP
-        RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
+        -- (the query sorts, so that an error leaves none of its rows behind)
+        BEGIN
+            RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
+        EXCEPTION WHEN OTHERS THEN
+            IF tbl IS NOT NULL THEN
+                RAISE;
+            END IF;
+            PERFORM @extschema@._skipped(cfg.relid, 'in_flight', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;
@@ -1514,16 +1694,20 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(NULL, now(), NULL)
     LOOP
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
-            '  FROM @extschema@.lifecycle_phases p'
-            '  LEFT JOIN (SELECT %s AS phase, pg_catalog.count(*) AS n'
-            '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
-            ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
-            '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
-            ' ORDER BY p.position',
-            cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
-            @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+        BEGIN
+            RETURN QUERY EXECUTE format(
+                'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
+                '  FROM @extschema@.lifecycle_phases p'
+                '  LEFT JOIN (SELECT %s AS phase, pg_catalog.count(*) AS n'
+                '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
+                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
+                ' ORDER BY p.position',
+                cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
+                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;

@@ -116,10 +116,15 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT @extschema@._owns(OLD.relid) THEN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT @extschema@._may_forget(OLD.relid) THEN
         RAISE EXCEPTION 'must be owner of table %', OLD.relid
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can change how it is tracked.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = NEW.relid) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', NEW.relid::oid
+            USING ERRCODE = 'undefined_table',
+                  DETAIL = 'Tracking configuration can only describe an existing table.';
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') AND NOT @extschema@._owns(NEW.relid) THEN
         RAISE EXCEPTION 'must be owner of table %', NEW.relid
@@ -356,6 +361,7 @@ DECLARE
     relkind    "char";
     k          name;
     bad        text;
+    width      integer;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be null'
@@ -498,6 +504,18 @@ BEGIN
                                   CASE WHEN resolved ? 'items_per_second' THEN 'speed_updated_at' ELSE 'items_per_second' END),
                   HINT = 'Add the missing column (double precision / timestamptz), or pass NULL for both roles.';
     END IF;
+    -- the reason column must hold every reason fail_stuck() writes
+    IF resolved ? 'failure_reason' THEN
+        SELECT a.atttypmod - 4 INTO width FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attname = (resolved ->> 'failure_reason') AND a.atttypmod > 4;
+        IF width < (SELECT max(octet_length(sr.reason)) FROM @extschema@._stuck_reasons() sr) THEN
+            RAISE EXCEPTION 'failure_reason column "%" of table % is too short', resolved ->> 'failure_reason', tbl
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('It holds %s characters; fail_stuck() writes reasons of up to %s.', width,
+                                      (SELECT max(octet_length(sr.reason)) FROM @extschema@._stuck_reasons() sr)),
+                      HINT = 'Make it text or a longer varchar, or pass failure_reason => NULL.';
+        END IF;
+    END IF;
     IF resolved ? 'items_per_second' AND NOT resolved ? 'completed_items' THEN
         RAISE EXCEPTION 'the smoothed speed needs a completed_items column'
             USING ERRCODE = 'invalid_parameter_value';
@@ -614,7 +632,7 @@ BEGIN
         END IF;
         PERFORM @extschema@._config(tbl, 'See deploy_progress.tracked for the tracked tables.');
     END IF;
-    IF NOT @extschema@._owns(tbl) THEN
+    IF NOT @extschema@._may_forget(tbl) THEN
         RAISE EXCEPTION 'must be owner of table %', tbl
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can untrack it.';

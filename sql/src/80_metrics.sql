@@ -30,16 +30,20 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(NULL, now(), NULL)
     LOOP
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
-            '  FROM @extschema@.lifecycle_phases p'
-            '  LEFT JOIN (SELECT %s AS phase, pg_catalog.count(*) AS n'
-            '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
-            ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
-            '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
-            ' ORDER BY p.position',
-            cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
-            @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+        BEGIN
+            RETURN QUERY EXECUTE format(
+                'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
+                '  FROM @extschema@.lifecycle_phases p'
+                '  LEFT JOIN (SELECT %s AS phase, pg_catalog.count(*) AS n'
+                '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
+                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
+                ' ORDER BY p.position',
+                cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
+                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;

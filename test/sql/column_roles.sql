@@ -2,6 +2,9 @@
 -- "columns" map, the configuration it writes (tracked.columns), and the
 -- readers, which all take each role's column from that configuration and
 -- their figures from one row generator, so they agree.
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 
 -- 1. the catalogue: every role with its accepted types and where side
 -- storage keeps it
