@@ -132,6 +132,28 @@ ALTER TABLE @extschema@.tracked
 COMMENT ON TABLE @extschema@.tracked IS
     'One row per tracked table: its lifecycle, phase column, options and, in "columns", the column playing each role of deploy_progress.column_roles (roles the table lacks are absent); written by track() and untrack()';
 
+--------------------------------------------------------------------------
+-- What is kept of dropped tables never attaches to another table
+--------------------------------------------------------------------------
+
+-- the history of a dropped table keeps its name, not its OID
+ALTER TABLE @extschema@.history
+    ALTER COLUMN relid DROP NOT NULL,
+    ADD COLUMN dropped_table text;
+COMMENT ON TABLE @extschema@.history IS
+    'Transition log of the tracked tables: one row per phase entered (from_phase NULL for an INSERT), written by the record_transition() trigger; read it through the transitions view. The rows of a dropped table keep its name in dropped_table and lose their relid, so that they never attach to a table that later gets the same OID';
+-- 1.0 kept the OIDs of dropped tables (and of temporary tables, whose end
+-- fires no event trigger): detach or remove what refers to no relation now
+UPDATE @extschema@.history h
+   SET relid = NULL, dropped_table = pg_catalog.format('(dropped table with OID %s)', h.relid::pg_catalog.oid)
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) h.relid);
+DELETE FROM @extschema@.history_pruned p
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p.relid);
+DELETE FROM @extschema@.timings s
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.relid);
+DELETE FROM @extschema@.tracked t
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.relid);
+
 -- functions whose signature changes
 DROP FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean);
 DROP FUNCTION @extschema@._key_condition(@extschema@.tracked);
@@ -525,6 +547,12 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can track it.';
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
+        RAISE EXCEPTION 'cannot track temporary table %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'PostgreSQL drops a temporary table at the end of its session without firing event triggers, so its configuration, side timings and history would be left behind under an OID that another table may get.',
+                  HINT = 'Track an ordinary or unlogged table.';
+    END IF;
     IF columns IS NOT NULL THEN
         IF pg_catalog.jsonb_typeof(columns) <> 'object' THEN
             RAISE EXCEPTION 'columns must be a JSON object'
@@ -833,6 +861,35 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@._phase_expr(@extschema@.tracked, text) IS
     'Internal: SQL expression giving a row''s phase as text, through the enum''s output function for an enum column';
+
+CREATE OR REPLACE FUNCTION @extschema@._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- the history of a dropped table is kept (audit data): only roles that
+    -- read deploy_progress.history itself see it, and prune() removes it.
+    -- It keeps the table's name but not its OID, which another table may
+    -- get later (in this cluster, or in one its dump is restored into).
+    UPDATE @extschema@.history h
+       SET relid = NULL, dropped_table = d.object_identity
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND h.relid = d.objid;
+    DELETE FROM @extschema@.history_pruned p
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND p.relid = d.objid;
+    DELETE FROM @extschema@.timings s
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;
+    DELETE FROM @extschema@.tracked t
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
+    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables, and detaches their history from their OID';
 
 -- The in-flight predicate of a table: its phase is not a terminal phase.
 -- The partial index track() creates is stated with the same text, which is
@@ -1654,14 +1711,14 @@ BEGIN
                    (relid, phase, transitions, failures, stays, stay_seconds)
             SELECT c.relid, c.phase, sum(c.transitions), sum(c.failures), sum(c.stays), sum(c.secs)
               FROM (SELECT g.relid, g.to_phase AS phase, 1 AS transitions, 0 AS failures, 0 AS stays, 0::float8 AS secs
-                      FROM gone g
+                      FROM gone g WHERE g.relid IS NOT NULL
                     UNION ALL
                     SELECT g.relid, coalesce(g.from_phase, g.to_phase), 0, 1, 0, 0
-                      FROM gone g WHERE g.to_kind = 'failed'
+                      FROM gone g WHERE g.relid IS NOT NULL AND g.to_kind = 'failed'
                     UNION ALL
                     SELECT g.relid, g.from_phase, 0, 0, 1, extract(epoch FROM g.time_in_previous)::float8
                       FROM gone g
-                     WHERE g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
+                     WHERE g.relid IS NOT NULL AND g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
                        AND g.to_kind <> ALL (@extschema@._kinds('unsuccessful'))) c
              GROUP BY c.relid, c.phase
             ON CONFLICT (relid, phase) DO UPDATE

@@ -378,6 +378,12 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can track it.';
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
+        RAISE EXCEPTION 'cannot track temporary table %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'PostgreSQL drops a temporary table at the end of its session without firing event triggers, so its configuration, side timings and history would be left behind under an OID that another table may get.',
+                  HINT = 'Track an ordinary or unlogged table.';
+    END IF;
     IF columns IS NOT NULL THEN
         IF pg_catalog.jsonb_typeof(columns) <> 'object' THEN
             RAISE EXCEPTION 'columns must be a JSON object'
@@ -714,7 +720,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- the history of a dropped table is kept (audit data): only roles that
-    -- read deploy_progress.history itself see it, and prune() removes it
+    -- read deploy_progress.history itself see it, and prune() removes it.
+    -- It keeps the table's name but not its OID, which another table may
+    -- get later (in this cluster, or in one its dump is restored into).
+    UPDATE @extschema@.history h
+       SET relid = NULL, dropped_table = d.object_identity
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND h.relid = d.objid;
+    DELETE FROM @extschema@.history_pruned p
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND p.relid = d.objid;
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;
@@ -724,7 +739,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration and side timings of dropped tables';
+    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables, and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop

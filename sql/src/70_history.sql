@@ -13,7 +13,7 @@
 
 CREATE TABLE @extschema@.history (
     id                  bigint GENERATED ALWAYS AS IDENTITY (CACHE 100),
-    relid               regclass NOT NULL,
+    relid               regclass,
     key                 text COLLATE "C" NOT NULL,
     from_phase          text,
     to_phase            text NOT NULL,
@@ -22,10 +22,11 @@ CREATE TABLE @extschema@.history (
     time_in_previous    interval,
     completed           bigint,
     total               bigint,
-    reason              text
+    reason              text,
+    dropped_table       text
 );
 COMMENT ON TABLE @extschema@.history IS
-    'Transition log of the tracked tables: one row per phase entered (from_phase NULL for an INSERT), written by the record_transition() trigger; read it through the transitions view';
+    'Transition log of the tracked tables: one row per phase entered (from_phase NULL for an INSERT), written by the record_transition() trigger; read it through the transitions view. The rows of a dropped table keep its name in dropped_table and lose their relid, so that they never attach to a table that later gets the same OID';
 
 -- Every transition pays for each index of this table (its entries and
 -- their WAL), so it has two: a B-tree for one row's transitions (timeline(),
@@ -378,14 +379,14 @@ BEGIN
                    (relid, phase, transitions, failures, stays, stay_seconds)
             SELECT c.relid, c.phase, sum(c.transitions), sum(c.failures), sum(c.stays), sum(c.secs)
               FROM (SELECT g.relid, g.to_phase AS phase, 1 AS transitions, 0 AS failures, 0 AS stays, 0::float8 AS secs
-                      FROM gone g
+                      FROM gone g WHERE g.relid IS NOT NULL
                     UNION ALL
                     SELECT g.relid, coalesce(g.from_phase, g.to_phase), 0, 1, 0, 0
-                      FROM gone g WHERE g.to_kind = 'failed'
+                      FROM gone g WHERE g.relid IS NOT NULL AND g.to_kind = 'failed'
                     UNION ALL
                     SELECT g.relid, g.from_phase, 0, 0, 1, extract(epoch FROM g.time_in_previous)::float8
                       FROM gone g
-                     WHERE g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
+                     WHERE g.relid IS NOT NULL AND g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
                        AND g.to_kind <> ALL (@extschema@._kinds('unsuccessful'))) c
              GROUP BY c.relid, c.phase
             ON CONFLICT (relid, phase) DO UPDATE

@@ -53,6 +53,12 @@ SELECT deploy_progress.untrack(:gone_oid);
 RESET ROLE;
 SELECT count(*) AS left_of_gone FROM deploy_progress.tracked WHERE relid::oid = :gone_oid;
 
+-- temporary tables are dropped at the end of their session without event
+-- triggers, which would leave their configuration behind: refused
+CREATE TEMPORARY TABLE ig_temp (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);
+SELECT deploy_progress.track('ig_temp');
+DROP TABLE ig_temp;
+
 --------------------------------------------------------------------------
 -- 2. the reason column must hold every reason
 --------------------------------------------------------------------------
