@@ -825,6 +825,39 @@ $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
     'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
 
+-- Whether the current role can read the row of a tracked table with a given
+-- key text, through the table's privileges and row-level security: what
+-- the extension keeps of a row (side timings, history) is shown to a role
+-- whose row security applies to the table only where it can see the row
+-- itself.  Runs with the caller's rights (it only tells the caller what it
+-- could select itself).  False for a table that is no longer tracked (its
+-- key columns are not known).
+CREATE OR REPLACE FUNCTION @extschema@._row_visible(tbl regclass, key text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg     @extschema@.tracked;
+    visible boolean;
+BEGIN
+    SELECT * INTO cfg FROM @extschema@.tracked t WHERE t.relid = tbl;
+    IF NOT FOUND OR NOT has_table_privilege(tbl, 'SELECT') THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE %s)', tbl, @extschema@._key_condition(cfg, 't', 1))
+       INTO visible USING key;
+    RETURN visible;
+EXCEPTION
+    -- a key text that is not a value of the key's type names no row
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow THEN
+        RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._row_visible(regclass, text) IS
+    'Internal: whether the current role can read the row of a tracked table with a given key text (privileges and row-level security)';
+
 -- The key text of a row as the triggers write it: the single key column's
 -- text, or the row literal of a composite key, made by the types' output
 -- functions as the C code makes it (format's %s).  Never a ::text cast: the
@@ -1771,13 +1804,46 @@ $$;
 COMMENT ON FUNCTION @extschema@._in_flight_counts() IS
     'Internal: the number of rows in each non-terminal phase of every tracked table the caller can read';
 
+CREATE OR REPLACE VIEW @extschema@.side_timings
+WITH (security_barrier)
+AS
+SELECT s.relid, s.key, s.phase_updated_at, s.progress_updated_at, s.heartbeat_at,
+       s.started_at, s.finished_at
+  FROM @extschema@.timings s
+ WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(s.relid) OR @extschema@._row_visible(s.relid, s.key));
+COMMENT ON VIEW @extschema@.side_timings IS
+    'Side-table timings of the tracked tables the current role can read (of a table under row-level security, of the rows it can see)';
+GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
+
+CREATE OR REPLACE VIEW @extschema@.transitions
+WITH (security_barrier)
+AS
+SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
+       h.time_in_previous, h.completed, h.total, h.reason
+  FROM @extschema@.history h
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
+ WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
+COMMENT ON VIEW @extschema@.transitions IS
+    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
+GRANT SELECT ON @extschema@.transitions TO PUBLIC;
+
 CREATE OR REPLACE VIEW @extschema@.metrics
 WITH (security_barrier)
 AS
 WITH tables AS (
-    SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label
+    -- rls: the table's row-level security applies to the current role, so
+    -- only the history of the rows it can see counts, and none of the
+    -- pruned totals (which cannot be split by row)
+    SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label,
+           pg_catalog.row_security_active(t.relid) AS rls
       FROM @extschema@.tracked t
      WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
+), pruned AS (
+    SELECT p.* FROM @extschema@.history_pruned p
+      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+     WHERE NOT t.rls
 ), kept AS (
     SELECT h.relid, h.from_phase, h.to_phase, h.to_kind,
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
@@ -1785,6 +1851,7 @@ WITH tables AS (
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
       FROM @extschema@.history h
       JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+     WHERE NOT t.rls OR @extschema@._row_visible(h.relid, h.key)
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k
@@ -1792,8 +1859,7 @@ WITH tables AS (
             SELECT k.relid, coalesce(k.from_phase, k.to_phase), 0, 1 FROM kept k
              WHERE k.to_kind OPERATOR(pg_catalog.=) 'failed'
             UNION ALL
-            SELECT p.relid, p.phase, p.transitions, p.failures FROM @extschema@.history_pruned p
-              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+            SELECT p.relid, p.phase, p.transitions, p.failures FROM pruned p
             UNION ALL
             -- every phase of the lifecycle, so that counters start at zero
             SELECT t.relid, lp.phase, 0, 0 FROM tables t
@@ -1807,8 +1873,7 @@ WITH tables AS (
       FROM (SELECT k.relid, k.from_phase AS phase, k.secs FROM kept k WHERE k.completed_stay
             UNION ALL
             -- pruned stays count in the sum and count, not in the quantiles
-            SELECT p.relid, p.phase, NULL FROM @extschema@.history_pruned p
-              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+            SELECT p.relid, p.phase, NULL FROM pruned p
              WHERE p.stays OPERATOR(pg_catalog.>) 0) s
      GROUP BY s.relid, s.phase
 ), stays_total AS (
@@ -1816,7 +1881,7 @@ WITH tables AS (
            coalesce(s.total_seconds, 0) OPERATOR(pg_catalog.+) coalesce(p.stay_seconds, 0) AS total_seconds,
            s.n OPERATOR(pg_catalog.+) coalesce(p.stays, 0) AS n
       FROM stays s
-      LEFT JOIN @extschema@.history_pruned p
+      LEFT JOIN pruned p
         ON p.relid OPERATOR(pg_catalog.=) s.relid AND p.phase OPERATOR(pg_catalog.=) s.phase
 ), stuck AS (
     SELECT s.relid, s.reason, pg_catalog.count(*) AS n

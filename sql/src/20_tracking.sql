@@ -660,15 +660,52 @@ COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
 -- Side storage and row keys
 --------------------------------------------------------------------------
 
-CREATE VIEW @extschema@.side_timings
+-- Whether the current role can read the row of a tracked table with a given
+-- key text, through the table's privileges and row-level security: what
+-- the extension keeps of a row (side timings, history) is shown to a role
+-- whose row security applies to the table only where it can see the row
+-- itself.  Runs with the caller's rights (it only tells the caller what it
+-- could select itself).  False for a table that is no longer tracked (its
+-- key columns are not known).
+CREATE OR REPLACE FUNCTION @extschema@._row_visible(tbl regclass, key text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg     @extschema@.tracked;
+    visible boolean;
+BEGIN
+    SELECT * INTO cfg FROM @extschema@.tracked t WHERE t.relid = tbl;
+    IF NOT FOUND OR NOT has_table_privilege(tbl, 'SELECT') THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE %s)', tbl, @extschema@._key_condition(cfg, 't', 1))
+       INTO visible USING key;
+    RETURN visible;
+EXCEPTION
+    -- a key text that is not a value of the key's type names no row
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow THEN
+        RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._row_visible(regclass, text) IS
+    'Internal: whether the current role can read the row of a tracked table with a given key text (privileges and row-level security)';
+
+-- Everyone reads the side timings through this view: those of the tables
+-- it may read, and of a table whose row-level security applies to the
+-- role, those of the rows it can see.
+CREATE OR REPLACE VIEW @extschema@.side_timings
 WITH (security_barrier)
 AS
 SELECT s.relid, s.key, s.phase_updated_at, s.progress_updated_at, s.heartbeat_at,
        s.started_at, s.finished_at
   FROM @extschema@.timings s
- WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(s.relid) OR @extschema@._row_visible(s.relid, s.key));
 COMMENT ON VIEW @extschema@.side_timings IS
-    'Side-table timings of the tracked tables the current role can read';
+    'Side-table timings of the tracked tables the current role can read (of a table under row-level security, of the rows it can see)';
 GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
 
 -- The key text of a row as the triggers write it: the single key column's

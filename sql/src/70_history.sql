@@ -65,9 +65,10 @@ SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
        h.time_in_previous, h.completed, h.total, h.reason
   FROM @extschema@.history h
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
- WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
 COMMENT ON VIEW @extschema@.transitions IS
-    'The transition history of the tables the current role can read: one row per phase entered, with the time spent in the previous phase, the counters and the reason';
+    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
 GRANT SELECT ON @extschema@.transitions TO PUBLIC;
 
 --------------------------------------------------------------------------
