@@ -1225,6 +1225,41 @@ $$;
 COMMENT ON FUNCTION @extschema@.progress(regclass, text, timestamptz) IS
     'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress';
 
+-- Name of a table's in-flight index: the name of the one it has, or a free
+-- name in its schema: its name, cut (at a character boundary) to leave room
+-- for the suffix within 63 bytes, then "_dp_in_flight_idx"; when another
+-- relation has that name (two tables sharing their first 45 characters), a
+-- number before the suffix.
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_name(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    prefix text;
+    nsp    oid;
+    cand   text;
+    n      integer := 1;
+BEGIN
+    SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = @extschema@._in_flight_index(tbl) INTO cand;
+    IF cand IS NOT NULL THEN
+        RETURN cand;
+    END IF;
+    SELECT left(c.relname, 45), c.relnamespace INTO prefix, nsp FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    LOOP
+        WHILE octet_length(prefix) + CASE WHEN n = 1 THEN 0 ELSE length(n::text) + 1 END > 46 LOOP
+            prefix := left(prefix, -1);
+        END LOOP;
+        cand := prefix || CASE WHEN n = 1 THEN '' ELSE '_' || n END || '_dp_in_flight_idx';
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace = nsp AND c.relname = cand);
+        n := n + 1;
+    END LOOP;
+    RETURN cand;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index_name(regclass) IS
+    'Internal: the name of a tracked table''s partial index over in-flight rows (a free one when it has none yet)';
+
 -- The index a tracked table should have (and its marker comment).
 CREATE OR REPLACE FUNCTION @extschema@.in_flight_index_statement(tbl regclass, concurrent boolean DEFAULT true)
 RETURNS text
@@ -1246,6 +1281,23 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.in_flight_index_statement(regclass, boolean) IS
     'The CREATE INDEX statement of a tracked table''s partial index over in-flight rows, to run by hand (CONCURRENTLY, outside a transaction) on large tables';
+
+-- Finds the in-flight index of a table: the index track() created, found by
+-- the suffix of its name (its comment is the statement that created it).
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index(tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.indexrelid::pg_catalog.regclass
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+     WHERE i.indrelid OPERATOR(pg_catalog.=) tbl
+       AND c.relname::pg_catalog.text OPERATOR(pg_catalog.~) '_dp_in_flight_idx$'
+     ORDER BY c.relname LIMIT 1
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index(regclass) IS
+    'Internal: the in-flight partial index of a tracked table, if it has one';
 
 -- Reports a table that a global reader or sweep had to skip (it raised an
 -- error: a column it was tracked with is gone, a value the extension

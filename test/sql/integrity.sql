@@ -128,6 +128,29 @@ SELECT phase FROM ig_good;
 SELECT count(*) FROM deploy_progress.in_flight(NULL, 'infinity');
 SELECT count(*) FROM deploy_progress.stuck('ig_good', '-infinity');
 
+--------------------------------------------------------------------------
+-- 5. in-flight index names: long names and shared prefixes
+--------------------------------------------------------------------------
+-- On 1.0 the second table whose name shared its first 45 characters with a
+-- tracked table's, and a name of 63 bytes of non-ASCII letters, made track()
+-- fail (the index name collided or was cut mid-character).
+CREATE TABLE ig_a_very_long_table_name_that_shares_its_prefix_one (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);
+CREATE TABLE ig_a_very_long_table_name_that_shares_its_prefix_two (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);
+CREATE TABLE "ig_ääääääääääääääääääääääääääääää" (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);
+SELECT relid FROM deploy_progress.track('ig_a_very_long_table_name_that_shares_its_prefix_one');
+SELECT relid FROM deploy_progress.track('ig_a_very_long_table_name_that_shares_its_prefix_two');
+SELECT relid FROM deploy_progress.track('"ig_ääääääääääääääääääääääääääääää"');
+SELECT c.relname AS table_name, i.relname AS index_name, octet_length(i.relname::text) AS bytes
+  FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid
+ WHERE (c.relname::text LIKE 'ig\_a\_very%' OR c.relname::text LIKE 'ig\_ä%')
+   AND i.relname::text LIKE '%dp_in_flight_idx' ORDER BY 1, 2;
+-- tracking again keeps each table's index
+SELECT relid FROM deploy_progress.track('ig_a_very_long_table_name_that_shares_its_prefix_two');
+SELECT count(*) AS in_flight_indexes FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+ WHERE x.indrelid = 'ig_a_very_long_table_name_that_shares_its_prefix_two'::regclass AND i.relname::text LIKE '%dp_in_flight_idx';
+DROP TABLE ig_a_very_long_table_name_that_shares_its_prefix_one, ig_a_very_long_table_name_that_shares_its_prefix_two,
+           "ig_ääääääääääääääääääääääääääääää";
+
 DROP TABLE ig_jobs, ig_short, ig_good, ig_bad;
 DROP FUNCTION ig_skip_blocked();
 REVOKE CREATE ON SCHEMA public FROM ig_owner;
