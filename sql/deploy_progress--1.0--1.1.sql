@@ -1049,7 +1049,9 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
     'Internal: SQL selecting a tracked table''s rows (in-flight ones by default) with every column role under its name and the stuck reason as of $1';
 
 -- _rows_sql()'s rows (given as "rows") with the figures of each as of $1:
---   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only
+--   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only;
+--                         no ETA for a stalled row (its decayed speed would give one
+--                         of years: fiction)
 --   since_progress, stalled   seconds since the counters or phase last moved; whether
 --                         an active row with work left has not moved for the
 --                         smoothing time constant
@@ -1064,12 +1066,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
         'SELECT r.*, f.percent, f.average_speed, f.smoothed_speed, f.speed,'
-        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '            THEN @extschema@.eta(r.completed_items, r.total_items, f.speed) END AS eta,'
-        '       f.since_progress,'
-        '       coalesce(f.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
-        '                AND r.completed_items IS NOT NULL'
-        '                AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled,'
+        '       f.since_progress, f.stalled,'
         '       CASE WHEN r.position IS NOT NULL'
         '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
         '                                               coalesce(f.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
@@ -1079,7 +1078,11 @@ AS $$
         '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at THEN $1 OPERATOR(pg_catalog.-) r.started_at END AS elapsed,'
         '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[]) THEN r.failure_reason END AS reason'
         '  FROM (%1$s) r'
-        '  CROSS JOIN LATERAL (SELECT a.percent, a.average_speed, a.smoothed_speed,'
+        '  CROSS JOIN LATERAL (SELECT b.*,'
+        '                             coalesce(b.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
+        '                                      AND r.completed_items IS NOT NULL'
+        '                                      AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled'
+        '                        FROM (SELECT a.percent, a.average_speed, a.smoothed_speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                  THEN coalesce(a.smoothed_speed, a.average_speed) END AS speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
@@ -1089,7 +1092,7 @@ AS $$
         '                                          THEN @extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1) END AS average_speed,'
         '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
-        '                             ) a) f',
+        '                             ) a) b) f',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
         lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
