@@ -132,6 +132,28 @@ ALTER TABLE @extschema@.tracked
 COMMENT ON TABLE @extschema@.tracked IS
     'One row per tracked table: its lifecycle, phase column, options and, in "columns", the column playing each role of deploy_progress.column_roles (roles the table lacks are absent); written by track() and untrack()';
 
+--------------------------------------------------------------------------
+-- What is kept of dropped tables never attaches to another table
+--------------------------------------------------------------------------
+
+-- the history of a dropped table keeps its name, not its OID
+ALTER TABLE @extschema@.history
+    ALTER COLUMN relid DROP NOT NULL,
+    ADD COLUMN dropped_table text;
+COMMENT ON TABLE @extschema@.history IS
+    'Transition log of the tracked tables: one row per phase entered (from_phase NULL for an INSERT), written by the record_transition() trigger; read it through the transitions view. The rows of a dropped table keep its name in dropped_table and lose their relid, so that they never attach to a table that later gets the same OID';
+-- 1.0 kept the OIDs of dropped tables (and of temporary tables, whose end
+-- fires no event trigger): detach or remove what refers to no relation now
+UPDATE @extschema@.history h
+   SET relid = NULL, dropped_table = pg_catalog.format('(dropped table with OID %s)', h.relid::pg_catalog.oid)
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) h.relid);
+DELETE FROM @extschema@.history_pruned p
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p.relid);
+DELETE FROM @extschema@.timings s
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.relid);
+DELETE FROM @extschema@.tracked t
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.relid);
+
 -- functions whose signature changes
 DROP FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean);
 DROP FUNCTION @extschema@._key_condition(@extschema@.tracked);
@@ -141,6 +163,67 @@ DROP FUNCTION @extschema@._check_readable(regclass);
 --------------------------------------------------------------------------
 -- Functions and views as sql/src defines them in 1.1
 --------------------------------------------------------------------------
+
+-- Whether the current role may administer a table: it exists and the role
+-- owns it (or is a member of the owning role).  An OID that names no
+-- relation is owned by nobody: configuration for a table that does not
+-- exist yet could otherwise be planted for the next table created with
+-- that OID.  (Leftovers of a table that is gone may still be removed: see
+-- _guard_tracked() and untrack().)
+CREATE OR REPLACE FUNCTION @extschema@._owns(rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+                       FROM pg_catalog.pg_class c
+                      WHERE c.oid OPERATOR(pg_catalog.=) rel), false)
+$$;
+COMMENT ON FUNCTION @extschema@._owns(regclass) IS
+    'Internal: whether the table exists and the current role owns it';
+
+-- Whether the current role may remove what the extension keeps of a table:
+-- it owns the table, or the table is gone.
+CREATE OR REPLACE FUNCTION @extschema@._may_forget(rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@._owns(rel)
+           OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel)
+$$;
+COMMENT ON FUNCTION @extschema@._may_forget(regclass) IS
+    'Internal: whether the current role owns the table or the table no longer exists';
+
+-- Locks the tables tracked with a lifecycle against writes until the end
+-- of the transaction (SHARE ROW EXCLUSIVE, as track() takes), for its
+-- redefinition: with the caller's rights, so a role redefining a lifecycle
+-- that another role's tables use needs a privilege that lets it lock them.
+CREATE OR REPLACE FUNCTION @extschema@._lock_lifecycle_tables(lc text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN SELECT t.relid FROM @extschema@.tracked t
+                 JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                WHERE t.lifecycle = lc ORDER BY t.relid::oid
+    LOOP
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', rel);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'cannot redefine lifecycle "%": table % uses it', lc, rel
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'A redefinition locks the tables that use the lifecycle against writes until it commits, and the current role may not lock that table.',
+                      HINT = 'Redefine it as the table''s owner, or grant UPDATE on the table to the lifecycle''s owner.';
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._lock_lifecycle_tables(text) IS
+    'Internal: locks the tables tracked with a lifecycle against writes until the end of the transaction, for its redefinition';
 
 CREATE OR REPLACE FUNCTION @extschema@.define_lifecycle(name text, phases jsonb)
 RETURNS SETOF @extschema@.lifecycle_phases
@@ -267,6 +350,10 @@ BEGIN
                       DETAIL = 'Built-in lifecycles can only be changed by a superuser, others only by the role that defined them.',
                       HINT = 'Define a lifecycle of your own under another name.';
         END IF;
+        -- keep the writers of the tables that use it out until this
+        -- transaction ends, as track() does: a writer that went on with the
+        -- old phases could commit a row in a phase the lifecycle loses
+        PERFORM @extschema@._lock_lifecycle_tables(lc_name);
         DELETE FROM @extschema@.lifecycle_phases p WHERE p.lifecycle = lc_name;
     ELSE
         INSERT INTO @extschema@.lifecycles (name) VALUES (lc_name);
@@ -288,6 +375,41 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.define_lifecycle(text, jsonb) IS
     'Defines (or redefines) a lifecycle from a JSON array of {"phase", "kind", "weight", "deadline"} objects, in order';
+
+CREATE OR REPLACE FUNCTION @extschema@._guard_tracked()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT @extschema@._may_forget(OLD.relid) THEN
+        RAISE EXCEPTION 'must be owner of table %', OLD.relid
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can change how it is tracked.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = NEW.relid) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', NEW.relid::oid
+            USING ERRCODE = 'undefined_table',
+                  DETAIL = 'Tracking configuration can only describe an existing table.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT @extschema@._owns(NEW.relid) THEN
+        RAISE EXCEPTION 'must be owner of table %', NEW.relid
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can change how it is tracked.';
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM @extschema@._invalidate(OLD.relid)
+           FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) OLD.relid;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        PERFORM @extschema@._invalidate(NEW.relid);
+        RETURN NEW;
+    END IF;
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._guard_tracked() IS
+    'Internal: lets only a table''s owner write its tracking configuration, and makes sessions reload it';
 
 -- The configuration of a tracked table (or, with ancestors, of the
 -- partitioned table it is a partition of); the one place that reports a
@@ -408,6 +530,7 @@ DECLARE
     relkind    "char";
     k          name;
     bad        text;
+    width      integer;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be null'
@@ -423,6 +546,12 @@ BEGIN
         RAISE EXCEPTION 'must be owner of table %', tbl
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can track it.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
+        RAISE EXCEPTION 'cannot track temporary table %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'PostgreSQL drops a temporary table at the end of its session without firing event triggers, so its configuration, side timings and history would be left behind under an OID that another table may get.',
+                  HINT = 'Track an ordinary or unlogged table.';
     END IF;
     IF columns IS NOT NULL THEN
         IF pg_catalog.jsonb_typeof(columns) <> 'object' THEN
@@ -550,6 +679,18 @@ BEGIN
                                   CASE WHEN resolved ? 'items_per_second' THEN 'speed_updated_at' ELSE 'items_per_second' END),
                   HINT = 'Add the missing column (double precision / timestamptz), or pass NULL for both roles.';
     END IF;
+    -- the reason column must hold every reason fail_stuck() writes
+    IF resolved ? 'failure_reason' THEN
+        SELECT a.atttypmod - 4 INTO width FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attname = (resolved ->> 'failure_reason') AND a.atttypmod > 4;
+        IF width < (SELECT max(octet_length(sr.reason)) FROM @extschema@._stuck_reasons() sr) THEN
+            RAISE EXCEPTION 'failure_reason column "%" of table % is too short', resolved ->> 'failure_reason', tbl
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('It holds %s characters; fail_stuck() writes reasons of up to %s.', width,
+                                      (SELECT max(octet_length(sr.reason)) FROM @extschema@._stuck_reasons() sr)),
+                      HINT = 'Make it text or a longer varchar, or pass failure_reason => NULL.';
+        END IF;
+    END IF;
     IF resolved ? 'items_per_second' AND NOT resolved ? 'completed_items' THEN
         RAISE EXCEPTION 'the smoothed speed needs a completed_items column'
             USING ERRCODE = 'invalid_parameter_value';
@@ -666,7 +807,7 @@ BEGIN
         END IF;
         PERFORM @extschema@._config(tbl, 'See deploy_progress.tracked for the tracked tables.');
     END IF;
-    IF NOT @extschema@._owns(tbl) THEN
+    IF NOT @extschema@._may_forget(tbl) THEN
         RAISE EXCEPTION 'must be owner of table %', tbl
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can untrack it.';
@@ -683,6 +824,105 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
     'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
+
+-- Whether the current role can read the row of a tracked table with a given
+-- key text, through the table's privileges and row-level security: what
+-- the extension keeps of a row (side timings, history) is shown to a role
+-- whose row security applies to the table only where it can see the row
+-- itself.  Runs with the caller's rights (it only tells the caller what it
+-- could select itself).  False for a table that is no longer tracked (its
+-- key columns are not known).
+CREATE OR REPLACE FUNCTION @extschema@._row_visible(tbl regclass, key text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg     @extschema@.tracked;
+    visible boolean;
+BEGIN
+    SELECT * INTO cfg FROM @extschema@.tracked t WHERE t.relid = tbl;
+    IF NOT FOUND OR NOT has_table_privilege(tbl, 'SELECT') THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE %s)', tbl, @extschema@._key_condition(cfg, 't', 1))
+       INTO visible USING key;
+    RETURN visible;
+EXCEPTION
+    -- a key text that is not a value of the key's type names no row
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow THEN
+        RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._row_visible(regclass, text) IS
+    'Internal: whether the current role can read the row of a tracked table with a given key text (privileges and row-level security)';
+
+-- The key text of a row as the triggers write it: the single key column's
+-- text, or the row literal of a composite key, made by the types' output
+-- functions as the C code makes it (format's %s).  Never a ::text cast: the
+-- owner of a key's type could attach a cast of their own, which would run
+-- with the rights of whoever reads the table.
+CREATE OR REPLACE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+                THEN pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
+                ELSE pg_catalog.format('pg_catalog.format(''%%s'', ROW(%s))',
+                         (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
+                            FROM pg_catalog.unnest(cfg.key_columns) AS c))
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
+    'Internal: SQL expression giving a row''s key text, through the key types'' output functions';
+
+-- The phase of a row as text: a text or varchar column as it is, an enum
+-- through its output function (never a ::text cast, which the enum's owner
+-- could replace).
+CREATE OR REPLACE FUNCTION @extschema@._phase_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._column_type(cfg.relid, cfg.phase_column)
+                     OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype])
+                THEN pg_catalog.format('%s%I::pg_catalog.text', alias OPERATOR(pg_catalog.||) '.', cfg.phase_column)
+                ELSE pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.phase_column)
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._phase_expr(@extschema@.tracked, text) IS
+    'Internal: SQL expression giving a row''s phase as text, through the enum''s output function for an enum column';
+
+CREATE OR REPLACE FUNCTION @extschema@._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- the history of a dropped table is kept (audit data): only roles that
+    -- read deploy_progress.history itself see it, and prune() removes it.
+    -- It keeps the table's name but not its OID, which another table may
+    -- get later (in this cluster, or in one its dump is restored into).
+    UPDATE @extschema@.history h
+       SET relid = NULL, dropped_table = d.object_identity
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND h.relid = d.objid;
+    DELETE FROM @extschema@.history_pruned p
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND p.relid = d.objid;
+    DELETE FROM @extschema@.timings s
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;
+    DELETE FROM @extschema@.tracked t
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
+    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables, and detaches their history from their OID';
 
 -- The in-flight predicate of a table: its phase is not a terminal phase.
 -- The partial index track() creates is stated with the same text, which is
@@ -779,12 +1019,12 @@ BEGIN
               FROM @extschema@._stuck_reasons() sr) x;
 
     RETURN format(
-        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, t.%I::pg_catalog.text AS phase,'
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, %s AS phase,'
         ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
         ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
         ' FROM %s t'
         ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
-        '  AND p.phase OPERATOR(pg_catalog.=) t.%I::pg_catalog.text'
+        '  AND p.phase OPERATOR(pg_catalog.=) %s'
         '%s'
         ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
         '         CASE v.i%s END AS clock,'
@@ -792,9 +1032,9 @@ BEGIN
         '    FROM (SELECT CASE%s'
         '      END AS i) v) st'
         ' WHERE %s%s %s',
-        @extschema@._key_expr(cfg, 't'), cfg.phase_column, roles,
+        @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
         coalesce(source, cfg.relid),
-        CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, cfg.phase_column,
+        CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, @extschema@._phase_expr(cfg, 't'),
         CASE WHEN cfg.storage = 'side'
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
                          ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
@@ -809,7 +1049,9 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
     'Internal: SQL selecting a tracked table''s rows (in-flight ones by default) with every column role under its name and the stuck reason as of $1';
 
 -- _rows_sql()'s rows (given as "rows") with the figures of each as of $1:
---   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only
+--   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only;
+--                         no ETA for a stalled row (its decayed speed would give one
+--                         of years: fiction)
 --   since_progress, stalled   seconds since the counters or phase last moved; whether
 --                         an active row with work left has not moved for the
 --                         smoothing time constant
@@ -824,12 +1066,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
         'SELECT r.*, f.percent, f.average_speed, f.smoothed_speed, f.speed,'
-        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '            THEN @extschema@.eta(r.completed_items, r.total_items, f.speed) END AS eta,'
-        '       f.since_progress,'
-        '       coalesce(f.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
-        '                AND r.completed_items IS NOT NULL'
-        '                AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled,'
+        '       f.since_progress, f.stalled,'
         '       CASE WHEN r.position IS NOT NULL'
         '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
         '                                               coalesce(f.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
@@ -839,7 +1078,11 @@ AS $$
         '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at THEN $1 OPERATOR(pg_catalog.-) r.started_at END AS elapsed,'
         '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[]) THEN r.failure_reason END AS reason'
         '  FROM (%1$s) r'
-        '  CROSS JOIN LATERAL (SELECT a.percent, a.average_speed, a.smoothed_speed,'
+        '  CROSS JOIN LATERAL (SELECT b.*,'
+        '                             coalesce(b.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
+        '                                      AND r.completed_items IS NOT NULL'
+        '                                      AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled'
+        '                        FROM (SELECT a.percent, a.average_speed, a.smoothed_speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                  THEN coalesce(a.smoothed_speed, a.average_speed) END AS speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
@@ -849,7 +1092,7 @@ AS $$
         '                                          THEN @extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1) END AS average_speed,'
         '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
-        '                             ) a) f',
+        '                             ) a) b) f',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
         lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
@@ -857,26 +1100,37 @@ $$;
 COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
     'Internal: SQL adding the figures (percent, speeds, ETA, stall, overall progress, elapsed times) as of $1 to _rows_sql()''s rows';
 
--- The condition selecting a row by its key text (parameter $param): a
--- single key column is compared in its own type, so that its index is
--- used, and as text, so that only its exact key text matches; a composite
--- key as row text.
+-- The condition selecting a row by its key text (parameter $param): its
+-- key text must be exactly $param.  A single key column whose type (or a
+-- domain's base type) is a built-in one is also compared in that type, so
+-- that its index is used; the cast of $param to a type of a user's, or to
+-- a domain (whose checks are a user's code), would run that user's code.
 CREATE OR REPLACE FUNCTION @extschema@._key_condition(cfg @extschema@.tracked, alias text DEFAULT NULL, param integer DEFAULT 1)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
-                THEN pg_catalog.format('%1$s%2$I = $%4$s::%3$s AND %1$s%2$I::pg_catalog.text = $%4$s',
-                         alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
-                         (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
-                            FROM pg_catalog.pg_attribute a
-                           WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
-                             AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
-                             AND NOT a.attisdropped),
-                         param)
-                ELSE pg_catalog.format('%s = $%s', @extschema@._key_expr(cfg, alias), param)
-           END
+    WITH RECURSIVE key_type AS (
+        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+          FROM pg_catalog.pg_attribute a
+          JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) a.atttypid
+         WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
+           AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
+           AND NOT a.attisdropped
+           AND pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+        UNION ALL
+        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+          FROM key_type k JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) k.typbasetype
+         WHERE k.typtype OPERATOR(pg_catalog.=) 'd'
+    )
+    SELECT coalesce(
+               (SELECT pg_catalog.format('%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s AND %5$s OPERATOR(pg_catalog.=) $%4$s',
+                                         alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
+                                         pg_catalog.format_type(k.oid, NULL), param, @extschema@._key_expr(cfg, alias))
+                  FROM key_type k
+                 WHERE k.typtype OPERATOR(pg_catalog.<>) 'd'
+                   AND k.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace),
+               pg_catalog.format('%s OPERATOR(pg_catalog.=) $%s', @extschema@._key_expr(cfg, alias), param))
 $$;
 COMMENT ON FUNCTION @extschema@._key_condition(@extschema@.tracked, text, integer) IS
     'Internal: SQL condition selecting a tracked table''s row by its key text (parameter $param), through the key''s index when it has one column';
@@ -974,6 +1228,41 @@ $$;
 COMMENT ON FUNCTION @extschema@.progress(regclass, text, timestamptz) IS
     'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress';
 
+-- Name of a table's in-flight index: the name of the one it has, or a free
+-- name in its schema: its name, cut (at a character boundary) to leave room
+-- for the suffix within 63 bytes, then "_dp_in_flight_idx"; when another
+-- relation has that name (two tables sharing their first 45 characters), a
+-- number before the suffix.
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_name(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    prefix text;
+    nsp    oid;
+    cand   text;
+    n      integer := 1;
+BEGIN
+    SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = @extschema@._in_flight_index(tbl) INTO cand;
+    IF cand IS NOT NULL THEN
+        RETURN cand;
+    END IF;
+    SELECT left(c.relname, 45), c.relnamespace INTO prefix, nsp FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    LOOP
+        WHILE octet_length(prefix) + CASE WHEN n = 1 THEN 0 ELSE length(n::text) + 1 END > 46 LOOP
+            prefix := left(prefix, -1);
+        END LOOP;
+        cand := prefix || CASE WHEN n = 1 THEN '' ELSE '_' || n END || '_dp_in_flight_idx';
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace = nsp AND c.relname = cand);
+        n := n + 1;
+    END LOOP;
+    RETURN cand;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index_name(regclass) IS
+    'Internal: the name of a tracked table''s partial index over in-flight rows (a free one when it has none yet)';
+
 -- The index a tracked table should have (and its marker comment).
 CREATE OR REPLACE FUNCTION @extschema@.in_flight_index_statement(tbl regclass, concurrent boolean DEFAULT true)
 RETURNS text
@@ -996,6 +1285,41 @@ $$;
 COMMENT ON FUNCTION @extschema@.in_flight_index_statement(regclass, boolean) IS
     'The CREATE INDEX statement of a tracked table''s partial index over in-flight rows, to run by hand (CONCURRENTLY, outside a transaction) on large tables';
 
+-- Finds the in-flight index of a table: the index track() created, found by
+-- the suffix of its name (its comment is the statement that created it).
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index(tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.indexrelid::pg_catalog.regclass
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+     WHERE i.indrelid OPERATOR(pg_catalog.=) tbl
+       AND c.relname::pg_catalog.text OPERATOR(pg_catalog.~) '_dp_in_flight_idx$'
+     ORDER BY c.relname LIMIT 1
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index(regclass) IS
+    'Internal: the in-flight partial index of a tracked table, if it has one';
+
+-- Reports a table that a global reader or sweep had to skip (it raised an
+-- error: a column it was tracked with is gone, a value the extension
+-- cannot write, ...), so that one bad table never stops the others.  A
+-- reader asked about that one table raises the error instead.
+CREATE OR REPLACE FUNCTION @extschema@._skipped(tbl regclass, reader text, state text, message text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE WARNING 'deploy_progress.%() skipped table %', reader, tbl
+        USING DETAIL = format('It raised %s: %s', state, message),
+              HINT = 'Fix the table, or run deploy_progress.track() on it again; the other tables were read.';
+END
+$$;
+COMMENT ON FUNCTION @extschema@._skipped(regclass, text, text, text) IS
+    'Internal: the warning of a global reader or sweep that skips a table whose query failed';
+
 -- The configurations the global readers and sweeps go through, in table
 -- name order: every tracked table (or only tbl, which must be tracked) on
 -- which the caller has all of "privileges".  hint is for a tbl that is not
@@ -1013,6 +1337,15 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- ages and deadlines are measured from as_of: an infinite one has none
+    -- (PostgreSQL 17 and later would give infinite ages, earlier versions
+    -- an error halfway; the same error on every version)
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite time'
+            USING ERRCODE = 'datetime_field_overflow',
+                  DETAIL = format('The value given is %s.', as_of),
+                  HINT = 'Pass a time such as now() or now() + interval ''1 hour''.';
     END IF;
     RETURN QUERY
     SELECT * FROM @extschema@.tracked t
@@ -1035,7 +1368,15 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call stuck() without a table to check every tracked table.')
     LOOP
-        RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+        -- (the query sorts, so that an error leaves none of its rows behind)
+        BEGIN
+            RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+        EXCEPTION WHEN OTHERS THEN
+            IF tbl IS NOT NULL THEN
+                RAISE;
+            END IF;
+            PERFORM @extschema@._skipped(cfg.relid, 'stuck', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;
@@ -1058,6 +1399,9 @@ DECLARE
     ctids     tid[];
     keys      text[];
     phases    text[];
+    seen_oids oid[];
+    seen_tids tid[];
+    broken    boolean;
 BEGIN
     IF pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot fail stuck rows on a standby'
@@ -1076,46 +1420,67 @@ BEGIN
         SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
          WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
         col_type := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+        -- the rows this sweep locked in this table: a row that could not
+        -- be failed (a trigger of the table's skipped its update) keeps its
+        -- address and is not locked again, so every batch makes progress
+        seen_oids := '{}';
+        seen_tids := '{}';
+        broken := false;
 
         -- one reason at a time, so that each statement can name its reason
         -- (for the history and the reason column); a row is failed by the
         -- first reason that catches it, in stuck()'s order of priority
         FOREACH why IN ARRAY reasons LOOP
+            EXIT WHEN broken;
             LOOP
-                -- 1. lock a batch of stuck rows, skipping rows a writer holds
-                EXECUTE format(
-                    'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
-                    '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
-                    @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why),
-                                          format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
-                INTO tableoids, ctids, keys, phases USING as_of;
-                EXIT WHEN ctids IS NULL;
+                -- each batch is all or nothing: a table whose batch fails
+                -- is reported and left, and the sweep goes on
+                BEGIN
+                    -- 1. lock a batch of stuck rows, skipping rows a writer holds
+                    EXECUTE format(
+                        'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
+                        '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
+                        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L AND NOT EXISTS ('
+                                                          'SELECT FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[])) AS s(toid, tid)'
+                                                          ' WHERE s.toid OPERATOR(pg_catalog.=) t.tableoid AND s.tid OPERATOR(pg_catalog.=) t.ctid)', why),
+                                              format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
+                    INTO tableoids, ctids, keys, phases USING as_of, seen_oids, seen_tids;
+                    EXIT WHEN ctids IS NULL;
+                    seen_oids := seen_oids || tableoids;
+                    seen_tids := seen_tids || ctids;
 
-                -- 2. in a new statement (a fresh snapshot, with the rows
-                -- locked) re-check and fail them; a row that progressed
-                -- since the sweep started no longer matches and is left
-                PERFORM set_config('deploy_progress.transition_reason', why, true)
-                   FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
-                RETURN QUERY EXECUTE format(
-                    'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
-                    '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
-                    ' failed AS ('
-                    '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
-                    '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
-                    '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
-                    '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
-                    '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
-                    '  RETURNING %7$s AS key)'
-                    ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
-                    '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
-                    cfg.relid, cfg.phase_column, failed, col_type,
-                    CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
-                         ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
-                    @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
-                    @extschema@._key_expr(cfg, 't'),
-                    cfg.relid::oid, why)
-                USING as_of, tableoids, ctids, keys, phases;
-                EXIT WHEN cardinality(ctids) < batch_size;
+                    -- 2. in a new statement (a fresh snapshot, with the rows
+                    -- locked) re-check and fail them; a row that progressed
+                    -- since the sweep started no longer matches and is left
+                    PERFORM set_config('deploy_progress.transition_reason', why, true)
+                       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+                    RETURN QUERY EXECUTE format(
+                        'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
+                        '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
+                        ' failed AS ('
+                        '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+                        '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
+                        '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
+                        '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
+                        '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
+                        '  RETURNING %7$s AS key)'
+                        ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
+                        '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
+                        cfg.relid, cfg.phase_column, failed, col_type,
+                        CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                             ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+                        @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
+                        @extschema@._key_expr(cfg, 't'),
+                        cfg.relid::oid, why)
+                    USING as_of, tableoids, ctids, keys, phases;
+                EXCEPTION WHEN OTHERS THEN
+                    IF tbl IS NOT NULL THEN
+                        RAISE;
+                    END IF;
+                    PERFORM @extschema@._skipped(cfg.relid, 'fail_stuck', SQLSTATE, SQLERRM);
+                    broken := true;
+                END;
+                EXIT WHEN broken OR cardinality(ctids) < batch_size;
             END LOOP;
         END LOOP;
     END LOOP;
@@ -1126,7 +1491,7 @@ $$;
 COMMENT ON FUNCTION @extschema@.fail_stuck(regclass, integer, timestamptz) IS
     'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches) and returns what it failed';
 
--- The query in_flight() runs for one table ($1: as of).
+-- The query in_flight() runs for one table ($1: as of), in key order.
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_query(cfg @extschema@.tracked)
 RETURNS text
 LANGUAGE sql STABLE
@@ -1137,7 +1502,7 @@ AS $$
         '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
         '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
         '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason'
-        '  FROM (%s) r',
+        '  FROM (%s) r ORDER BY r.key',
         cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
 $$;
 COMMENT ON FUNCTION @extschema@._in_flight_query(@extschema@.tracked) IS
@@ -1159,7 +1524,15 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Select from the view deploy_progress.in_flight to see every tracked table.')
     LOOP
-        RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
+        -- (the query sorts, so that an error leaves none of its rows behind)
+        BEGIN
+            RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
+        EXCEPTION WHEN OTHERS THEN
+            IF tbl IS NOT NULL THEN
+                RAISE;
+            END IF;
+            PERFORM @extschema@._skipped(cfg.relid, 'in_flight', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;
@@ -1294,8 +1667,8 @@ DECLARE
     result   jsonb;
 BEGIN
     cfg := @extschema@._readable_config(tbl);
-    EXECUTE format('SELECT t.%I::pg_catalog.text FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
-                   cfg.phase_column, tbl, @extschema@._key_expr(cfg, 't'))
+    EXECUTE format('SELECT %s FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
+                   @extschema@._phase_expr(cfg, 't'), tbl, @extschema@._key_expr(cfg, 't'))
        INTO cur USING k;
     IF cur IS NULL THEN
         RETURN NULL;
@@ -1426,14 +1799,14 @@ BEGIN
                    (relid, phase, transitions, failures, stays, stay_seconds)
             SELECT c.relid, c.phase, sum(c.transitions), sum(c.failures), sum(c.stays), sum(c.secs)
               FROM (SELECT g.relid, g.to_phase AS phase, 1 AS transitions, 0 AS failures, 0 AS stays, 0::float8 AS secs
-                      FROM gone g
+                      FROM gone g WHERE g.relid IS NOT NULL
                     UNION ALL
                     SELECT g.relid, coalesce(g.from_phase, g.to_phase), 0, 1, 0, 0
-                      FROM gone g WHERE g.to_kind = 'failed'
+                      FROM gone g WHERE g.relid IS NOT NULL AND g.to_kind = 'failed'
                     UNION ALL
                     SELECT g.relid, g.from_phase, 0, 0, 1, extract(epoch FROM g.time_in_previous)::float8
                       FROM gone g
-                     WHERE g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
+                     WHERE g.relid IS NOT NULL AND g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
                        AND g.to_kind <> ALL (@extschema@._kinds('unsuccessful'))) c
              GROUP BY c.relid, c.phase
             ON CONFLICT (relid, phase) DO UPDATE
@@ -1466,29 +1839,66 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(NULL, now(), NULL)
     LOOP
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
-            '  FROM @extschema@.lifecycle_phases p'
-            '  LEFT JOIN (SELECT t.%I::pg_catalog.text AS phase, pg_catalog.count(*) AS n'
-            '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
-            ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
-            '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
-            ' ORDER BY p.position',
-            cfg.relid::oid, cfg.phase_column, cfg.relid,
-            @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+        BEGIN
+            RETURN QUERY EXECUTE format(
+                'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
+                '  FROM @extschema@.lifecycle_phases p'
+                '  LEFT JOIN (SELECT %s AS phase, pg_catalog.count(*) AS n'
+                '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
+                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
+                ' ORDER BY p.position',
+                cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
+                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._in_flight_counts() IS
     'Internal: the number of rows in each non-terminal phase of every tracked table the caller can read';
 
+CREATE OR REPLACE VIEW @extschema@.side_timings
+WITH (security_barrier)
+AS
+SELECT s.relid, s.key, s.phase_updated_at, s.progress_updated_at, s.heartbeat_at,
+       s.started_at, s.finished_at
+  FROM @extschema@.timings s
+ WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(s.relid) OR @extschema@._row_visible(s.relid, s.key));
+COMMENT ON VIEW @extschema@.side_timings IS
+    'Side-table timings of the tracked tables the current role can read (of a table under row-level security, of the rows it can see)';
+GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
+
+CREATE OR REPLACE VIEW @extschema@.transitions
+WITH (security_barrier)
+AS
+SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
+       h.time_in_previous, h.completed, h.total, h.reason
+  FROM @extschema@.history h
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
+ WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
+COMMENT ON VIEW @extschema@.transitions IS
+    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
+GRANT SELECT ON @extschema@.transitions TO PUBLIC;
+
 CREATE OR REPLACE VIEW @extschema@.metrics
 WITH (security_barrier)
 AS
 WITH tables AS (
-    SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label
+    -- rls: the table's row-level security applies to the current role, so
+    -- only the history of the rows it can see counts, and none of the
+    -- pruned totals (which cannot be split by row)
+    SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label,
+           pg_catalog.row_security_active(t.relid) AS rls
       FROM @extschema@.tracked t
      WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
+), pruned AS (
+    SELECT p.* FROM @extschema@.history_pruned p
+      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+     WHERE NOT t.rls
 ), kept AS (
     SELECT h.relid, h.from_phase, h.to_phase, h.to_kind,
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
@@ -1496,6 +1906,7 @@ WITH tables AS (
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
       FROM @extschema@.history h
       JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+     WHERE NOT t.rls OR @extschema@._row_visible(h.relid, h.key)
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k
@@ -1503,8 +1914,7 @@ WITH tables AS (
             SELECT k.relid, coalesce(k.from_phase, k.to_phase), 0, 1 FROM kept k
              WHERE k.to_kind OPERATOR(pg_catalog.=) 'failed'
             UNION ALL
-            SELECT p.relid, p.phase, p.transitions, p.failures FROM @extschema@.history_pruned p
-              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+            SELECT p.relid, p.phase, p.transitions, p.failures FROM pruned p
             UNION ALL
             -- every phase of the lifecycle, so that counters start at zero
             SELECT t.relid, lp.phase, 0, 0 FROM tables t
@@ -1518,8 +1928,7 @@ WITH tables AS (
       FROM (SELECT k.relid, k.from_phase AS phase, k.secs FROM kept k WHERE k.completed_stay
             UNION ALL
             -- pruned stays count in the sum and count, not in the quantiles
-            SELECT p.relid, p.phase, NULL FROM @extschema@.history_pruned p
-              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+            SELECT p.relid, p.phase, NULL FROM pruned p
              WHERE p.stays OPERATOR(pg_catalog.>) 0) s
      GROUP BY s.relid, s.phase
 ), stays_total AS (
@@ -1527,7 +1936,7 @@ WITH tables AS (
            coalesce(s.total_seconds, 0) OPERATOR(pg_catalog.+) coalesce(p.stay_seconds, 0) AS total_seconds,
            s.n OPERATOR(pg_catalog.+) coalesce(p.stays, 0) AS n
       FROM stays s
-      LEFT JOIN @extschema@.history_pruned p
+      LEFT JOIN pruned p
         ON p.relid OPERATOR(pg_catalog.=) s.relid AND p.phase OPERATOR(pg_catalog.=) s.phase
 ), stuck AS (
     SELECT s.relid, s.reason, pg_catalog.count(*) AS n

@@ -110,9 +110,12 @@ AS 'MODULE_PATHNAME', 'dp_invalidate';
 COMMENT ON FUNCTION @extschema@._invalidate(regclass) IS
     'Internal: makes every session reload the tracking configuration of a table at its next write';
 
--- Whether the current role may administer a table: it owns it (or is a
--- member of the owning role).  A table that no longer exists is fair game,
--- so its leftover configuration can be removed.
+-- Whether the current role may administer a table: it exists and the role
+-- owns it (or is a member of the owning role).  An OID that names no
+-- relation is owned by nobody: configuration for a table that does not
+-- exist yet could otherwise be planted for the next table created with
+-- that OID.  (Leftovers of a table that is gone may still be removed: see
+-- _guard_tracked() and untrack().)
 CREATE OR REPLACE FUNCTION @extschema@._owns(rel regclass)
 RETURNS boolean
 LANGUAGE sql STABLE STRICT
@@ -120,10 +123,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce((SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')
                        FROM pg_catalog.pg_class c
-                      WHERE c.oid OPERATOR(pg_catalog.=) rel), true)
+                      WHERE c.oid OPERATOR(pg_catalog.=) rel), false)
 $$;
 COMMENT ON FUNCTION @extschema@._owns(regclass) IS
-    'Internal: whether the current role owns the table (true when the table no longer exists)';
+    'Internal: whether the table exists and the current role owns it';
+
+-- Whether the current role may remove what the extension keeps of a table:
+-- it owns the table, or the table is gone.
+CREATE OR REPLACE FUNCTION @extschema@._may_forget(rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@._owns(rel)
+           OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel)
+$$;
+COMMENT ON FUNCTION @extschema@._may_forget(regclass) IS
+    'Internal: whether the current role owns the table or the table no longer exists';
 
 -- Type of a column of a table, NULL when there is no such (live) column.
 CREATE OR REPLACE FUNCTION @extschema@._column_type(rel regclass, col name)

@@ -162,6 +162,36 @@ CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.lifecycle_
 -- Lifecycles
 --------------------------------------------------------------------------
 
+-- Locks the tables tracked with a lifecycle against writes until the end
+-- of the transaction (SHARE ROW EXCLUSIVE, as track() takes), for its
+-- redefinition: with the caller's rights, so a role redefining a lifecycle
+-- that another role's tables use needs a privilege that lets it lock them.
+CREATE OR REPLACE FUNCTION @extschema@._lock_lifecycle_tables(lc text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN SELECT t.relid FROM @extschema@.tracked t
+                 JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                WHERE t.lifecycle = lc ORDER BY t.relid::oid
+    LOOP
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', rel);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'cannot redefine lifecycle "%": table % uses it', lc, rel
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'A redefinition locks the tables that use the lifecycle against writes until it commits, and the current role may not lock that table.',
+                      HINT = 'Redefine it as the table''s owner, or grant UPDATE on the table to the lifecycle''s owner.';
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._lock_lifecycle_tables(text) IS
+    'Internal: locks the tables tracked with a lifecycle against writes until the end of the transaction, for its redefinition';
+
 CREATE OR REPLACE FUNCTION @extschema@.define_lifecycle(name text, phases jsonb)
 RETURNS SETOF @extschema@.lifecycle_phases
 LANGUAGE plpgsql
@@ -287,6 +317,10 @@ BEGIN
                       DETAIL = 'Built-in lifecycles can only be changed by a superuser, others only by the role that defined them.',
                       HINT = 'Define a lifecycle of your own under another name.';
         END IF;
+        -- keep the writers of the tables that use it out until this
+        -- transaction ends, as track() does: a writer that went on with the
+        -- old phases could commit a row in a phase the lifecycle loses
+        PERFORM @extschema@._lock_lifecycle_tables(lc_name);
         DELETE FROM @extschema@.lifecycle_phases p WHERE p.lifecycle = lc_name;
     ELSE
         INSERT INTO @extschema@.lifecycles (name) VALUES (lc_name);

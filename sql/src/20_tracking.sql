@@ -116,10 +116,15 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT @extschema@._owns(OLD.relid) THEN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT @extschema@._may_forget(OLD.relid) THEN
         RAISE EXCEPTION 'must be owner of table %', OLD.relid
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can change how it is tracked.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = NEW.relid) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', NEW.relid::oid
+            USING ERRCODE = 'undefined_table',
+                  DETAIL = 'Tracking configuration can only describe an existing table.';
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') AND NOT @extschema@._owns(NEW.relid) THEN
         RAISE EXCEPTION 'must be owner of table %', NEW.relid
@@ -356,6 +361,7 @@ DECLARE
     relkind    "char";
     k          name;
     bad        text;
+    width      integer;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be null'
@@ -371,6 +377,12 @@ BEGIN
         RAISE EXCEPTION 'must be owner of table %', tbl
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can track it.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
+        RAISE EXCEPTION 'cannot track temporary table %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'PostgreSQL drops a temporary table at the end of its session without firing event triggers, so its configuration, side timings and history would be left behind under an OID that another table may get.',
+                  HINT = 'Track an ordinary or unlogged table.';
     END IF;
     IF columns IS NOT NULL THEN
         IF pg_catalog.jsonb_typeof(columns) <> 'object' THEN
@@ -498,6 +510,18 @@ BEGIN
                                   CASE WHEN resolved ? 'items_per_second' THEN 'speed_updated_at' ELSE 'items_per_second' END),
                   HINT = 'Add the missing column (double precision / timestamptz), or pass NULL for both roles.';
     END IF;
+    -- the reason column must hold every reason fail_stuck() writes
+    IF resolved ? 'failure_reason' THEN
+        SELECT a.atttypmod - 4 INTO width FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attname = (resolved ->> 'failure_reason') AND a.atttypmod > 4;
+        IF width < (SELECT max(octet_length(sr.reason)) FROM @extschema@._stuck_reasons() sr) THEN
+            RAISE EXCEPTION 'failure_reason column "%" of table % is too short', resolved ->> 'failure_reason', tbl
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('It holds %s characters; fail_stuck() writes reasons of up to %s.', width,
+                                      (SELECT max(octet_length(sr.reason)) FROM @extschema@._stuck_reasons() sr)),
+                      HINT = 'Make it text or a longer varchar, or pass failure_reason => NULL.';
+        END IF;
+    END IF;
     IF resolved ? 'items_per_second' AND NOT resolved ? 'completed_items' THEN
         RAISE EXCEPTION 'the smoothed speed needs a completed_items column'
             USING ERRCODE = 'invalid_parameter_value';
@@ -614,7 +638,7 @@ BEGIN
         END IF;
         PERFORM @extschema@._config(tbl, 'See deploy_progress.tracked for the tracked tables.');
     END IF;
-    IF NOT @extschema@._owns(tbl) THEN
+    IF NOT @extschema@._may_forget(tbl) THEN
         RAISE EXCEPTION 'must be owner of table %', tbl
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can untrack it.';
@@ -636,33 +660,90 @@ COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
 -- Side storage and row keys
 --------------------------------------------------------------------------
 
-CREATE VIEW @extschema@.side_timings
+-- Whether the current role can read the row of a tracked table with a given
+-- key text, through the table's privileges and row-level security: what
+-- the extension keeps of a row (side timings, history) is shown to a role
+-- whose row security applies to the table only where it can see the row
+-- itself.  Runs with the caller's rights (it only tells the caller what it
+-- could select itself).  False for a table that is no longer tracked (its
+-- key columns are not known).
+CREATE OR REPLACE FUNCTION @extschema@._row_visible(tbl regclass, key text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg     @extschema@.tracked;
+    visible boolean;
+BEGIN
+    SELECT * INTO cfg FROM @extschema@.tracked t WHERE t.relid = tbl;
+    IF NOT FOUND OR NOT has_table_privilege(tbl, 'SELECT') THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE %s)', tbl, @extschema@._key_condition(cfg, 't', 1))
+       INTO visible USING key;
+    RETURN visible;
+EXCEPTION
+    -- a key text that is not a value of the key's type names no row
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow THEN
+        RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._row_visible(regclass, text) IS
+    'Internal: whether the current role can read the row of a tracked table with a given key text (privileges and row-level security)';
+
+-- Everyone reads the side timings through this view: those of the tables
+-- it may read, and of a table whose row-level security applies to the
+-- role, those of the rows it can see.
+CREATE OR REPLACE VIEW @extschema@.side_timings
 WITH (security_barrier)
 AS
 SELECT s.relid, s.key, s.phase_updated_at, s.progress_updated_at, s.heartbeat_at,
        s.started_at, s.finished_at
   FROM @extschema@.timings s
- WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(s.relid) OR @extschema@._row_visible(s.relid, s.key));
 COMMENT ON VIEW @extschema@.side_timings IS
-    'Side-table timings of the tracked tables the current role can read';
+    'Side-table timings of the tracked tables the current role can read (of a table under row-level security, of the rows it can see)';
 GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
 
 -- The key text of a row as the triggers write it: the single key column's
--- text, or the row literal of a composite key.
+-- text, or the row literal of a composite key, made by the types' output
+-- functions as the C code makes it (format's %s).  Never a ::text cast: the
+-- owner of a key's type could attach a cast of their own, which would run
+-- with the rights of whoever reads the table.
 CREATE OR REPLACE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
-                THEN pg_catalog.format('%s%I::pg_catalog.text', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
-                ELSE pg_catalog.format('ROW(%s)::pg_catalog.text',
+                THEN pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
+                ELSE pg_catalog.format('pg_catalog.format(''%%s'', ROW(%s))',
                          (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
                             FROM pg_catalog.unnest(cfg.key_columns) AS c))
            END
 $$;
 COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
-    'Internal: SQL expression giving a row''s key text';
+    'Internal: SQL expression giving a row''s key text, through the key types'' output functions';
+
+-- The phase of a row as text: a text or varchar column as it is, an enum
+-- through its output function (never a ::text cast, which the enum's owner
+-- could replace).
+CREATE OR REPLACE FUNCTION @extschema@._phase_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._column_type(cfg.relid, cfg.phase_column)
+                     OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype])
+                THEN pg_catalog.format('%s%I::pg_catalog.text', alias OPERATOR(pg_catalog.||) '.', cfg.phase_column)
+                ELSE pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.phase_column)
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._phase_expr(@extschema@.tracked, text) IS
+    'Internal: SQL expression giving a row''s phase as text, through the enum''s output function for an enum column';
 
 --------------------------------------------------------------------------
 -- Dropped tables leave no tracking behind
@@ -676,7 +757,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- the history of a dropped table is kept (audit data): only roles that
-    -- read deploy_progress.history itself see it, and prune() removes it
+    -- read deploy_progress.history itself see it, and prune() removes it.
+    -- It keeps the table's name but not its OID, which another table may
+    -- get later (in this cluster, or in one its dump is restored into).
+    UPDATE @extschema@.history h
+       SET relid = NULL, dropped_table = d.object_identity
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND h.relid = d.objid;
+    DELETE FROM @extschema@.history_pruned p
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND p.relid = d.objid;
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;
@@ -686,7 +776,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration and side timings of dropped tables';
+    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables, and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop

@@ -105,12 +105,12 @@ BEGIN
               FROM @extschema@._stuck_reasons() sr) x;
 
     RETURN format(
-        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, t.%I::pg_catalog.text AS phase,'
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, %s AS phase,'
         ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
         ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
         ' FROM %s t'
         ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
-        '  AND p.phase OPERATOR(pg_catalog.=) t.%I::pg_catalog.text'
+        '  AND p.phase OPERATOR(pg_catalog.=) %s'
         '%s'
         ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
         '         CASE v.i%s END AS clock,'
@@ -118,9 +118,9 @@ BEGIN
         '    FROM (SELECT CASE%s'
         '      END AS i) v) st'
         ' WHERE %s%s %s',
-        @extschema@._key_expr(cfg, 't'), cfg.phase_column, roles,
+        @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
         coalesce(source, cfg.relid),
-        CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, cfg.phase_column,
+        CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, @extschema@._phase_expr(cfg, 't'),
         CASE WHEN cfg.storage = 'side'
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
                          ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
@@ -135,7 +135,9 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
     'Internal: SQL selecting a tracked table''s rows (in-flight ones by default) with every column role under its name and the stuck reason as of $1';
 
 -- _rows_sql()'s rows (given as "rows") with the figures of each as of $1:
---   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only
+--   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only;
+--                         no ETA for a stalled row (its decayed speed would give one
+--                         of years: fiction)
 --   since_progress, stalled   seconds since the counters or phase last moved; whether
 --                         an active row with work left has not moved for the
 --                         smoothing time constant
@@ -150,12 +152,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
         'SELECT r.*, f.percent, f.average_speed, f.smoothed_speed, f.speed,'
-        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '            THEN @extschema@.eta(r.completed_items, r.total_items, f.speed) END AS eta,'
-        '       f.since_progress,'
-        '       coalesce(f.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
-        '                AND r.completed_items IS NOT NULL'
-        '                AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled,'
+        '       f.since_progress, f.stalled,'
         '       CASE WHEN r.position IS NOT NULL'
         '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
         '                                               coalesce(f.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
@@ -165,7 +164,11 @@ AS $$
         '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at THEN $1 OPERATOR(pg_catalog.-) r.started_at END AS elapsed,'
         '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[]) THEN r.failure_reason END AS reason'
         '  FROM (%1$s) r'
-        '  CROSS JOIN LATERAL (SELECT a.percent, a.average_speed, a.smoothed_speed,'
+        '  CROSS JOIN LATERAL (SELECT b.*,'
+        '                             coalesce(b.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
+        '                                      AND r.completed_items IS NOT NULL'
+        '                                      AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled'
+        '                        FROM (SELECT a.percent, a.average_speed, a.smoothed_speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                  THEN coalesce(a.smoothed_speed, a.average_speed) END AS speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
@@ -175,7 +178,7 @@ AS $$
         '                                          THEN @extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1) END AS average_speed,'
         '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
-        '                             ) a) f',
+        '                             ) a) b) f',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
         lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
@@ -187,26 +190,37 @@ COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
 -- One row: timings(), progress(), describe()
 --------------------------------------------------------------------------
 
--- The condition selecting a row by its key text (parameter $param): a
--- single key column is compared in its own type, so that its index is
--- used, and as text, so that only its exact key text matches; a composite
--- key as row text.
+-- The condition selecting a row by its key text (parameter $param): its
+-- key text must be exactly $param.  A single key column whose type (or a
+-- domain's base type) is a built-in one is also compared in that type, so
+-- that its index is used; the cast of $param to a type of a user's, or to
+-- a domain (whose checks are a user's code), would run that user's code.
 CREATE OR REPLACE FUNCTION @extschema@._key_condition(cfg @extschema@.tracked, alias text DEFAULT NULL, param integer DEFAULT 1)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
-                THEN pg_catalog.format('%1$s%2$I = $%4$s::%3$s AND %1$s%2$I::pg_catalog.text = $%4$s',
-                         alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
-                         (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
-                            FROM pg_catalog.pg_attribute a
-                           WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
-                             AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
-                             AND NOT a.attisdropped),
-                         param)
-                ELSE pg_catalog.format('%s = $%s', @extschema@._key_expr(cfg, alias), param)
-           END
+    WITH RECURSIVE key_type AS (
+        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+          FROM pg_catalog.pg_attribute a
+          JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) a.atttypid
+         WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
+           AND a.attname OPERATOR(pg_catalog.=) cfg.key_columns[1]
+           AND NOT a.attisdropped
+           AND pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+        UNION ALL
+        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+          FROM key_type k JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) k.typbasetype
+         WHERE k.typtype OPERATOR(pg_catalog.=) 'd'
+    )
+    SELECT coalesce(
+               (SELECT pg_catalog.format('%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s AND %5$s OPERATOR(pg_catalog.=) $%4$s',
+                                         alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
+                                         pg_catalog.format_type(k.oid, NULL), param, @extschema@._key_expr(cfg, alias))
+                  FROM key_type k
+                 WHERE k.typtype OPERATOR(pg_catalog.<>) 'd'
+                   AND k.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace),
+               pg_catalog.format('%s OPERATOR(pg_catalog.=) $%s', @extschema@._key_expr(cfg, alias), param))
 $$;
 COMMENT ON FUNCTION @extschema@._key_condition(@extschema@.tracked, text, integer) IS
     'Internal: SQL condition selecting a tracked table''s row by its key text (parameter $param), through the key''s index when it has one column';

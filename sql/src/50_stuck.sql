@@ -10,17 +10,40 @@
 -- whose WHERE clause states the same predicate as the index.
 --------------------------------------------------------------------------
 
--- Name of a table's in-flight index.
+-- Name of a table's in-flight index: the name of the one it has, or a free
+-- name in its schema: its name, cut (at a character boundary) to leave room
+-- for the suffix within 63 bytes, then "_dp_in_flight_idx"; when another
+-- relation has that name (two tables sharing their first 45 characters), a
+-- number before the suffix.
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_name(tbl regclass)
 RETURNS name
-LANGUAGE sql STABLE STRICT
+LANGUAGE plpgsql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.left(c.relname, 45)::text OPERATOR(pg_catalog.||) '_dp_in_flight_idx'
-      FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) tbl
+DECLARE
+    prefix text;
+    nsp    oid;
+    cand   text;
+    n      integer := 1;
+BEGIN
+    SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = @extschema@._in_flight_index(tbl) INTO cand;
+    IF cand IS NOT NULL THEN
+        RETURN cand;
+    END IF;
+    SELECT left(c.relname, 45), c.relnamespace INTO prefix, nsp FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    LOOP
+        WHILE octet_length(prefix) + CASE WHEN n = 1 THEN 0 ELSE length(n::text) + 1 END > 46 LOOP
+            prefix := left(prefix, -1);
+        END LOOP;
+        cand := prefix || CASE WHEN n = 1 THEN '' ELSE '_' || n END || '_dp_in_flight_idx';
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.relnamespace = nsp AND c.relname = cand);
+        n := n + 1;
+    END LOOP;
+    RETURN cand;
+END
 $$;
 COMMENT ON FUNCTION @extschema@._in_flight_index_name(regclass) IS
-    'Internal: the name track() gives a table''s partial index over in-flight rows';
+    'Internal: the name of a tracked table''s partial index over in-flight rows (a free one when it has none yet)';
 
 -- The index a tracked table should have (and its marker comment).
 CREATE OR REPLACE FUNCTION @extschema@.in_flight_index_statement(tbl regclass, concurrent boolean DEFAULT true)
@@ -45,7 +68,7 @@ COMMENT ON FUNCTION @extschema@.in_flight_index_statement(regclass, boolean) IS
     'The CREATE INDEX statement of a tracked table''s partial index over in-flight rows, to run by hand (CONCURRENTLY, outside a transaction) on large tables';
 
 -- Finds the in-flight index of a table: the index track() created, found by
--- the marker comment it carries.
+-- the suffix of its name (its comment is the statement that created it).
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_index(tbl regclass)
 RETURNS regclass
 LANGUAGE sql STABLE STRICT
@@ -55,7 +78,8 @@ AS $$
       FROM pg_catalog.pg_index i
       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
      WHERE i.indrelid OPERATOR(pg_catalog.=) tbl
-       AND c.relname OPERATOR(pg_catalog.=) @extschema@._in_flight_index_name(tbl)
+       AND c.relname::pg_catalog.text OPERATOR(pg_catalog.~) '_dp_in_flight_idx$'
+     ORDER BY c.relname LIMIT 1
 $$;
 COMMENT ON FUNCTION @extschema@._in_flight_index(regclass) IS
     'Internal: the in-flight partial index of a tracked table, if it has one';
@@ -96,6 +120,24 @@ $$;
 COMMENT ON FUNCTION @extschema@._ensure_in_flight_index(@extschema@.tracked, boolean) IS
     'Internal: creates (or reports) the partial index over a tracked table''s in-flight rows';
 
+-- Reports a table that a global reader or sweep had to skip (it raised an
+-- error: a column it was tracked with is gone, a value the extension
+-- cannot write, ...), so that one bad table never stops the others.  A
+-- reader asked about that one table raises the error instead.
+CREATE OR REPLACE FUNCTION @extschema@._skipped(tbl regclass, reader text, state text, message text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE WARNING 'deploy_progress.%() skipped table %', reader, tbl
+        USING DETAIL = format('It raised %s: %s', state, message),
+              HINT = 'Fix the table, or run deploy_progress.track() on it again; the other tables were read.';
+END
+$$;
+COMMENT ON FUNCTION @extschema@._skipped(regclass, text, text, text) IS
+    'Internal: the warning of a global reader or sweep that skips a table whose query failed';
+
 -- The configurations the global readers and sweeps go through, in table
 -- name order: every tracked table (or only tbl, which must be tracked) on
 -- which the caller has all of "privileges".  hint is for a tbl that is not
@@ -113,6 +155,15 @@ BEGIN
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- ages and deadlines are measured from as_of: an infinite one has none
+    -- (PostgreSQL 17 and later would give infinite ages, earlier versions
+    -- an error halfway; the same error on every version)
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite time'
+            USING ERRCODE = 'datetime_field_overflow',
+                  DETAIL = format('The value given is %s.', as_of),
+                  HINT = 'Pass a time such as now() or now() + interval ''1 hour''.';
     END IF;
     RETURN QUERY
     SELECT * FROM @extschema@.tracked t
@@ -150,7 +201,15 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call stuck() without a table to check every tracked table.')
     LOOP
-        RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+        -- (the query sorts, so that an error leaves none of its rows behind)
+        BEGIN
+            RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+        EXCEPTION WHEN OTHERS THEN
+            IF tbl IS NOT NULL THEN
+                RAISE;
+            END IF;
+            PERFORM @extschema@._skipped(cfg.relid, 'stuck', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;
@@ -173,6 +232,9 @@ DECLARE
     ctids     tid[];
     keys      text[];
     phases    text[];
+    seen_oids oid[];
+    seen_tids tid[];
+    broken    boolean;
 BEGIN
     IF pg_is_in_recovery() THEN
         RAISE EXCEPTION 'cannot fail stuck rows on a standby'
@@ -191,46 +253,67 @@ BEGIN
         SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
          WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
         col_type := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+        -- the rows this sweep locked in this table: a row that could not
+        -- be failed (a trigger of the table's skipped its update) keeps its
+        -- address and is not locked again, so every batch makes progress
+        seen_oids := '{}';
+        seen_tids := '{}';
+        broken := false;
 
         -- one reason at a time, so that each statement can name its reason
         -- (for the history and the reason column); a row is failed by the
         -- first reason that catches it, in stuck()'s order of priority
         FOREACH why IN ARRAY reasons LOOP
+            EXIT WHEN broken;
             LOOP
-                -- 1. lock a batch of stuck rows, skipping rows a writer holds
-                EXECUTE format(
-                    'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
-                    '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
-                    @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why),
-                                          format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
-                INTO tableoids, ctids, keys, phases USING as_of;
-                EXIT WHEN ctids IS NULL;
+                -- each batch is all or nothing: a table whose batch fails
+                -- is reported and left, and the sweep goes on
+                BEGIN
+                    -- 1. lock a batch of stuck rows, skipping rows a writer holds
+                    EXECUTE format(
+                        'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
+                        '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
+                        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L AND NOT EXISTS ('
+                                                          'SELECT FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[])) AS s(toid, tid)'
+                                                          ' WHERE s.toid OPERATOR(pg_catalog.=) t.tableoid AND s.tid OPERATOR(pg_catalog.=) t.ctid)', why),
+                                              format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
+                    INTO tableoids, ctids, keys, phases USING as_of, seen_oids, seen_tids;
+                    EXIT WHEN ctids IS NULL;
+                    seen_oids := seen_oids || tableoids;
+                    seen_tids := seen_tids || ctids;
 
-                -- 2. in a new statement (a fresh snapshot, with the rows
-                -- locked) re-check and fail them; a row that progressed
-                -- since the sweep started no longer matches and is left
-                PERFORM set_config('deploy_progress.transition_reason', why, true)
-                   FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
-                RETURN QUERY EXECUTE format(
-                    'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
-                    '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
-                    ' failed AS ('
-                    '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
-                    '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
-                    '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
-                    '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
-                    '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
-                    '  RETURNING %7$s AS key)'
-                    ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
-                    '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
-                    cfg.relid, cfg.phase_column, failed, col_type,
-                    CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
-                         ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
-                    @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
-                    @extschema@._key_expr(cfg, 't'),
-                    cfg.relid::oid, why)
-                USING as_of, tableoids, ctids, keys, phases;
-                EXIT WHEN cardinality(ctids) < batch_size;
+                    -- 2. in a new statement (a fresh snapshot, with the rows
+                    -- locked) re-check and fail them; a row that progressed
+                    -- since the sweep started no longer matches and is left
+                    PERFORM set_config('deploy_progress.transition_reason', why, true)
+                       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+                    RETURN QUERY EXECUTE format(
+                        'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
+                        '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
+                        ' failed AS ('
+                        '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+                        '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
+                        '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
+                        '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
+                        '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
+                        '  RETURNING %7$s AS key)'
+                        ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
+                        '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
+                        cfg.relid, cfg.phase_column, failed, col_type,
+                        CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                             ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+                        @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
+                        @extschema@._key_expr(cfg, 't'),
+                        cfg.relid::oid, why)
+                    USING as_of, tableoids, ctids, keys, phases;
+                EXCEPTION WHEN OTHERS THEN
+                    IF tbl IS NOT NULL THEN
+                        RAISE;
+                    END IF;
+                    PERFORM @extschema@._skipped(cfg.relid, 'fail_stuck', SQLSTATE, SQLERRM);
+                    broken := true;
+                END;
+                EXIT WHEN broken OR cardinality(ctids) < batch_size;
             END LOOP;
         END LOOP;
     END LOOP;

@@ -11,7 +11,7 @@
 -- so dropping one is never blocked by the view.
 --------------------------------------------------------------------------
 
--- The query in_flight() runs for one table ($1: as of).
+-- The query in_flight() runs for one table ($1: as of), in key order.
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_query(cfg @extschema@.tracked)
 RETURNS text
 LANGUAGE sql STABLE
@@ -22,7 +22,7 @@ AS $$
         '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
         '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
         '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason'
-        '  FROM (%s) r',
+        '  FROM (%s) r ORDER BY r.key',
         cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
 $$;
 COMMENT ON FUNCTION @extschema@._in_flight_query(@extschema@.tracked) IS
@@ -44,7 +44,15 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Select from the view deploy_progress.in_flight to see every tracked table.')
     LOOP
-        RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
+        -- (the query sorts, so that an error leaves none of its rows behind)
+        BEGIN
+            RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
+        EXCEPTION WHEN OTHERS THEN
+            IF tbl IS NOT NULL THEN
+                RAISE;
+            END IF;
+            PERFORM @extschema@._skipped(cfg.relid, 'in_flight', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;

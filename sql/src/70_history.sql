@@ -13,7 +13,7 @@
 
 CREATE TABLE @extschema@.history (
     id                  bigint GENERATED ALWAYS AS IDENTITY (CACHE 100),
-    relid               regclass NOT NULL,
+    relid               regclass,
     key                 text COLLATE "C" NOT NULL,
     from_phase          text,
     to_phase            text NOT NULL,
@@ -22,10 +22,11 @@ CREATE TABLE @extschema@.history (
     time_in_previous    interval,
     completed           bigint,
     total               bigint,
-    reason              text
+    reason              text,
+    dropped_table       text
 );
 COMMENT ON TABLE @extschema@.history IS
-    'Transition log of the tracked tables: one row per phase entered (from_phase NULL for an INSERT), written by the record_transition() trigger; read it through the transitions view';
+    'Transition log of the tracked tables: one row per phase entered (from_phase NULL for an INSERT), written by the record_transition() trigger; read it through the transitions view. The rows of a dropped table keep its name in dropped_table and lose their relid, so that they never attach to a table that later gets the same OID';
 
 -- Every transition pays for each index of this table (its entries and
 -- their WAL), so it has two: a B-tree for one row's transitions (timeline(),
@@ -64,9 +65,10 @@ SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
        h.time_in_previous, h.completed, h.total, h.reason
   FROM @extschema@.history h
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
- WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
 COMMENT ON VIEW @extschema@.transitions IS
-    'The transition history of the tables the current role can read: one row per phase entered, with the time spent in the previous phase, the counters and the reason';
+    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
 GRANT SELECT ON @extschema@.transitions TO PUBLIC;
 
 --------------------------------------------------------------------------
@@ -242,8 +244,8 @@ DECLARE
     result   jsonb;
 BEGIN
     cfg := @extschema@._readable_config(tbl);
-    EXECUTE format('SELECT t.%I::pg_catalog.text FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
-                   cfg.phase_column, tbl, @extschema@._key_expr(cfg, 't'))
+    EXECUTE format('SELECT %s FROM %s t WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1',
+                   @extschema@._phase_expr(cfg, 't'), tbl, @extschema@._key_expr(cfg, 't'))
        INTO cur USING k;
     IF cur IS NULL THEN
         RETURN NULL;
@@ -378,14 +380,14 @@ BEGIN
                    (relid, phase, transitions, failures, stays, stay_seconds)
             SELECT c.relid, c.phase, sum(c.transitions), sum(c.failures), sum(c.stays), sum(c.secs)
               FROM (SELECT g.relid, g.to_phase AS phase, 1 AS transitions, 0 AS failures, 0 AS stays, 0::float8 AS secs
-                      FROM gone g
+                      FROM gone g WHERE g.relid IS NOT NULL
                     UNION ALL
                     SELECT g.relid, coalesce(g.from_phase, g.to_phase), 0, 1, 0, 0
-                      FROM gone g WHERE g.to_kind = 'failed'
+                      FROM gone g WHERE g.relid IS NOT NULL AND g.to_kind = 'failed'
                     UNION ALL
                     SELECT g.relid, g.from_phase, 0, 0, 1, extract(epoch FROM g.time_in_previous)::float8
                       FROM gone g
-                     WHERE g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
+                     WHERE g.relid IS NOT NULL AND g.from_phase IS NOT NULL AND g.time_in_previous IS NOT NULL
                        AND g.to_kind <> ALL (@extschema@._kinds('unsuccessful'))) c
              GROUP BY c.relid, c.phase
             ON CONFLICT (relid, phase) DO UPDATE

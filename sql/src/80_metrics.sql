@@ -30,16 +30,20 @@ DECLARE
 BEGIN
     FOR cfg IN SELECT * FROM @extschema@._configs(NULL, now(), NULL)
     LOOP
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
-            '  FROM @extschema@.lifecycle_phases p'
-            '  LEFT JOIN (SELECT t.%I::pg_catalog.text AS phase, pg_catalog.count(*) AS n'
-            '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
-            ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
-            '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
-            ' ORDER BY p.position',
-            cfg.relid::oid, cfg.phase_column, cfg.relid,
-            @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+        BEGIN
+            RETURN QUERY EXECUTE format(
+                'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
+                '  FROM @extschema@.lifecycle_phases p'
+                '  LEFT JOIN (SELECT %s AS phase, pg_catalog.count(*) AS n'
+                '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
+                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
+                ' ORDER BY p.position',
+                cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
+                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
+        END;
     END LOOP;
 END
 $$;
@@ -50,9 +54,17 @@ CREATE OR REPLACE VIEW @extschema@.metrics
 WITH (security_barrier)
 AS
 WITH tables AS (
-    SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label
+    -- rls: the table's row-level security applies to the current role, so
+    -- only the history of the rows it can see counts, and none of the
+    -- pruned totals (which cannot be split by row)
+    SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label,
+           pg_catalog.row_security_active(t.relid) AS rls
       FROM @extschema@.tracked t
      WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
+), pruned AS (
+    SELECT p.* FROM @extschema@.history_pruned p
+      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+     WHERE NOT t.rls
 ), kept AS (
     SELECT h.relid, h.from_phase, h.to_phase, h.to_kind,
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
@@ -60,6 +72,7 @@ WITH tables AS (
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
       FROM @extschema@.history h
       JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+     WHERE NOT t.rls OR @extschema@._row_visible(h.relid, h.key)
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k
@@ -67,8 +80,7 @@ WITH tables AS (
             SELECT k.relid, coalesce(k.from_phase, k.to_phase), 0, 1 FROM kept k
              WHERE k.to_kind OPERATOR(pg_catalog.=) 'failed'
             UNION ALL
-            SELECT p.relid, p.phase, p.transitions, p.failures FROM @extschema@.history_pruned p
-              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+            SELECT p.relid, p.phase, p.transitions, p.failures FROM pruned p
             UNION ALL
             -- every phase of the lifecycle, so that counters start at zero
             SELECT t.relid, lp.phase, 0, 0 FROM tables t
@@ -82,8 +94,7 @@ WITH tables AS (
       FROM (SELECT k.relid, k.from_phase AS phase, k.secs FROM kept k WHERE k.completed_stay
             UNION ALL
             -- pruned stays count in the sum and count, not in the quantiles
-            SELECT p.relid, p.phase, NULL FROM @extschema@.history_pruned p
-              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.relid
+            SELECT p.relid, p.phase, NULL FROM pruned p
              WHERE p.stays OPERATOR(pg_catalog.>) 0) s
      GROUP BY s.relid, s.phase
 ), stays_total AS (
@@ -91,7 +102,7 @@ WITH tables AS (
            coalesce(s.total_seconds, 0) OPERATOR(pg_catalog.+) coalesce(p.stay_seconds, 0) AS total_seconds,
            s.n OPERATOR(pg_catalog.+) coalesce(p.stays, 0) AS n
       FROM stays s
-      LEFT JOIN @extschema@.history_pruned p
+      LEFT JOIN pruned p
         ON p.relid OPERATOR(pg_catalog.=) s.relid AND p.phase OPERATOR(pg_catalog.=) s.phase
 ), stuck AS (
     SELECT s.relid, s.reason, pg_catalog.count(*) AS n

@@ -2,6 +2,9 @@
 -- "columns" map, the configuration it writes (tracked.columns), and the
 -- readers, which all take each role's column from that configuration and
 -- their figures from one row generator, so they agree.
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 
 -- 1. the catalogue: every role with its accepted types and where side
 -- storage keeps it
@@ -56,24 +59,26 @@ SELECT columns ->> 'completed_items' AS completed
 
 -- 4. the readers agree: in_flight and progress() show the same figures for
 -- every in-flight row, including a row that is not in an active phase
--- (no speed, so no ETA, even with every item done)
+-- (no speed, so no ETA, even with every item done), and a stalled row
+-- (no ETA from a decayed speed)
 SELECT storage FROM deploy_progress.track('cr_jobs',
     columns => '{"completed_items": "done", "total_items": "todo", "phase_updated_at": "changed",
                  "progress_updated_at": "moved", "heartbeat_at": "beat"}');
 SET deploy_progress.stamping = off;
 INSERT INTO cr_jobs (id, phase, done, todo, changed, moved) VALUES
-    (2, 'transferring', 50, 200, '2026-01-01 10:00+00', '2026-01-01 10:04+00'),
+    (2, 'transferring', 50, 200, '2026-01-01 10:00+00', '2026-01-01 10:04:55+00'),
     (3, 'queued', 5, 5, '2026-01-01 10:00+00', '2026-01-01 10:00+00'),
-    (4, 'waiting', 0, NULL, '2026-01-01 10:01+00', '2026-01-01 10:01+00');
+    (4, 'waiting', 0, NULL, '2026-01-01 10:01+00', '2026-01-01 10:01+00'),
+    (5, 'transferring', 50, 200, '2026-01-01 10:00+00', '2026-01-01 10:04+00');
 RESET deploy_progress.stamping;
-SELECT f.key, f.kind, f.percent, f.average_speed, f.speed, f.eta, f.overall_progress,
+SELECT f.key, f.kind, f.percent, f.average_speed, f.speed, f.eta, (p ->> 'stalled')::boolean AS stalled, f.overall_progress,
        f.eta IS NOT DISTINCT FROM (p ->> 'eta_seconds')::float8 * interval '1 second' AS eta_agrees,
        f.percent IS NOT DISTINCT FROM (p ->> 'percent')::float8 AS percent_agrees,
        f.speed IS NOT DISTINCT FROM (p ->> 'speed')::float8 AS speed_agrees,
        f.overall_progress IS NOT DISTINCT FROM (p ->> 'overall_progress')::float8 AS overall_agrees
   FROM deploy_progress.in_flight('cr_jobs', '2026-01-01 10:05+00') f
  CROSS JOIN LATERAL deploy_progress.progress('cr_jobs', f.key, '2026-01-01 10:05+00') p
- WHERE f.key IN ('2', '3', '4')
+ WHERE f.key IN ('2', '3', '4', '5')
  ORDER BY f.key;
 -- and timings() gives what the row holds
 SELECT * FROM deploy_progress.timings('cr_jobs', '2');

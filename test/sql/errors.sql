@@ -4,6 +4,9 @@
 -- extension's configuration tables, the side table, the triggers and rows of
 -- the er_* tables.  After each error, "unchanged" compares it with the
 -- fingerprint taken before (:'fp').
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 
 CREATE FUNCTION er_fingerprint() RETURNS text LANGUAGE plpgsql AS $$
 DECLARE

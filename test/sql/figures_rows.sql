@@ -229,7 +229,9 @@ SELECT l.step, l.what,
        CASE WHEN l.speed_updated_at = p.speed_updated_at THEN 'kept'
             WHEN l.speed_updated_at = l.heartbeat_at THEN 'this statement'
             ELSE 'wrong' END AS speed_clock,
-       l.ips IS NOT DISTINCT FROM p.ips AS speed_unchanged
+       -- (only where the rule keeps it: elsewhere whether a new sample happens
+       -- to give the same speed depends on the timings, not on the code)
+       CASE WHEN l.what IN ('heartbeat', 'total') THEN l.ips IS NOT DISTINCT FROM p.ips END AS speed_kept
   FROM fig_log l JOIN fig_log p ON p.step = l.step - 1
  ORDER BY l.step;
 -- the first sample of an estimate is the rate since it began, exactly

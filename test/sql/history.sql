@@ -289,13 +289,20 @@ DEALLOCATE one_row;
 RESET plan_cache_mode;
 
 -- untrack() and DROP TABLE keep the history (it is audit data); a dropped
--- table's rows leave the view with the table
+-- table's rows leave the view with the table, and keep its name but not
+-- its OID, which another table may get later
 SELECT deploy_progress.untrack('hist_plain');
 SELECT count(*) AS kept_after_untrack FROM deploy_progress.transitions WHERE relid = 'hist_plain'::regclass;
 SELECT 'hist_composite'::regclass::oid AS composite_oid \gset
+SELECT count(*) AS composite_rows FROM deploy_progress.history WHERE relid = :composite_oid \gset
+INSERT INTO deploy_progress.history_pruned (relid, phase, transitions) VALUES (:composite_oid, 'queued', 3);
 DROP TABLE hist_composite;
-SELECT count(*) AS kept_after_drop FROM deploy_progress.history WHERE relid = :composite_oid;
+SELECT count(*) AS under_old_oid FROM deploy_progress.history WHERE relid::oid = :composite_oid;
+SELECT count(*) = :composite_rows AS all_kept, min(relid) IS NULL AS no_oid
+  FROM deploy_progress.history WHERE dropped_table = 'public.hist_composite';
 SELECT count(*) AS in_view_after_drop FROM deploy_progress.transitions WHERE relid = :composite_oid;
+-- and the totals of its pruned history go with it
+SELECT count(*) AS pruned_totals_of_dropped FROM deploy_progress.history_pruned WHERE relid::oid = :composite_oid;
 
 -- the history is kept by pg_dump
 SELECT c.relname, e.extconfig IS NOT NULL AS dumped

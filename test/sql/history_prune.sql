@@ -1,6 +1,9 @@
 -- prune(): removes old history in bounded batches, keeps failures unless
 -- told otherwise, counts what it removed, and keeps the totals the metrics
 -- need in history_pruned.
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 SET TimeZone = 'UTC';
 
 CREATE TABLE prune_jobs (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);

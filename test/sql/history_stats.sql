@@ -1,5 +1,8 @@
 -- phase_stats(), timeline() and steps() against hand-computed results on
 -- fixed history rows (written directly into deploy_progress.history).
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 SET TimeZone = 'UTC';
 
 CREATE TABLE stats_jobs (id text PRIMARY KEY, phase deploy_progress.phase NOT NULL);

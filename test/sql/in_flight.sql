@@ -1,5 +1,8 @@
 -- The in-flight view: which rows it lists, their figures at a fixed time,
 -- the partial index its queries use, privileges, dropped tables.
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
 SET intervalstyle = 'postgres';

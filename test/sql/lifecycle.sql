@@ -1,5 +1,8 @@
 -- Lifecycles: the built-in one, define_lifecycle(), redefinition,
 -- drop_lifecycle(), in-use protection and what pg_dump keeps.
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 
 -- the built-in lifecycle covers every label of deploy_progress.phase, in order
 SELECT position, phase, kind, weight, deadline

@@ -1,6 +1,9 @@
 -- Hardening: every function has a fixed search_path, the main functions
 -- work with an empty search_path, look-alike objects a hostile role plants
 -- change nothing, and the extension is not trusted (with the reason).
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
 SET intervalstyle = 'postgres';

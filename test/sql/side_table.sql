@@ -1,5 +1,8 @@
 -- Side-table mode: the timings of a table with no timing columns live in
 -- deploy_progress.timings, keyed by the table and the row's key.
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 
 -- sd_diff shows how each side timing moved since the last sd_snap(), in the
 -- words of stamp_rel(): -, set, same, later, cleared, EARLIER (a bug), and

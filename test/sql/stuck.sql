@@ -5,6 +5,9 @@
 -- Timings are written by hand with stamping off, so that every clock is a
 -- fixed time T = 2026-01-01 12:00:00+00 and every check passes an explicit
 -- "as of" time.
+-- (errors show their message, detail and hint; not the PL/pgSQL call
+-- stack, whose line numbers move with every edit of a function)
+\set SHOW_CONTEXT never
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
 SET intervalstyle = 'postgres';
