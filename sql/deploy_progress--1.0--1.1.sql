@@ -1357,28 +1357,47 @@ $$;
 COMMENT ON FUNCTION @extschema@._configs(regclass, timestamptz, text, text[]) IS
     'Internal: the tracking configurations a global reader or sweep goes through (all tables, or one), those on which the caller has the given privileges';
 
-CREATE OR REPLACE FUNCTION @extschema@.stuck(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
-RETURNS TABLE (relid regclass, key text, phase text, reason text,
-               clock_started_at timestamptz, deadline interval, overdue_by interval)
+-- The rows a global reader (stuck, in_flight) returns: its query for each
+-- table _configs() gives, a table whose query fails skipped with a warning
+-- (or, asked about that one table, its error); each query sorts, so that
+-- an error leaves none of its rows behind.
+CREATE OR REPLACE FUNCTION @extschema@._read_each(tbl regclass, as_of timestamptz, reader text)
+RETURNS SETOF record
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg @extschema@.tracked;
 BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call stuck() without a table to check every tracked table.')
+    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of,
+                   CASE reader WHEN 'stuck' THEN 'Call stuck() without a table to check every tracked table.'
+                               ELSE 'Select from the view deploy_progress.in_flight to see every tracked table.' END)
     LOOP
-        -- (the query sorts, so that an error leaves none of its rows behind)
         BEGIN
-            RETURN QUERY EXECUTE @extschema@._stuck_query(cfg) USING as_of;
+            RETURN QUERY EXECUTE CASE reader WHEN 'stuck' THEN @extschema@._stuck_query(cfg)
+                                             ELSE @extschema@._in_flight_query(cfg) END
+                         USING as_of;
         EXCEPTION WHEN OTHERS THEN
             IF tbl IS NOT NULL THEN
                 RAISE;
             END IF;
-            PERFORM @extschema@._skipped(cfg.relid, 'stuck', SQLSTATE, SQLERRM);
+            PERFORM @extschema@._skipped(cfg.relid, reader, SQLSTATE, SQLERRM);
         END;
     END LOOP;
 END
+$$;
+COMMENT ON FUNCTION @extschema@._read_each(regclass, timestamptz, text) IS
+    'Internal: the rows of a global reader (stuck or in_flight) over every tracked table the caller can read, or one';
+
+CREATE OR REPLACE FUNCTION @extschema@.stuck(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, key text, phase text, reason text,
+               clock_started_at timestamptz, deadline interval, overdue_by interval)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@._read_each(tbl, as_of, 'stuck')
+        AS r(relid regclass, key text, phase text, reason text,
+             clock_started_at timestamptz, deadline interval, overdue_by interval)
 $$;
 COMMENT ON FUNCTION @extschema@.stuck(regclass, timestamptz) IS
     'Rows of tracked tables (all, or one) that are stuck as of a time, with the reason, the time the reason''s clock started, the deadline and how far past it';
@@ -1516,25 +1535,17 @@ RETURNS TABLE (relid regclass, key text, phase text, kind text,
                phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
                started_at timestamptz, in_phase interval, elapsed interval,
                overall_progress double precision, stuck_reason text)
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cfg @extschema@.tracked;
-BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Select from the view deploy_progress.in_flight to see every tracked table.')
-    LOOP
-        -- (the query sorts, so that an error leaves none of its rows behind)
-        BEGIN
-            RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
-        EXCEPTION WHEN OTHERS THEN
-            IF tbl IS NOT NULL THEN
-                RAISE;
-            END IF;
-            PERFORM @extschema@._skipped(cfg.relid, 'in_flight', SQLSTATE, SQLERRM);
-        END;
-    END LOOP;
-END
+    SELECT * FROM @extschema@._read_each(tbl, as_of, 'in_flight')
+        AS r(relid regclass, key text, phase text, kind text,
+             completed bigint, total bigint, percent double precision,
+             average_speed double precision, smoothed_speed double precision, speed double precision,
+             eta interval,
+             phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
+             started_at timestamptz, in_phase interval, elapsed interval,
+             overall_progress double precision, stuck_reason text)
 $$;
 COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
     'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures and stuck reason as of a time';

@@ -36,25 +36,17 @@ RETURNS TABLE (relid regclass, key text, phase text, kind text,
                phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
                started_at timestamptz, in_phase interval, elapsed interval,
                overall_progress double precision, stuck_reason text)
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cfg @extschema@.tracked;
-BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Select from the view deploy_progress.in_flight to see every tracked table.')
-    LOOP
-        -- (the query sorts, so that an error leaves none of its rows behind)
-        BEGIN
-            RETURN QUERY EXECUTE @extschema@._in_flight_query(cfg) USING as_of;
-        EXCEPTION WHEN OTHERS THEN
-            IF tbl IS NOT NULL THEN
-                RAISE;
-            END IF;
-            PERFORM @extschema@._skipped(cfg.relid, 'in_flight', SQLSTATE, SQLERRM);
-        END;
-    END LOOP;
-END
+    SELECT * FROM @extschema@._read_each(tbl, as_of, 'in_flight')
+        AS r(relid regclass, key text, phase text, kind text,
+             completed bigint, total bigint, percent double precision,
+             average_speed double precision, smoothed_speed double precision, speed double precision,
+             eta interval,
+             phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
+             started_at timestamptz, in_phase interval, elapsed interval,
+             overall_progress double precision, stuck_reason text)
 $$;
 COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
     'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures and stuck reason as of a time';
