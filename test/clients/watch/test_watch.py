@@ -395,7 +395,10 @@ class WatchTest(unittest.TestCase):
         self.assertEqual(rc, 0)
         self.assertIn("-k, --key=KEY", out)
         rc, out, _ = run("--version")
-        self.assertEqual((rc, out), (0, "deploy-progress-watch (deploy_progress) 1.0\n"))
+        control = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "deploy_progress.control")
+        with open(control) as f:
+            version = re.search(r"^default_version\s*=\s*'([^']+)'", f.read(), re.M).group(1)
+        self.assertEqual((rc, out), (0, "deploy-progress-watch (deploy_progress) %s\n" % version))
 
 
 if __name__ == "__main__":
