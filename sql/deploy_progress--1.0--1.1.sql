@@ -858,6 +858,21 @@ $$;
 COMMENT ON FUNCTION @extschema@._row_visible(regclass, text) IS
     'Internal: whether the current role can read the row of a tracked table with a given key text (privileges and row-level security)';
 
+-- Everyone reads the side timings through this view: those of the tables
+-- it may read, and of a table whose row-level security applies to the
+-- role, those of the rows it can see.
+CREATE OR REPLACE VIEW @extschema@.side_timings
+WITH (security_barrier)
+AS
+SELECT s.relid, s.key, s.phase_updated_at, s.progress_updated_at, s.heartbeat_at,
+       s.started_at, s.finished_at
+  FROM @extschema@.timings s
+ WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(s.relid) OR @extschema@._row_visible(s.relid, s.key));
+COMMENT ON VIEW @extschema@.side_timings IS
+    'Side-table timings of the tracked tables the current role can read (of a table under row-level security, of the rows it can see)';
+GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
+
 -- The key text of a row as the triggers write it: the single key column's
 -- text, or the row literal of a composite key, made by the types' output
 -- functions as the C code makes it (format's %s).  Never a ::text cast: the
@@ -923,6 +938,7 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
     'Internal: removes the configuration, side timings and pruned-history totals of dropped tables, and detaches their history from their OID';
+REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 -- The in-flight predicate of a table: its phase is not a terminal phase.
 -- The partial index track() creates is stated with the same text, which is
@@ -1550,6 +1566,21 @@ $$;
 COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
     'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures and stuck reason as of a time';
 
+-- The history is written by the trigger as the table's owner and read by
+-- everyone through views that show the rows of the tables they can read.
+CREATE OR REPLACE VIEW @extschema@.transitions
+WITH (security_barrier)
+AS
+SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
+       h.time_in_previous, h.completed, h.total, h.reason
+  FROM @extschema@.history h
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
+ WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
+COMMENT ON VIEW @extschema@.transitions IS
+    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
+GRANT SELECT ON @extschema@.transitions TO PUBLIC;
+
 -- The configuration of a tracked table the caller may read, or an error.
 CREATE OR REPLACE FUNCTION @extschema@._readable_config(tbl regclass)
 RETURNS @extschema@.tracked
@@ -1869,31 +1900,6 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@._in_flight_counts() IS
     'Internal: the number of rows in each non-terminal phase of every tracked table the caller can read';
-
-CREATE OR REPLACE VIEW @extschema@.side_timings
-WITH (security_barrier)
-AS
-SELECT s.relid, s.key, s.phase_updated_at, s.progress_updated_at, s.heartbeat_at,
-       s.started_at, s.finished_at
-  FROM @extschema@.timings s
- WHERE pg_catalog.has_table_privilege(s.relid, 'SELECT')
-   AND (NOT pg_catalog.row_security_active(s.relid) OR @extschema@._row_visible(s.relid, s.key));
-COMMENT ON VIEW @extschema@.side_timings IS
-    'Side-table timings of the tracked tables the current role can read (of a table under row-level security, of the rows it can see)';
-GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
-
-CREATE OR REPLACE VIEW @extschema@.transitions
-WITH (security_barrier)
-AS
-SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
-       h.time_in_previous, h.completed, h.total, h.reason
-  FROM @extschema@.history h
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
- WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
-   AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
-COMMENT ON VIEW @extschema@.transitions IS
-    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
-GRANT SELECT ON @extschema@.transitions TO PUBLIC;
 
 CREATE OR REPLACE VIEW @extschema@.metrics
 WITH (security_barrier)
