@@ -15,6 +15,7 @@ OBJS = \
 	src/side.o \
 	src/figures.o \
 	src/history.o \
+	src/sweep.o \
 	src/util.o
 
 # The current version's install script is built from the living source,

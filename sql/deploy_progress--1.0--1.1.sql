@@ -1349,6 +1349,14 @@ AS $$
 BEGIN
     IF tbl IS NOT NULL THEN
         PERFORM @extschema@._config(tbl, hint);
+        -- a table asked for by name is an error where the caller lacks a
+        -- privilege; a global reader passes over it
+        IF NOT (SELECT bool_and(has_table_privilege(tbl, p)) FROM unnest(privileges) p) THEN
+            RAISE EXCEPTION 'permission denied for table %', tbl
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('This needs the %s privileges on the table.', array_to_string(privileges, ' and ')),
+                      HINT = 'Ask the table''s owner to grant them.';
+        END IF;
     END IF;
     IF as_of IS NULL THEN
         RAISE EXCEPTION 'as_of must not be null'
@@ -1418,6 +1426,90 @@ $$;
 COMMENT ON FUNCTION @extschema@.stuck(regclass, timestamptz) IS
     'Rows of tracked tables (all, or one) that are stuck as of a time, with the reason, the time the reason''s clock started, the deadline and how far past it';
 
+-- One batch of fail_stuck() in one table for one reason: locks up to
+-- batch_size rows stuck for "why" (skipping rows a writer holds and the
+-- addresses in seen_oids/seen_tids, which this sweep locked already), then,
+-- in a new statement (a fresh snapshot, with the rows locked), re-checks and
+-- fails them; a row that progressed since the sweep started no longer
+-- matches and is left.  Returns {"oids": [...], "tids": [...]} (the rows
+-- locked) and "rows": [{"key", "from_phase"}] (the rows failed).
+-- fail_stuck() calls it through _fail_batch_as_owner(), which runs it as the
+-- table's owner so that the table's triggers, defaults, constraints and
+-- index expressions never run with the sweeper's rights.
+CREATE OR REPLACE FUNCTION @extschema@._fail_batch(tbl regclass, why text, batch_size integer,
+                                                   as_of timestamptz, seen_oids oid[], seen_tids tid[])
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg       @extschema@.tracked := @extschema@._config(tbl);
+    failed    text;
+    col_type  text := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+    tableoids oid[];
+    ctids     tid[];
+    keys      text[];
+    phases    text[];
+    done      jsonb;
+BEGIN
+    SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
+     WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
+    -- 1. lock a batch of stuck rows, skipping rows a writer holds
+    EXECUTE format(
+        'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
+        '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
+        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L AND NOT EXISTS ('
+                                          'SELECT FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[])) AS s(toid, tid)'
+                                          ' WHERE s.toid OPERATOR(pg_catalog.=) t.tableoid AND s.tid OPERATOR(pg_catalog.=) t.ctid)', why),
+                              format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
+    INTO tableoids, ctids, keys, phases USING as_of, seen_oids, seen_tids;
+    IF ctids IS NULL THEN
+        RETURN jsonb_build_object('oids', '[]'::jsonb, 'tids', '[]'::jsonb, 'rows', '[]'::jsonb);
+    END IF;
+
+    -- 2. re-check and fail them, naming the reason for the history
+    PERFORM set_config('deploy_progress.transition_reason', why, true)
+       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+    EXECUTE format(
+        'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
+        '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
+        ' failed AS ('
+        '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+        '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
+        '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
+        '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
+        '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
+        '  RETURNING %7$s AS key)'
+        ' SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(''key'', f.key, ''from_phase'', l.phase) ORDER BY f.key), ''[]'')'
+        '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key',
+        cfg.relid, cfg.phase_column, failed, col_type,
+        CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+             ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+        @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
+        @extschema@._key_expr(cfg, 't'))
+    INTO done USING as_of, tableoids, ctids, keys, phases;
+    PERFORM set_config('deploy_progress.transition_reason', '', true)
+       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
+    RETURN jsonb_build_object('oids', to_jsonb(tableoids), 'tids', to_jsonb(ctids::text[]), 'rows', done);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._fail_batch(regclass, text, integer, timestamptz, oid[], tid[]) IS
+    'Internal: one batch of fail_stuck() in one table for one reason (call it through _fail_batch_as_owner())';
+
+-- _fail_batch() as the table's owner, inside a security-restricted
+-- operation with search_path pg_catalog, pg_temp (as VACUUM and REFRESH
+-- MATERIALIZED VIEW run another role's code), after checking that the caller
+-- may select and update the table.  Where row-level security applies to the
+-- caller it runs as the caller instead, so that the caller's policies
+-- decide which rows it fails, as for any UPDATE it makes.
+CREATE OR REPLACE FUNCTION @extschema@._fail_batch_as_owner(tbl regclass, why text, batch_size integer,
+                                                            as_of timestamptz, seen_oids oid[], seen_tids tid[])
+RETURNS jsonb
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'dp_fail_batch_as_owner';
+COMMENT ON FUNCTION @extschema@._fail_batch_as_owner(regclass, text, integer, timestamptz, oid[], tid[]) IS
+    'Internal: _fail_batch() run as the table''s owner in a security-restricted operation (as the caller where row-level security applies to it)';
+
 CREATE OR REPLACE FUNCTION @extschema@.fail_stuck(tbl regclass DEFAULT NULL, batch_size integer DEFAULT 1000,
                                        as_of timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (relid regclass, key text, from_phase text, to_phase text, reason text)
@@ -1427,13 +1519,9 @@ AS $$
 DECLARE
     cfg       @extschema@.tracked;
     failed    text;
-    col_type  text;
     reasons   text[] := ARRAY(SELECT sr.reason FROM @extschema@._stuck_reasons() sr ORDER BY sr.priority);
     why       text;
-    tableoids oid[];
-    ctids     tid[];
-    keys      text[];
-    phases    text[];
+    batch     jsonb;
     seen_oids oid[];
     seen_tids tid[];
     broken    boolean;
@@ -1454,7 +1542,6 @@ BEGIN
     LOOP
         SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
          WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
-        col_type := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
         -- the rows this sweep locked in this table: a row that could not
         -- be failed (a trigger of the table's skipped its update) keeps its
         -- address and is not locked again, so every batch makes progress
@@ -1471,43 +1558,12 @@ BEGIN
                 -- each batch is all or nothing: a table whose batch fails
                 -- is reported and left, and the sweep goes on
                 BEGIN
-                    -- 1. lock a batch of stuck rows, skipping rows a writer holds
-                    EXECUTE format(
-                        'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
-                        '       pg_catalog.array_agg(r.key), pg_catalog.array_agg(r.phase) FROM (%s) r',
-                        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L AND NOT EXISTS ('
-                                                          'SELECT FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[])) AS s(toid, tid)'
-                                                          ' WHERE s.toid OPERATOR(pg_catalog.=) t.tableoid AND s.tid OPERATOR(pg_catalog.=) t.ctid)', why),
-                                              format('LIMIT %s FOR UPDATE OF t SKIP LOCKED', batch_size)))
-                    INTO tableoids, ctids, keys, phases USING as_of, seen_oids, seen_tids;
-                    EXIT WHEN ctids IS NULL;
-                    seen_oids := seen_oids || tableoids;
-                    seen_tids := seen_tids || ctids;
-
-                    -- 2. in a new statement (a fresh snapshot, with the rows
-                    -- locked) re-check and fail them; a row that progressed
-                    -- since the sweep started no longer matches and is left
-                    PERFORM set_config('deploy_progress.transition_reason', why, true)
-                       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
-                    RETURN QUERY EXECUTE format(
-                        'WITH locked AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.tid[]),'
-                        '                                        pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[])) AS l(toid, tid, key, phase)),'
-                        ' failed AS ('
-                        '  UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
-                        '   WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($3)'
-                        '     AND (t.tableoid, t.ctid) IN (SELECT r.dp_tableoid, r.dp_ctid FROM (%6$s) r'
-                        '                                   JOIN locked l ON l.toid OPERATOR(pg_catalog.=) r.dp_tableoid'
-                        '                                                AND l.tid OPERATOR(pg_catalog.=) r.dp_ctid)'
-                        '  RETURNING %7$s AS key)'
-                        ' SELECT %8$L::pg_catalog.regclass, f.key, l.phase, %3$L::pg_catalog.text, %9$L::pg_catalog.text'
-                        '   FROM failed f JOIN locked l ON l.key OPERATOR(pg_catalog.=) f.key ORDER BY f.key',
-                        cfg.relid, cfg.phase_column, failed, col_type,
-                        CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
-                             ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
-                        @extschema@._rows_sql(cfg, format('t.ctid OPERATOR(pg_catalog.=) ANY ($3) AND st.reason OPERATOR(pg_catalog.=) %L', why)),
-                        @extschema@._key_expr(cfg, 't'),
-                        cfg.relid::oid, why)
-                    USING as_of, tableoids, ctids, keys, phases;
+                    batch := @extschema@._fail_batch_as_owner(cfg.relid, why, batch_size, as_of, seen_oids, seen_tids);
+                    seen_oids := seen_oids || ARRAY(SELECT pg_catalog.jsonb_array_elements_text(batch->'oids'))::oid[];
+                    seen_tids := seen_tids || ARRAY(SELECT pg_catalog.jsonb_array_elements_text(batch->'tids'))::tid[];
+                    RETURN QUERY
+                        SELECT cfg.relid, r->>'key', r->>'from_phase', failed, why
+                          FROM pg_catalog.jsonb_array_elements(batch->'rows') AS r;
                 EXCEPTION WHEN OTHERS THEN
                     IF tbl IS NOT NULL THEN
                         RAISE;
@@ -1515,16 +1571,14 @@ BEGIN
                     PERFORM @extschema@._skipped(cfg.relid, 'fail_stuck', SQLSTATE, SQLERRM);
                     broken := true;
                 END;
-                EXIT WHEN broken OR cardinality(ctids) < batch_size;
+                EXIT WHEN broken OR jsonb_array_length(batch->'tids') < batch_size;
             END LOOP;
         END LOOP;
     END LOOP;
-    PERFORM set_config('deploy_progress.transition_reason', '', true)
-       FROM pg_catalog.pg_settings WHERE name = 'deploy_progress.transition_reason';
 END
 $$;
 COMMENT ON FUNCTION @extschema@.fail_stuck(regclass, integer, timestamptz) IS
-    'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches) and returns what it failed';
+    'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches, as each table''s owner) and returns what it failed';
 
 -- The query in_flight() runs for one table ($1: as of), in key order.
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_query(cfg @extschema@.tracked)
