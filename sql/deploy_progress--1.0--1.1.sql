@@ -154,6 +154,105 @@ DELETE FROM @extschema@.timings s
 DELETE FROM @extschema@.tracked t
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.relid);
 
+--------------------------------------------------------------------------
+-- Key texts no longer depend on the writer's settings
+--------------------------------------------------------------------------
+
+-- A value's text through its type's output function (format's %s), under
+-- fixed settings, so that it is the same in every session: the key text of
+-- a row whose key type's text depends on settings (a date's on DateStyle, a
+-- timestamptz's on TimeZone, ...).  src/side.c sets the same ones.
+CREATE OR REPLACE FUNCTION @extschema@._canonical_text(value anyelement)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET "DateStyle" = 'ISO, MDY'
+SET "IntervalStyle" = 'postgres'
+SET "TimeZone" = 'UTC'
+SET extra_float_digits = 1
+SET bytea_output = 'hex'
+AS $$
+    SELECT pg_catalog.format('%s', value)
+$$;
+COMMENT ON FUNCTION @extschema@._canonical_text(anyelement) IS
+    'Internal: a value''s text under fixed DateStyle, IntervalStyle, TimeZone, extra_float_digits and bytea_output (the key text of a key whose type''s text depends on settings)';
+
+-- Whether the text of a type may depend on settings: every type but the
+-- built-in ones known not to, enums, and domains, arrays and composites of
+-- those (dp_type_text_depends_on_settings() in src/util.c decides the same).
+CREATE OR REPLACE FUNCTION @extschema@._type_text_varies(typ regtype)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE parts(oid) AS (
+        SELECT typ::pg_catalog.oid
+        UNION
+        SELECT n.oid
+          FROM parts p
+          JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) p.oid
+         CROSS JOIN LATERAL (
+               SELECT ty.typbasetype WHERE ty.typtype OPERATOR(pg_catalog.=) 'd'
+               UNION ALL
+               SELECT ty.typelem WHERE ty.typtype OPERATOR(pg_catalog.<>) 'd' AND ty.typsubscript OPERATOR(pg_catalog.=) 'pg_catalog.array_subscript_handler'::pg_catalog.regproc
+               UNION ALL
+               SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                WHERE ty.typtype OPERATOR(pg_catalog.=) 'c' AND a.attrelid OPERATOR(pg_catalog.=) ty.typrelid
+                  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) AS n(oid)
+    )
+    SELECT EXISTS (
+        SELECT FROM parts p JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) p.oid
+         WHERE ty.typtype OPERATOR(pg_catalog.<>) ALL (ARRAY['d', 'c', 'e']::"char"[])
+           AND NOT (ty.typsubscript OPERATOR(pg_catalog.=) 'pg_catalog.array_subscript_handler'::pg_catalog.regproc)
+           AND p.oid OPERATOR(pg_catalog.<>) ALL (ARRAY['boolean', '"char"', 'name', 'smallint', 'integer', 'bigint', 'oid',
+                                                  'text', 'character', 'character varying', 'numeric', 'uuid']::pg_catalog.regtype[]::pg_catalog.oid[]))
+$$;
+COMMENT ON FUNCTION @extschema@._type_text_varies(regtype) IS
+    'Internal: whether the text of a type''s values may depend on session settings (keys of such types are written under fixed ones)';
+
+-- 1.0 filed side rows and history under the key's text in the writer's
+-- session (DateStyle, TimeZone, ...); 1.1 files them under fixed settings.
+-- The rows of single-column keys whose text varies are re-keyed, read in
+-- this session's settings (the writers' when they are the server's); where
+-- two texts name one row, the side row written last is kept.  A table whose
+-- keys cannot be read so is left as it is, with a WARNING.
+DO $$
+DECLARE
+    t   record;
+BEGIN
+    FOR t IN SELECT tr.relid, pg_catalog.format_type(a.atttypid, a.atttypmod) AS typ
+               FROM @extschema@.tracked tr
+               JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) tr.relid
+                                            AND a.attname OPERATOR(pg_catalog.=) tr.key_columns[1]
+              WHERE pg_catalog.cardinality(tr.key_columns) OPERATOR(pg_catalog.=) 1
+                AND @extschema@._type_text_varies(a.atttypid::pg_catalog.regtype)
+    LOOP
+        BEGIN
+            EXECUTE pg_catalog.format(
+                'DELETE FROM @extschema@.timings s USING @extschema@.timings o'
+                ' WHERE s.relid OPERATOR(pg_catalog.=) $1 AND o.relid OPERATOR(pg_catalog.=) $1'
+                '   AND s.key OPERATOR(pg_catalog.<>) o.key'
+                '   AND @extschema@._canonical_text(s.key::%1$s) OPERATOR(pg_catalog.=) @extschema@._canonical_text(o.key::%1$s)'
+                '   AND (COALESCE(s.heartbeat_at, s.progress_updated_at, s.phase_updated_at), s.key)'
+                '       OPERATOR(pg_catalog.<) (COALESCE(o.heartbeat_at, o.progress_updated_at, o.phase_updated_at), o.key)', t.typ)
+            USING t.relid;
+            EXECUTE pg_catalog.format(
+                'UPDATE @extschema@.timings SET key = @extschema@._canonical_text(key::%1$s)'
+                ' WHERE relid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.<>) @extschema@._canonical_text(key::%1$s)', t.typ)
+            USING t.relid;
+            EXECUTE pg_catalog.format(
+                'UPDATE @extschema@.history SET key = @extschema@._canonical_text(key::%1$s)'
+                ' WHERE relid OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.<>) @extschema@._canonical_text(key::%1$s)', t.typ)
+            USING t.relid;
+        EXCEPTION WHEN data_exception THEN
+            RAISE WARNING 'deploy_progress: the key texts of table % were left as they are', t.relid
+                USING DETAIL = SQLERRM,
+                      HINT = 'Its side timings and history may be filed under texts that no longer match its rows.';
+        END;
+    END LOOP;
+END
+$$;
+
 -- functions whose signature changes
 DROP FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean);
 DROP FUNCTION @extschema@._key_condition(@extschema@.tracked);
@@ -875,20 +974,28 @@ GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
 
 -- The key text of a row as the triggers write it: the single key column's
 -- text, or the row literal of a composite key, made by the types' output
--- functions as the C code makes it (format's %s).  Never a ::text cast: the
--- owner of a key's type could attach a cast of their own, which would run
--- with the rights of whoever reads the table.
+-- functions as the C code makes it (format's %s), under the fixed settings
+-- of _canonical_text() where a key type's text depends on settings.  Never
+-- a ::text cast: the owner of a key's type could attach a cast of their
+-- own, which would run with the rights of whoever reads the table.
 CREATE OR REPLACE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
-                THEN pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
-                ELSE pg_catalog.format('pg_catalog.format(''%%s'', ROW(%s))',
-                         (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
-                            FROM pg_catalog.unnest(cfg.key_columns) AS c))
-           END
+    SELECT pg_catalog.format(
+               CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                  WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
+                                    AND a.attname OPERATOR(pg_catalog.=) ANY (cfg.key_columns)
+                                    AND NOT a.attisdropped
+                                    AND @extschema@._type_text_varies(a.atttypid::pg_catalog.regtype))
+                    THEN '@extschema@._canonical_text(%s)' ELSE 'pg_catalog.format(''%%s'', %s)' END,
+               CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+                    THEN pg_catalog.format('%s%I', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
+                    ELSE pg_catalog.format('ROW(%s)',
+                             (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
+                                FROM pg_catalog.unnest(cfg.key_columns) AS c))
+               END)
 $$;
 COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
     'Internal: SQL expression giving a row''s key text, through the key types'' output functions';
@@ -1116,18 +1223,20 @@ $$;
 COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
     'Internal: SQL adding the figures (percent, speeds, ETA, stall, overall progress, elapsed times) as of $1 to _rows_sql()''s rows';
 
--- The condition selecting a row by its key text (parameter $param): its
--- key text must be exactly $param.  A single key column whose type (or a
--- domain's base type) is a built-in one is also compared in that type, so
--- that its index is used; the cast of $param to a type of a user's, or to
--- a domain (whose checks are a user's code), would run that user's code.
+-- The condition selecting a row by its key text (parameter $param): the
+-- row's key text must be _key_text() of $param (which is $param itself but
+-- for keys whose text varies with settings, or pads).  A single key column
+-- whose type (or a domain's base type) is a built-in one is also compared in
+-- that type, so that its index is used; the cast of $param to a type of a
+-- user's, or to a domain (whose checks are a user's code), would run that
+-- user's code.
 CREATE OR REPLACE FUNCTION @extschema@._key_condition(cfg @extschema@.tracked, alias text DEFAULT NULL, param integer DEFAULT 1)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH RECURSIVE key_type AS (
-        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+        SELECT ty.oid, ty.typname, ty.typtype, ty.typbasetype, ty.typnamespace
           FROM pg_catalog.pg_attribute a
           JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) a.atttypid
          WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
@@ -1135,14 +1244,19 @@ AS $$
            AND NOT a.attisdropped
            AND pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
         UNION ALL
-        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+        SELECT ty.oid, ty.typname, ty.typtype, ty.typbasetype, ty.typnamespace
           FROM key_type k JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) k.typbasetype
          WHERE k.typtype OPERATOR(pg_catalog.=) 'd'
     )
     SELECT coalesce(
-               (SELECT pg_catalog.format('%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s AND %5$s OPERATOR(pg_catalog.=) $%4$s',
+               (SELECT pg_catalog.format(CASE WHEN k.oid OPERATOR(pg_catalog.=) 'pg_catalog.bpchar'::pg_catalog.regtype
+                                                   OR @extschema@._type_text_varies(k.oid::pg_catalog.regtype)
+                                              THEN '%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s'
+                                                   ' AND %5$s OPERATOR(pg_catalog.=) @extschema@._key_text(%6$L::pg_catalog.regclass, $%4$s)'
+                                              ELSE '%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s AND %5$s OPERATOR(pg_catalog.=) $%4$s' END,
                                          alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
-                                         pg_catalog.format_type(k.oid, NULL), param, @extschema@._key_expr(cfg, alias))
+                                         pg_catalog.format('pg_catalog.%I', k.typname), param, @extschema@._key_expr(cfg, alias),
+                                         cfg.relid::pg_catalog.text)
                   FROM key_type k
                  WHERE k.typtype OPERATOR(pg_catalog.<>) 'd'
                    AND k.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace),
@@ -1150,6 +1264,48 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@._key_condition(@extschema@.tracked, text, integer) IS
     'Internal: SQL condition selecting a tracked table''s row by its key text (parameter $param), through the key''s index when it has one column';
+
+-- The key text under which the triggers file a row given by a caller's key
+-- text: for a single key column of a built-in type whose text varies with
+-- settings, or of type character(n), the caller's text read as that type
+-- (in the caller's session) and written as the triggers write it ('ab' for
+-- a char(8) key gives 'ab      ', a date in DateStyle German its ISO text);
+-- otherwise, and for a text that is no value of the type, the caller's
+-- text as it is ('042' is not the key 42).  The readers look rows up by it.
+CREATE OR REPLACE FUNCTION @extschema@._key_text(tbl regclass, key text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg    @extschema@.tracked;
+    result text;
+BEGIN
+    SELECT * INTO cfg FROM @extschema@.tracked t WHERE t.relid = tbl;
+    IF NOT FOUND OR cardinality(cfg.key_columns) <> 1 OR key IS NULL THEN
+        RETURN key;
+    END IF;
+    SELECT format(CASE WHEN @extschema@._type_text_varies(ty.oid::regtype)
+                       THEN 'SELECT @extschema@._canonical_text($1::%s)' ELSE 'SELECT pg_catalog.format(''%%s'', $1::%s)' END,
+                  format_type(a.atttypid, a.atttypmod))
+      INTO result
+      FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+     WHERE a.attrelid = cfg.relid AND a.attname = cfg.key_columns[1] AND NOT a.attisdropped
+       AND ty.typtype <> 'd' AND ty.typnamespace = 'pg_catalog'::regnamespace
+       AND (ty.oid = 'bpchar'::regtype OR @extschema@._type_text_varies(ty.oid::regtype));
+    IF result IS NULL THEN
+        RETURN key;
+    END IF;
+    EXECUTE result INTO result USING key;
+    RETURN result;
+EXCEPTION
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow OR string_data_right_truncation THEN
+        RETURN key;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._key_text(regclass, text) IS
+    'Internal: the key text the triggers file a row under, given a caller''s key text (read as the key''s built-in type where it has one column)';
 
 CREATE OR REPLACE FUNCTION @extschema@.timings(tbl regclass, key text)
 RETURNS TABLE (phase_updated_at timestamptz, progress_updated_at timestamptz,
@@ -1725,7 +1881,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    k text := key;
+    k text := @extschema@._key_text(tbl, key);
 BEGIN
     PERFORM @extschema@._check_readable(tbl);
     RETURN QUERY
@@ -1750,7 +1906,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg      @extschema@.tracked;
-    k        text := key;
+    k        text := @extschema@._key_text(tbl, key);
     cur      text;
     cur_kind text;
     cur_pos  integer;

@@ -140,6 +140,7 @@ typedef struct DpTrack
 	FmgrInfo   *key_out;
 	TupleDesc	key_desc;		/* blessed descriptor of a composite key */
 	FmgrInfo	key_record_out; /* record_out, for a composite key */
+	bool		key_settings;	/* a key type's text depends on settings */
 	Oid			side_owner;		/* owner of deploy_progress.timings */
 
 	/*
@@ -274,6 +275,7 @@ extern TriggerData *dp_trigger_data(FunctionCallInfo fcinfo, const char *func,
 									DpTriggerTiming timing, bool insert_update_only);
 extern void dp_spi_connect(void);
 extern void dp_spi_connect_as(Oid owner, DpSavedUser *saved);
+extern bool dp_type_text_depends_on_settings(Oid typid);
 extern void dp_spi_finish_as(const DpSavedUser *saved);
 
 #endif							/* DEPLOY_PROGRESS_H */

@@ -40,6 +40,8 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "utils/guc.h"
+
 #include "deploy_progress.h"
 
 /*
@@ -195,14 +197,29 @@ dp_side_exec(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 
 /*
  * Key text of a row: the key column's text, or the row literal of a
- * composite key (what ROW(a, b)::text gives in SQL).
+ * composite key (what ROW(a, b)::text gives in SQL).  The text must be the
+ * same in every session, since side rows and history are filed under it: a
+ * key of a type whose text depends on settings (a date's on DateStyle, a
+ * timestamptz's on TimeZone, ...) is written under fixed ones, those of
+ * _canonical_text() in SQL (DateStyle ISO, MDY; IntervalStyle postgres;
+ * TimeZone UTC; extra_float_digits 1; bytea_output hex).
  */
+static const char *const dp_key_settings[][2] = {
+	{"DateStyle", "ISO, MDY"},
+	{"IntervalStyle", "postgres"},
+	{"TimeZone", "UTC"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+};
+
 text *
 dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 {
 	Datum		vals[INDEX_MAX_KEYS];
 	bool		nulls[INDEX_MAX_KEYS];
 	int			k;
+	int			nestlevel = -1;
+	char	   *out;
 
 	Assert(t->nkeys >= 1 && t->nkeys <= INDEX_MAX_KEYS);
 	for (k = 0; k < t->nkeys && k < INDEX_MAX_KEYS; k++)
@@ -216,10 +233,21 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 							RelationGetRelationName(rel)),
 					 errhint("Track the table with a key whose columns are NOT NULL.")));
 	}
+	if (t->key_settings)
+	{
+		nestlevel = NewGUCNestLevel();
+		for (int i = 0; i < lengthof(dp_key_settings); i++)
+			(void) set_config_option(dp_key_settings[i][0], dp_key_settings[i][1],
+									 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	}
 	if (t->nkeys == 1)
-		return cstring_to_text(OutputFunctionCall(&t->key_out[0], vals[0]));
-	return cstring_to_text(OutputFunctionCall(&t->key_record_out,
-											  HeapTupleGetDatum(heap_form_tuple(t->key_desc, vals, nulls))));
+		out = OutputFunctionCall(&t->key_out[0], vals[0]);
+	else
+		out = OutputFunctionCall(&t->key_record_out,
+								 HeapTupleGetDatum(heap_form_tuple(t->key_desc, vals, nulls)));
+	if (t->key_settings)
+		AtEOXact_GUC(true, nestlevel);
+	return cstring_to_text(out);
 }
 
 /*

@@ -558,6 +558,7 @@ dp_build_track(DpTrack *t, Relation rel)
 		t->key_atts = palloc(sizeof(AttrNumber) * t->nkeys);
 		t->key_out = palloc(sizeof(FmgrInfo) * t->nkeys);
 		t->key_desc = NULL;
+		t->key_settings = false;
 		if (t->nkeys > 1)
 			t->key_desc = CreateTemplateTupleDesc(t->nkeys);
 		for (k = 0; k < nkeys; k++)
@@ -575,6 +576,8 @@ dp_build_track(DpTrack *t, Relation rel)
 			t->key_atts[k] = dp_resolve_column(rel, NameStr(*DatumGetName(keys[k])), "key", NULL, 0, &typid);
 			getTypeOutputInfo(typid, &outfn, &varlena);
 			fmgr_info_cxt(outfn, &t->key_out[k], t->cxt);
+			if (dp_type_text_depends_on_settings(typid))
+				t->key_settings = true;
 			if (t->key_desc)
 				TupleDescInitEntry(t->key_desc, k + 1, NULL, typid, -1, 0);
 		}

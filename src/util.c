@@ -19,7 +19,12 @@
 
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "access/htup_details.h"
+#include "utils/typcache.h"
 
 #include "deploy_progress.h"
 
@@ -102,4 +107,55 @@ dp_spi_finish_as(const DpSavedUser *saved)
 {
 	SPI_finish();
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+/*
+ * Whether the text a type's output function gives may depend on settings
+ * (DateStyle, TimeZone, IntervalStyle, extra_float_digits, bytea_output,
+ * ...): true for every type but the built-in ones known not to, enums, and
+ * domains, arrays and composites of those.  _key_settings() in SQL makes the
+ * same decision; keep the two lists equal.
+ */
+bool
+dp_type_text_depends_on_settings(Oid typid)
+{
+	char		typtype;
+
+	check_stack_depth();
+	typid = getBaseType(typid);
+	switch (typid)
+	{
+		case BOOLOID:
+		case CHAROID:
+		case NAMEOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case TEXTOID:
+		case BPCHAROID:
+		case VARCHAROID:
+		case NUMERICOID:
+		case UUIDOID:
+			return false;
+		default:
+			break;
+	}
+	typtype = get_typtype(typid);
+	if (typtype == TYPTYPE_ENUM)
+		return false;
+	if (OidIsValid(get_element_type(typid)))
+		return dp_type_text_depends_on_settings(get_element_type(typid));
+	if (typtype == TYPTYPE_COMPOSITE)
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
+		bool		depends = false;
+
+		for (int i = 0; i < desc->natts && !depends; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				depends = dp_type_text_depends_on_settings(TupleDescAttr(desc, i)->atttypid);
+		ReleaseTupleDesc(desc);
+		return depends;
+	}
+	return true;
 }

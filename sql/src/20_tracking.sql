@@ -708,22 +708,82 @@ COMMENT ON VIEW @extschema@.side_timings IS
     'Side-table timings of the tracked tables the current role can read (of a table under row-level security, of the rows it can see)';
 GRANT SELECT ON @extschema@.side_timings TO PUBLIC;
 
--- The key text of a row as the triggers write it: the single key column's
--- text, or the row literal of a composite key, made by the types' output
--- functions as the C code makes it (format's %s).  Never a ::text cast: the
--- owner of a key's type could attach a cast of their own, which would run
--- with the rights of whoever reads the table.
-CREATE OR REPLACE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+-- A value's text through its type's output function (format's %s), under
+-- fixed settings, so that it is the same in every session: the key text of
+-- a row whose key type's text depends on settings (a date's on DateStyle, a
+-- timestamptz's on TimeZone, ...).  src/side.c sets the same ones.
+CREATE OR REPLACE FUNCTION @extschema@._canonical_text(value anyelement)
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET "DateStyle" = 'ISO, MDY'
+SET "IntervalStyle" = 'postgres'
+SET "TimeZone" = 'UTC'
+SET extra_float_digits = 1
+SET bytea_output = 'hex'
+AS $$
+    SELECT pg_catalog.format('%s', value)
+$$;
+COMMENT ON FUNCTION @extschema@._canonical_text(anyelement) IS
+    'Internal: a value''s text under fixed DateStyle, IntervalStyle, TimeZone, extra_float_digits and bytea_output (the key text of a key whose type''s text depends on settings)';
+
+-- Whether the text of a type may depend on settings: every type but the
+-- built-in ones known not to, enums, and domains, arrays and composites of
+-- those (dp_type_text_depends_on_settings() in src/util.c decides the same).
+CREATE OR REPLACE FUNCTION @extschema@._type_text_varies(typ regtype)
+RETURNS boolean
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
-                THEN pg_catalog.format('pg_catalog.format(''%%s'', %s%I)', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
-                ELSE pg_catalog.format('pg_catalog.format(''%%s'', ROW(%s))',
-                         (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
-                            FROM pg_catalog.unnest(cfg.key_columns) AS c))
-           END
+    WITH RECURSIVE parts(oid) AS (
+        SELECT typ::pg_catalog.oid
+        UNION
+        SELECT n.oid
+          FROM parts p
+          JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) p.oid
+         CROSS JOIN LATERAL (
+               SELECT ty.typbasetype WHERE ty.typtype OPERATOR(pg_catalog.=) 'd'
+               UNION ALL
+               SELECT ty.typelem WHERE ty.typtype OPERATOR(pg_catalog.<>) 'd' AND ty.typsubscript OPERATOR(pg_catalog.=) 'pg_catalog.array_subscript_handler'::pg_catalog.regproc
+               UNION ALL
+               SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                WHERE ty.typtype OPERATOR(pg_catalog.=) 'c' AND a.attrelid OPERATOR(pg_catalog.=) ty.typrelid
+                  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) AS n(oid)
+    )
+    SELECT EXISTS (
+        SELECT FROM parts p JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) p.oid
+         WHERE ty.typtype OPERATOR(pg_catalog.<>) ALL (ARRAY['d', 'c', 'e']::"char"[])
+           AND NOT (ty.typsubscript OPERATOR(pg_catalog.=) 'pg_catalog.array_subscript_handler'::pg_catalog.regproc)
+           AND p.oid OPERATOR(pg_catalog.<>) ALL (ARRAY['boolean', '"char"', 'name', 'smallint', 'integer', 'bigint', 'oid',
+                                                  'text', 'character', 'character varying', 'numeric', 'uuid']::pg_catalog.regtype[]::pg_catalog.oid[]))
+$$;
+COMMENT ON FUNCTION @extschema@._type_text_varies(regtype) IS
+    'Internal: whether the text of a type''s values may depend on session settings (keys of such types are written under fixed ones)';
+
+-- The key text of a row as the triggers write it: the single key column's
+-- text, or the row literal of a composite key, made by the types' output
+-- functions as the C code makes it (format's %s), under the fixed settings
+-- of _canonical_text() where a key type's text depends on settings.  Never
+-- a ::text cast: the owner of a key's type could attach a cast of their
+-- own, which would run with the rights of whoever reads the table.
+CREATE OR REPLACE FUNCTION @extschema@._key_expr(cfg @extschema@.tracked, alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+               CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                  WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
+                                    AND a.attname OPERATOR(pg_catalog.=) ANY (cfg.key_columns)
+                                    AND NOT a.attisdropped
+                                    AND @extschema@._type_text_varies(a.atttypid::pg_catalog.regtype))
+                    THEN '@extschema@._canonical_text(%s)' ELSE 'pg_catalog.format(''%%s'', %s)' END,
+               CASE WHEN pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
+                    THEN pg_catalog.format('%s%I', alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1])
+                    ELSE pg_catalog.format('ROW(%s)',
+                             (SELECT pg_catalog.string_agg(pg_catalog.concat(alias OPERATOR(pg_catalog.||) '.', pg_catalog.quote_ident(c)), ', ')
+                                FROM pg_catalog.unnest(cfg.key_columns) AS c))
+               END)
 $$;
 COMMENT ON FUNCTION @extschema@._key_expr(@extschema@.tracked, text) IS
     'Internal: SQL expression giving a row''s key text, through the key types'' output functions';

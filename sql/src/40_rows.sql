@@ -190,18 +190,20 @@ COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
 -- One row: timings(), progress(), describe()
 --------------------------------------------------------------------------
 
--- The condition selecting a row by its key text (parameter $param): its
--- key text must be exactly $param.  A single key column whose type (or a
--- domain's base type) is a built-in one is also compared in that type, so
--- that its index is used; the cast of $param to a type of a user's, or to
--- a domain (whose checks are a user's code), would run that user's code.
+-- The condition selecting a row by its key text (parameter $param): the
+-- row's key text must be _key_text() of $param (which is $param itself but
+-- for keys whose text varies with settings, or pads).  A single key column
+-- whose type (or a domain's base type) is a built-in one is also compared in
+-- that type, so that its index is used; the cast of $param to a type of a
+-- user's, or to a domain (whose checks are a user's code), would run that
+-- user's code.
 CREATE OR REPLACE FUNCTION @extschema@._key_condition(cfg @extschema@.tracked, alias text DEFAULT NULL, param integer DEFAULT 1)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH RECURSIVE key_type AS (
-        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+        SELECT ty.oid, ty.typname, ty.typtype, ty.typbasetype, ty.typnamespace
           FROM pg_catalog.pg_attribute a
           JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) a.atttypid
          WHERE a.attrelid OPERATOR(pg_catalog.=) cfg.relid
@@ -209,14 +211,19 @@ AS $$
            AND NOT a.attisdropped
            AND pg_catalog.cardinality(cfg.key_columns) OPERATOR(pg_catalog.=) 1
         UNION ALL
-        SELECT ty.oid, ty.typtype, ty.typbasetype, ty.typnamespace
+        SELECT ty.oid, ty.typname, ty.typtype, ty.typbasetype, ty.typnamespace
           FROM key_type k JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) k.typbasetype
          WHERE k.typtype OPERATOR(pg_catalog.=) 'd'
     )
     SELECT coalesce(
-               (SELECT pg_catalog.format('%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s AND %5$s OPERATOR(pg_catalog.=) $%4$s',
+               (SELECT pg_catalog.format(CASE WHEN k.oid OPERATOR(pg_catalog.=) 'pg_catalog.bpchar'::pg_catalog.regtype
+                                                   OR @extschema@._type_text_varies(k.oid::pg_catalog.regtype)
+                                              THEN '%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s'
+                                                   ' AND %5$s OPERATOR(pg_catalog.=) @extschema@._key_text(%6$L::pg_catalog.regclass, $%4$s)'
+                                              ELSE '%1$s%2$I OPERATOR(pg_catalog.=) $%4$s::%3$s AND %5$s OPERATOR(pg_catalog.=) $%4$s' END,
                                          alias OPERATOR(pg_catalog.||) '.', cfg.key_columns[1],
-                                         pg_catalog.format_type(k.oid, NULL), param, @extschema@._key_expr(cfg, alias))
+                                         pg_catalog.format('pg_catalog.%I', k.typname), param, @extschema@._key_expr(cfg, alias),
+                                         cfg.relid::pg_catalog.text)
                   FROM key_type k
                  WHERE k.typtype OPERATOR(pg_catalog.<>) 'd'
                    AND k.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace),
@@ -224,6 +231,48 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@._key_condition(@extschema@.tracked, text, integer) IS
     'Internal: SQL condition selecting a tracked table''s row by its key text (parameter $param), through the key''s index when it has one column';
+
+-- The key text under which the triggers file a row given by a caller's key
+-- text: for a single key column of a built-in type whose text varies with
+-- settings, or of type character(n), the caller's text read as that type
+-- (in the caller's session) and written as the triggers write it ('ab' for
+-- a char(8) key gives 'ab      ', a date in DateStyle German its ISO text);
+-- otherwise, and for a text that is no value of the type, the caller's
+-- text as it is ('042' is not the key 42).  The readers look rows up by it.
+CREATE OR REPLACE FUNCTION @extschema@._key_text(tbl regclass, key text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg    @extschema@.tracked;
+    result text;
+BEGIN
+    SELECT * INTO cfg FROM @extschema@.tracked t WHERE t.relid = tbl;
+    IF NOT FOUND OR cardinality(cfg.key_columns) <> 1 OR key IS NULL THEN
+        RETURN key;
+    END IF;
+    SELECT format(CASE WHEN @extschema@._type_text_varies(ty.oid::regtype)
+                       THEN 'SELECT @extschema@._canonical_text($1::%s)' ELSE 'SELECT pg_catalog.format(''%%s'', $1::%s)' END,
+                  format_type(a.atttypid, a.atttypmod))
+      INTO result
+      FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+     WHERE a.attrelid = cfg.relid AND a.attname = cfg.key_columns[1] AND NOT a.attisdropped
+       AND ty.typtype <> 'd' AND ty.typnamespace = 'pg_catalog'::regnamespace
+       AND (ty.oid = 'bpchar'::regtype OR @extschema@._type_text_varies(ty.oid::regtype));
+    IF result IS NULL THEN
+        RETURN key;
+    END IF;
+    EXECUTE result INTO result USING key;
+    RETURN result;
+EXCEPTION
+    WHEN invalid_text_representation OR numeric_value_out_of_range
+         OR invalid_datetime_format OR datetime_field_overflow OR string_data_right_truncation THEN
+        RETURN key;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._key_text(regclass, text) IS
+    'Internal: the key text the triggers file a row under, given a caller''s key text (read as the key''s built-in type where it has one column)';
 
 CREATE OR REPLACE FUNCTION @extschema@.timings(tbl regclass, key text)
 RETURNS TABLE (phase_updated_at timestamptz, progress_updated_at timestamptz,

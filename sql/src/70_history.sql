@@ -206,7 +206,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    k text := key;
+    k text := @extschema@._key_text(tbl, key);
 BEGIN
     PERFORM @extschema@._check_readable(tbl);
     RETURN QUERY
@@ -231,7 +231,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg      @extschema@.tracked;
-    k        text := key;
+    k        text := @extschema@._key_text(tbl, key);
     cur      text;
     cur_kind text;
     cur_pos  integer;
