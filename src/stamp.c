@@ -390,12 +390,17 @@ dp_stamp(PG_FUNCTION_ARGS)
 	 * the write that last stamped the row, which committed before this
 	 * write: stamp the wall clock instead, which is past that write.  Every
 	 * write stamps heartbeat_at, so it holds the row's latest stamp (else
-	 * progress_updated_at, else phase_updated_at).
+	 * progress_updated_at, else phase_updated_at); a table with none of them
+	 * has its latest in started_at or finished_at.  A stamp later than the
+	 * wall clock (written with stamping off, or by a server whose clock was
+	 * ahead) is the time stamped then, so that the documented orderings
+	 * (finished_at >= started_at, ...) hold whatever columns the table has.
 	 */
 	if (oldslot)
 	{
 		static const DpRole latest_roles[] = {DP_ROLE_HEARTBEAT_AT, DP_ROLE_PROGRESS_UPDATED_AT,
-		DP_ROLE_PHASE_UPDATED_AT};
+		DP_ROLE_PHASE_UPDATED_AT, DP_ROLE_STARTED_AT, DP_ROLE_FINISHED_AT};
+		TimestampTz latest = DT_NOBEGIN;
 
 		for (i = 0; i < (int) lengthof(latest_roles); i++)
 		{
@@ -404,11 +409,19 @@ dp_stamp(PG_FUNCTION_ARGS)
 			if (!t->att[role])
 				continue;
 			dp_want_load(t, &w, role);
-			if (unlikely(!w.isnull[role] &&
-						 !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[role])) &&
-						 DatumGetTimestampTz(w.v[role]) > now))
-				now = GetCurrentTimestamp();
-			break;
+			if (!w.isnull[role] && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[role])) &&
+				DatumGetTimestampTz(w.v[role]) > latest)
+				latest = DatumGetTimestampTz(w.v[role]);
+			/* the first of the three holds the latest; else both of the last two */
+			if (role == DP_ROLE_HEARTBEAT_AT || role == DP_ROLE_PROGRESS_UPDATED_AT ||
+				role == DP_ROLE_PHASE_UPDATED_AT)
+				break;
+		}
+		if (unlikely(latest > now))
+		{
+			now = GetCurrentTimestamp();
+			if (now < latest)
+				now = latest;
 		}
 	}
 	dp_want_set(&w, DP_ROLE_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
