@@ -236,7 +236,7 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 	if (t->key_settings)
 	{
 		nestlevel = NewGUCNestLevel();
-		for (int i = 0; i < lengthof(dp_key_settings); i++)
+		for (int i = 0; i < (int) lengthof(dp_key_settings); i++)
 			(void) set_config_option(dp_key_settings[i][0], dp_key_settings[i][1],
 									 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}

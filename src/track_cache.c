@@ -141,6 +141,26 @@ dp_relcache_callback(Datum arg, Oid relid)
 		t->valid = false;
 }
 
+/*
+ * Syscache callback for pg_enum: a label added to (or renamed in) an enum
+ * type changes which phases of a lifecycle an enum phase column can hold,
+ * and the entries of such tables map phases to enum OIDs: mark them stale.
+ * (ALTER TYPE ... ADD VALUE sends no relcache invalidation of the tables.)
+ */
+static void
+dp_enum_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	HASH_SEQ_STATUS status;
+	DpTrack    *t;
+
+	if (dp_tracks == NULL)
+		return;
+	hash_seq_init(&status, dp_tracks);
+	while ((t = hash_seq_search(&status)) != NULL)
+		if (t->phase_is_enum)
+			t->valid = false;
+}
+
 static void
 dp_cache_init(void)
 {
@@ -156,6 +176,7 @@ dp_cache_init(void)
 	dp_tracks = hash_create("deploy_progress tracked tables", 16, &ctl,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(dp_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(ENUMOID, dp_enum_callback, (Datum) 0);
 }
 
 /*
