@@ -276,6 +276,7 @@ extern TriggerData *dp_trigger_data(FunctionCallInfo fcinfo, const char *func,
 extern void dp_spi_connect(void);
 extern void dp_spi_connect_as(Oid owner, DpSavedUser *saved);
 extern bool dp_type_text_depends_on_settings(Oid typid);
+extern void dp_check_stamping_off(DpTrack *t);
 extern void dp_spi_finish_as(const DpSavedUser *saved);
 
 #endif							/* DEPLOY_PROGRESS_H */

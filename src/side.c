@@ -313,13 +313,16 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 	Datum		relid;
 	text	   *key;
 
-	if (!dp_stamping)
-		return PointerGetDatum(NULL);
-
 	rel = trigdata->tg_relation;
 	t = dp_get_track(rel);
 	if (!t->side)
 		return PointerGetDatum(NULL);
+	if (!dp_stamping)
+	{
+		/* a DELETE or TRUNCATE leaving the side rows behind, too */
+		dp_check_stamping_off(t);
+		return PointerGetDatum(NULL);
+	}
 	relid = ObjectIdGetDatum(t->tracked_relid);
 
 	dp_spi_connect_as(t->side_owner, &saved);

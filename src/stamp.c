@@ -369,6 +369,8 @@ dp_stamp(PG_FUNCTION_ARGS)
 	}
 	dp_classify(t, trigdata->tg_relation, oldslot, newslot, phase_kept, counters_kept, &ch);
 
+	if (!dp_stamping)
+		dp_check_stamping_off(t);
 	if (!dp_stamping || t->side)
 		return PointerGetDatum(newtuple);
 	if (oldslot == NULL && dp_is_moved_row(t, trigdata->tg_relation, newslot))

@@ -25,6 +25,9 @@
 #include "utils/syscache.h"
 #include "access/htup_details.h"
 #include "utils/typcache.h"
+#include "catalog/pg_class.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
 
 #include "deploy_progress.h"
 
@@ -158,4 +161,38 @@ dp_type_text_depends_on_settings(Oid typid)
 		return depends;
 	}
 	return true;
+}
+
+/*
+ * With deploy_progress.stamping off, a write leaves no stamps and no
+ * history, which the history's readers take as audit data: only the tracked
+ * table's owner (a member of the owning role, a superuser) or a role the
+ * owner granted the TRIGGER privilege on the table may write it so.  Called
+ * by the triggers when the setting is off.
+ */
+void
+dp_check_stamping_off(DpTrack *t)
+{
+	Oid			relid = t->tracked_relid;
+	Oid			user = GetUserId();
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	if (has_privs_of_role(user, owner) ||
+		pg_class_aclcheck(relid, user, ACL_TRIGGER) == ACLCHECK_OK)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to write table \"%s\" with deploy_progress.stamping off",
+					get_rel_name(relid)),
+			 errdetail("A write with stamping off leaves no stamps and no history; only the table's owner, "
+					   "or a role it grants the TRIGGER privilege on the table, may make one."),
+			 errhint("RESET deploy_progress.stamping, or ask the table's owner to GRANT TRIGGER ON %s TO %s.",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid)),
+					 quote_identifier(GetUserNameFromId(user, false)))));
 }

@@ -125,6 +125,38 @@ SELECT key, finished_at IS NULL AS not_finished, started_at IS NULL AS not_start
        phase_updated_at = heartbeat_at AS entered_now
   FROM deploy_progress.timings WHERE relid = 'ss_side'::regclass AND key = '5';
 
+-- Only the table's owner, or a role it grants TRIGGER on the table, may
+-- write it with stamping off: such a write leaves no stamps and no history,
+-- which the README calls audit data.  Another writer is refused (42501) and
+-- nothing changes.
+\set SHOW_CONTEXT never
+CREATE ROLE ss_writer;
+CREATE ROLE ss_loader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ss_rows, ss_side TO ss_writer, ss_loader;
+GRANT TRIGGER ON ss_rows, ss_side TO ss_loader;
+SELECT count(*) AS history_before FROM deploy_progress.transitions WHERE relid IN ('ss_rows'::regclass, 'ss_side'::regclass) \gset
+SET ROLE ss_writer;
+SET deploy_progress.stamping = off;
+UPDATE ss_rows SET phase = 'failed' WHERE id = 1;
+INSERT INTO ss_side (id) VALUES (77);
+DELETE FROM ss_side WHERE id = 5;
+RESET deploy_progress.stamping;
+-- with stamping on, the same writer writes as usual
+UPDATE ss_rows SET phase = phase WHERE id = 1;
+RESET ROLE;
+SELECT count(*) AS side_77 FROM ss_side WHERE id = 77;
+SELECT count(*) AS side_5 FROM ss_side WHERE id = 5;
+-- a role granted TRIGGER may
+SET ROLE ss_loader;
+SET deploy_progress.stamping = off;
+INSERT INTO ss_side (id) VALUES (78);
+DELETE FROM ss_side WHERE id = 78;
+RESET deploy_progress.stamping;
+RESET ROLE;
+SELECT count(*) - :history_before AS new_history FROM deploy_progress.transitions WHERE relid IN ('ss_rows'::regclass, 'ss_side'::regclass);
+REVOKE ALL ON ss_rows, ss_side FROM ss_writer, ss_loader;
+DROP ROLE ss_writer, ss_loader;
+
 -- bad values are refused
 SET deploy_progress.clock = 'sundial';
 SET deploy_progress.stamping = 'maybe';
