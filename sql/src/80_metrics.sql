@@ -17,11 +17,15 @@ $$;
 COMMENT ON FUNCTION @extschema@._table_label(regclass) IS
     'Internal: the schema-qualified name of a table, as metric labels and events give it';
 
--- In-flight rows per phase of every tracked table the caller can read, each
--- non-terminal phase of the lifecycle listed (zero when empty).  The count
--- reads the in-flight partial index, through the predicate it was built with.
-CREATE OR REPLACE FUNCTION @extschema@._in_flight_counts()
-RETURNS TABLE (relid regclass, phase text, phase_position integer, rows bigint)
+-- The metrics read from the tables themselves, for every tracked table the
+-- caller can read, one table at a time (all or nothing for a table):
+--   in_flight  rows per non-terminal phase of the lifecycle (zero when
+--              empty), counted through the in-flight partial index
+--   stuck      stuck rows per reason, as stuck() reports them
+--   skipped    1 when the table's queries raised (it is then reported with a
+--              WARNING and has no other rows here), else 0
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
+RETURNS TABLE (relid regclass, metric text, label text, label_position integer, value bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -32,23 +36,31 @@ BEGIN
     LOOP
         BEGIN
             RETURN QUERY EXECUTE format(
-                'SELECT %L::pg_catalog.regclass, p.phase, p.position, coalesce(c.n, 0)'
+                'SELECT %1$L::pg_catalog.regclass, ''in_flight'', p.phase, p.position, coalesce(c.n, 0)'
                 '  FROM @extschema@.lifecycle_phases p'
-                '  LEFT JOIN (SELECT %s AS phase, pg_catalog.count(*) AS n'
-                '               FROM %s t WHERE %s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
-                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %L'
-                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])'
-                ' ORDER BY p.position',
+                '  LEFT JOIN (SELECT %2$s AS phase, pg_catalog.count(*) AS n'
+                '               FROM %3$s t WHERE %4$s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %5$L'
+                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[])'
+                ' UNION ALL'
+                ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
+                '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
+                ' UNION ALL'
+                ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
+                ' ORDER BY 2, 4, 3',
                 cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
-                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'));
+                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'),
+                @extschema@._stuck_query(cfg))
+            USING now();
         EXCEPTION WHEN OTHERS THEN
             PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
+            RETURN QUERY SELECT cfg.relid, 'skipped'::text, NULL::text, NULL::integer, 1::bigint;
         END;
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @extschema@._in_flight_counts() IS
-    'Internal: the number of rows in each non-terminal phase of every tracked table the caller can read';
+COMMENT ON FUNCTION @extschema@._table_metrics() IS
+    'Internal: in-flight rows per phase, stuck rows per reason, and whether the table had to be skipped, for every tracked table the caller can read';
 
 CREATE OR REPLACE VIEW @extschema@.metrics
 WITH (security_barrier)
@@ -104,25 +116,31 @@ WITH tables AS (
       FROM stays s
       LEFT JOIN pruned p
         ON p.relid OPERATOR(pg_catalog.=) s.relid AND p.phase OPERATOR(pg_catalog.=) s.phase
-), stuck AS (
-    SELECT s.relid, s.reason, pg_catalog.count(*) AS n
-      FROM @extschema@.stuck() s
-     GROUP BY s.relid, s.reason
+), live AS (
+    SELECT * FROM @extschema@._table_metrics()
 )
 SELECT 'deploy_progress_in_flight'::text AS name,
-       pg_catalog.jsonb_build_object('table', t.label, 'phase', f.phase) AS labels,
-       f.rows::double precision AS value
-  FROM @extschema@._in_flight_counts() f
+       pg_catalog.jsonb_build_object('table', t.label, 'phase', f.label) AS labels,
+       f.value::double precision AS value
+  FROM live f
   JOIN tables t ON t.relid OPERATOR(pg_catalog.=) f.relid
+ WHERE f.metric OPERATOR(pg_catalog.=) 'in_flight'
 UNION ALL
 SELECT 'deploy_progress_stuck',
        pg_catalog.jsonb_build_object('table', t.label, 'reason', r.reason),
-       coalesce(s.n, 0)
+       coalesce(s.value, 0)
   FROM tables t
- CROSS JOIN (SELECT x.reason FROM @extschema@._stuck_reasons() x
-             UNION
-             SELECT s2.reason FROM stuck s2) r
-  LEFT JOIN stuck s ON s.relid OPERATOR(pg_catalog.=) t.relid AND s.reason OPERATOR(pg_catalog.=) r.reason
+ CROSS JOIN (SELECT x.reason FROM @extschema@._stuck_reasons() x) r
+  LEFT JOIN live s ON s.relid OPERATOR(pg_catalog.=) t.relid AND s.metric OPERATOR(pg_catalog.=) 'stuck'
+                  AND s.label OPERATOR(pg_catalog.=) r.reason
+ WHERE EXISTS (SELECT FROM live k WHERE k.relid OPERATOR(pg_catalog.=) t.relid
+                                    AND k.metric OPERATOR(pg_catalog.=) 'skipped' AND k.value OPERATOR(pg_catalog.=) 0)
+UNION ALL
+SELECT 'deploy_progress_table_skipped',
+       pg_catalog.jsonb_build_object('table', t.label),
+       k.value
+  FROM live k JOIN tables t ON t.relid OPERATOR(pg_catalog.=) k.relid
+ WHERE k.metric OPERATOR(pg_catalog.=) 'skipped'
 UNION ALL
 SELECT 'deploy_progress_transitions_total',
        pg_catalog.jsonb_build_object('table', t.label, 'phase', c.phase),
@@ -185,7 +203,9 @@ AS $$
         ('deploy_progress_failures_total', 'counter',
          'Transitions into a failed phase, per tracked table and phase the row failed in.', 4),
         ('deploy_progress_phase_duration_seconds', 'summary',
-         'Time rows spent in a phase, over stays that did not end in a failed or cancelled phase.', 5)
+         'Time rows spent in a phase, over stays that did not end in a failed or cancelled phase.', 5),
+        ('deploy_progress_table_skipped', 'gauge',
+         '1 when the tracked table could not be read at this scrape (its query raised; the server log has the warning), so that its other samples are missing; else 0.', 6)
     ), samples AS (
         SELECT f.ord, m.name, m.labels - 'quantile' AS series,
                m.name OPERATOR(pg_catalog.||)

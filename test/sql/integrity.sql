@@ -121,6 +121,11 @@ SELECT relid, key FROM deploy_progress.stuck('ig_bad', '2026-01-01 11:00+00');
 ALTER TABLE ig_bad DROP COLUMN heartbeat_at;
 SELECT name, labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
  WHERE name = 'deploy_progress_in_flight' AND labels ->> 'table' IN ('public.ig_good', 'public.ig_bad') AND value > 0;
+-- and the metric says which table was skipped
+SET client_min_messages = error;
+SELECT labels ->> 'table' AS table_name, value AS skipped FROM deploy_progress.metrics
+ WHERE name = 'deploy_progress_table_skipped' AND labels ->> 'table' IN ('public.ig_good', 'public.ig_bad') ORDER BY 1;
+RESET client_min_messages;
 SELECT relid, key, to_phase, reason FROM deploy_progress.fail_stuck(NULL, 100, '2026-01-01 11:00+00')
  WHERE relid::text IN ('ig_good', 'ig_bad');
 SELECT phase FROM ig_good;
