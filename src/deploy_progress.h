@@ -277,6 +277,7 @@ extern void dp_spi_connect(void);
 extern void dp_spi_connect_as(Oid owner, DpSavedUser *saved);
 extern bool dp_type_text_depends_on_settings(Oid typid);
 extern void dp_check_stamping_off(DpTrack *t);
+extern int	dp_spi_execute_latest(const char *sql, int nargs, Oid *argtypes, Datum *args, long tcount);
 extern void dp_spi_finish_as(const DpSavedUser *saved);
 
 #endif							/* DEPLOY_PROGRESS_H */

@@ -513,7 +513,7 @@ dp_build_track(DpTrack *t, Relation rel)
 		errcb.arg = &ctx;
 		errcb.previous = error_context_stack;
 		error_context_stack = &errcb;
-		ret = SPI_execute_with_args(dp_config_query(ctx.schema), 1, argtypes, args, NULL, true, 1);
+		ret = dp_spi_execute_latest(dp_config_query(ctx.schema), 1, argtypes, args, 1);
 		error_context_stack = errcb.previous;
 	}
 	if (ret != SPI_OK_SELECT)
@@ -616,10 +616,10 @@ dp_build_track(DpTrack *t, Relation rel)
 		Datum		largs[1];
 
 		largs[0] = CStringGetTextDatum(lifecycle);
-		ret = SPI_execute_with_args(
+		ret = dp_spi_execute_latest(
 			"SELECT p.phase, p.kind FROM " DP_SCHEMA ".lifecycle_phases p"
 			" WHERE p.lifecycle OPERATOR(pg_catalog.=) $1 ORDER BY p.position",
-			1, ltypes, largs, NULL, true, 0);
+			1, ltypes, largs, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading lifecycle failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed == 0)

@@ -25,6 +25,7 @@
 #include "utils/syscache.h"
 #include "access/htup_details.h"
 #include "utils/typcache.h"
+#include "utils/snapmgr.h"
 #include "catalog/pg_class.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -195,4 +196,22 @@ dp_check_stamping_off(DpTrack *t)
 			 errhint("RESET deploy_progress.stamping, or ask the table's owner to GRANT TRIGGER ON %s TO %s.",
 					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid)),
 					 quote_identifier(GetUserNameFromId(user, false)))));
+}
+
+/*
+ * A read-only query on the extension's configuration, with the latest
+ * snapshot rather than the transaction's: the configuration is read like a
+ * catalog, so that a REPEATABLE READ or SERIALIZABLE transaction that began
+ * before track(), define_lifecycle() or ALTER EXTENSION UPDATE committed
+ * neither misses the configuration nor caches an old one for the session.
+ */
+int
+dp_spi_execute_latest(const char *sql, int nargs, Oid *argtypes, Datum *args, long tcount)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	return SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								true, false, tcount);
 }
