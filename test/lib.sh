@@ -5,7 +5,14 @@
 # PostgreSQL refuses to run as root, so when these scripts run as root
 # (CI) the server and the TAP tests run as the "postgres" OS user.
 
+# PG_MAJOR selects the PostgreSQL major version (default 15): its Debian
+# packages are installed and its pg_config used.  Given PG_CONFIG instead,
+# the major version is read from it.
+if [ -z "${PG_MAJOR:-}" ] && [ -n "${PG_CONFIG:-}" ] && [ -x "$PG_CONFIG" ]; then
+    PG_MAJOR="$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')"
+fi
 : "${PG_MAJOR:=15}"
+export PG_MAJOR
 export PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}"
 PGBIN="$("$PG_CONFIG" --bindir 2>/dev/null || echo "/usr/lib/postgresql/$PG_MAJOR/bin")"
 export PGBIN
