@@ -201,7 +201,7 @@ END $$;
 DO $$
 DECLARE
     big bigint[] := ARRAY[NULL, 0, 1, -1, 100, 9223372036854775807, -9223372036854775808];
-    dbl double precision[] := ARRAY[NULL, 0, -0.0, 1, -1, 'NaN', 'Infinity', '-Infinity', 1e308, -1e308, 5e-324];
+    dbl double precision[] := ARRAY[NULL::double precision, 0, -0.0, 1, -1, 'NaN', 'Infinity', '-Infinity', 1e308, -1e308, 5e-324];
     ts timestamptz[] := ARRAY[NULL, '-infinity', 'infinity', '4713-01-01 00:00:00+00 BC', '294276-12-31 23:59:59+00',
                               '2026-01-01 12:00+00', '2026-01-01 12:00:00.000001+00', '2000-01-01 00:00+00'];
     iv interval[] := ARRAY[NULL, '0', '1 microsecond', '-1 second', '15 seconds', '178000000 years', '-178000000 years',
