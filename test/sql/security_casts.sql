@@ -30,8 +30,20 @@ CREATE CAST (sc_phase AS text) WITH FUNCTION sc_phase_text(sc_phase);
 CREATE CAST (text AS sc_phase) WITH FUNCTION sc_text_phase(text);
 CREATE CAST (sc_region AS text) WITH FUNCTION sc_region_text(sc_region);
 CREATE CAST (text AS sc_region) WITH FUNCTION sc_text_region(text);
+-- and operators of their own on the types, in the schema everyone's
+-- search_path starts with: comparisons the readers make must not reach them
+CREATE FUNCTION sc_phase_eq(sc_phase, sc_phase) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.sc_calls VALUES (current_user, 'phase ='); RETURN format('%s', $1) = format('%s', $2); END $$;
+CREATE FUNCTION sc_phase_ne(sc_phase, sc_phase) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.sc_calls VALUES (current_user, 'phase <>'); RETURN format('%s', $1) <> format('%s', $2); END $$;
+CREATE FUNCTION sc_region_eq(sc_region, sc_region) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.sc_calls VALUES (current_user, 'region ='); RETURN format('%s', $1) = format('%s', $2); END $$;
+CREATE OPERATOR public.= (LEFTARG = sc_phase, RIGHTARG = sc_phase, FUNCTION = sc_phase_eq);
+CREATE OPERATOR public.<> (LEFTARG = sc_phase, RIGHTARG = sc_phase, FUNCTION = sc_phase_ne);
+CREATE OPERATOR public.= (LEFTARG = sc_region, RIGHTARG = sc_region, FUNCTION = sc_region_eq);
 -- the casts work, and log: called here, by their owner
 SELECT 'running'::sc_phase::text AS phase, 'eu'::text::sc_region AS region, 'done'::text::sc_phase AS phase2, 'us'::sc_region::text AS region2;
+SELECT 'running'::sc_phase = 'running'::sc_phase AS eq, 'eu'::sc_region = 'us'::sc_region AS eq2, 'done'::sc_phase <> 'queued'::sc_phase AS ne;
 SELECT who, fn FROM sc_calls ORDER BY fn;
 
 SELECT count(*) FROM deploy_progress.define_lifecycle('sc_lc', '[
@@ -91,7 +103,7 @@ SELECT s.what, s.value AS superuser_saw, r.value AS reader_saw
   FROM sc_seen s JOIN sc_seen r ON r.what = s.what AND r.pass = 'reader'
  WHERE s.pass = 'superuser' AND s.value IS DISTINCT FROM r.value ORDER BY s.what;
 
--- the owner's casts never ran, neither as the superuser nor as the reader
+-- the owner's casts and operators never ran, neither as the superuser nor as the reader
 SELECT who, fn, count(*) FROM sc_calls GROUP BY who, fn ORDER BY who, fn;
 
 DROP TABLE sc_jobs, sc_side, sc_calls, sc_seen;
