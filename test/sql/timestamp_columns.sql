@@ -131,6 +131,10 @@ SELECT key, reason, clock_started_at, deadline, overdue_by
   FROM deploy_progress.stuck('ts_berlin', '2026-01-01 11:05:00+00');
 SELECT key, reason, clock_started_at, deadline, overdue_by
   FROM deploy_progress.stuck('ts_berlin', '2026-01-01 11:05:00.000001+00');
+-- fail_stuck() finds the same rows: row 2 only, at that time
+SELECT relid, key, from_phase, to_phase, reason
+  FROM deploy_progress.fail_stuck('ts_berlin', as_of => '2026-01-01 11:05:00.000001+00');
+SELECT id, phase FROM ts_berlin ORDER BY id;
 SET timezone = 'Asia/Tokyo';
 
 --------------------------------------------------------------------------
@@ -186,6 +190,29 @@ SELECT t.finished_at = (m.finished_at AT TIME ZONE 'Europe/Berlin') AS finished_
   FROM ts_mixed m, deploy_progress.timings('ts_mixed', '1') t WHERE m.id = 1;
 
 --------------------------------------------------------------------------
+-- A partitioned table: a row that moves to another partition keeps its
+-- stamps (the new partition's INSERT recognizes them in the column's form)
+--------------------------------------------------------------------------
+CREATE TABLE ts_parts (
+    id               integer,
+    region           text,
+    phase            text NOT NULL,
+    phase_updated_at timestamp,
+    heartbeat_at     timestamp,
+    started_at       timestamp,
+    PRIMARY KEY (id, region)
+) PARTITION BY LIST (region);
+CREATE TABLE ts_parts_eu PARTITION OF ts_parts FOR VALUES IN ('eu');
+CREATE TABLE ts_parts_us PARTITION OF ts_parts FOR VALUES IN ('us');
+SELECT relid, storage, time_zone
+  FROM deploy_progress.track('ts_parts', lifecycle => 'ts_lc', time_zone => 'Europe/Berlin');
+INSERT INTO ts_parts VALUES (1, 'eu', 'building') RETURNING started_at AS started \gset
+UPDATE ts_parts SET region = 'us' WHERE id = 1
+RETURNING tableoid::regclass AS partition, started_at = :'started' AS start_kept,
+          phase_updated_at = :'started' AS phase_start_kept,
+          heartbeat_at = (statement_timestamp() AT TIME ZONE 'Europe/Berlin') AS heartbeat_berlin;
+
+--------------------------------------------------------------------------
 -- Side storage: the side table keeps timestamptz; the table's own timing
 -- columns, timestamp or not, are not used (accepted by the same rule)
 --------------------------------------------------------------------------
@@ -231,5 +258,5 @@ SELECT pg_temp.sqlstate_of(q) AS sqlstate, q
     ($$SELECT deploy_progress.track('ts_berlin', lifecycle => 'ts_lc', time_zone => NULL)$$),
     ($$SELECT deploy_progress.track('ts_dates', lifecycle => 'ts_lc')$$)) AS v(q);
 
-DROP TABLE ts_rails, ts_berlin, ts_mixed, ts_side, ts_new, ts_dates;
+DROP TABLE ts_rails, ts_berlin, ts_mixed, ts_parts, ts_side, ts_new, ts_dates;
 SELECT deploy_progress.drop_lifecycle('ts_lc');
