@@ -11,6 +11,8 @@
 --     tracked.columns (jsonb) instead of ten *_column columns; existing
 --     rows are migrated
 --   * track() takes "columns" for any role of the catalogue
+--   * timing columns may be timestamp (without time zone), read and stamped
+--     in the table's time zone (tracked.time_zone, track(..., time_zone))
 --   * every reader takes its columns and figures from one row generator
 --     (_rows_sql(), _figures_sql())
 
@@ -131,6 +133,16 @@ ALTER TABLE @extschema@.tracked
     DROP COLUMN speed_column, DROP COLUMN speed_updated_column, DROP COLUMN reason_column;
 COMMENT ON TABLE @extschema@.tracked IS
     'One row per tracked table: its lifecycle, phase column, options and, in "columns", the column playing each role of deploy_progress.column_roles (roles the table lacks are absent); written by track() and untrack()';
+
+-- timing columns may be timestamp (without time zone), holding local times
+-- of the table's time zone; the tables 1.0 tracked have timestamptz ones
+UPDATE @extschema@.column_roles
+   SET types = '{timestamptz,timestamp}', types_text = 'timestamp with or without time zone'
+ WHERE types OPERATOR(pg_catalog.=) '{timestamptz}'::pg_catalog.regtype[];
+ALTER TABLE @extschema@.tracked
+    ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC';
+COMMENT ON COLUMN @extschema@.tracked.time_zone IS
+    'The time zone whose local time the table''s timestamp (without time zone) timing columns hold';
 
 --------------------------------------------------------------------------
 -- What is kept of dropped tables never attaches to another table
@@ -582,6 +594,31 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_column(@extschema@.tracked, text) IS
     'Internal: the column playing a role of deploy_progress.column_roles in a tracked table, NULL when it has none';
 
+-- Raises an error unless a time zone name is one PostgreSQL knows, read as
+-- the triggers and readers read it ("ts AT TIME ZONE zone").
+CREATE OR REPLACE FUNCTION @extschema@._check_time_zone(zone text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF zone IS NULL THEN
+        RAISE EXCEPTION 'time_zone must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Leave it out for UTC, or name a zone of pg_timezone_names such as ''Europe/Berlin''.';
+    END IF;
+    PERFORM pg_catalog.now() AT TIME ZONE zone;
+EXCEPTION
+    WHEN invalid_parameter_value OR feature_not_supported THEN
+        RAISE EXCEPTION 'invalid time zone "%"', zone
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The time zone of timestamp (without time zone) timing columns must be a name PostgreSQL knows (pg_timezone_names, pg_timezone_abbrevs).',
+                  HINT = 'Leave it out for UTC, or name a zone such as ''Europe/Berlin''.';
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_time_zone(text) IS
+    'Internal: raises an error unless a name is a time zone PostgreSQL knows';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -608,7 +645,8 @@ CREATE OR REPLACE FUNCTION @extschema@.track(
     history                 text     DEFAULT 'all',
     notify_channel          text     DEFAULT 'deploy_progress',
     create_index            boolean  DEFAULT true,
-    columns                 jsonb    DEFAULT NULL)
+    columns                 jsonb    DEFAULT NULL,
+    time_zone               text     DEFAULT 'UTC')
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -691,6 +729,7 @@ BEGIN
         END IF;
         given := given || columns;
     END IF;
+    PERFORM @extschema@._check_time_zone(time_zone);
     -- keep writers out while the table is checked and its triggers replaced
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
 
@@ -779,7 +818,7 @@ BEGIN
                   DETAIL = format('Found %s but not %s.',
                                   coalesce(resolved ->> 'items_per_second', resolved ->> 'speed_updated_at'),
                                   CASE WHEN resolved ? 'items_per_second' THEN 'speed_updated_at' ELSE 'items_per_second' END),
-                  HINT = 'Add the missing column (double precision / timestamptz), or pass NULL for both roles.';
+                  HINT = 'Add the missing column (double precision / timestamptz or timestamp), or pass NULL for both roles.';
     END IF;
     -- the reason column must hold every reason fail_stuck() writes
     IF resolved ? 'failure_reason' THEN
@@ -870,6 +909,7 @@ BEGIN
     cfg.notify_channel := notify_channel;
     cfg.tracked_at := coalesce(prev.tracked_at, now());
     cfg.columns := resolved;
+    cfg.time_zone := time_zone;
     DELETE FROM @extschema@.tracked tr WHERE tr.relid = tbl;
     INSERT INTO @extschema@.tracked SELECT cfg.* RETURNING * INTO cfg;
     -- the side table keeps timings only while the table is tracked that way
@@ -893,7 +933,7 @@ BEGIN
     RETURN cfg;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb) IS
+COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb, text) IS
     'Starts (or reconfigures) tracking of a table: checks its columns and phase values and installs the stamping triggers';
 
 CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean DEFAULT false)
@@ -1077,7 +1117,10 @@ COMMENT ON FUNCTION @extschema@._in_flight_predicate(@extschema@.tracked, text) 
 -- The SQL expression of every column role in a tracked table's rows (alias
 -- t; the side table's row, when joined, is s): the table's column, the
 -- side table's column for the timings of a table in side storage, or a
--- typed NULL where the table has no column for the role.
+-- typed NULL where the table has no column for the role.  A timestamp
+-- (without time zone) timing column holds local times of the table's time
+-- zone, and is read as the timestamptz it stands for, as the triggers read
+-- it (dp_timing_from_column()), whatever the session's TimeZone.
 CREATE OR REPLACE FUNCTION @extschema@._role_exprs(cfg @extschema@.tracked)
 RETURNS TABLE (role name, expr text)
 LANGUAGE sql STABLE
@@ -1086,13 +1129,18 @@ AS $$
     SELECT r.role,
            CASE WHEN cfg.storage OPERATOR(pg_catalog.=) 'side' AND r.under_side OPERATOR(pg_catalog.=) 'side'
                 THEN pg_catalog.format('s.%I', r.role)
-                WHEN @extschema@._role_column(cfg, r.role) IS NOT NULL
-                THEN pg_catalog.format('t.%I::%I.%I', @extschema@._role_column(cfg, r.role), n.nspname, ty.typname)
+                WHEN c.col IS NOT NULL
+                     AND r.value_type OPERATOR(pg_catalog.=) 'pg_catalog.timestamptz'::pg_catalog.regtype
+                     AND @extschema@._column_type(cfg.relid, c.col) OPERATOR(pg_catalog.=) 'pg_catalog.timestamp'::pg_catalog.regtype
+                THEN pg_catalog.format('(t.%I AT TIME ZONE %L)', c.col, cfg.time_zone)
+                WHEN c.col IS NOT NULL
+                THEN pg_catalog.format('t.%I::%I.%I', c.col, n.nspname, ty.typname)
                 ELSE pg_catalog.format('NULL::%I.%I', n.nspname, ty.typname)
            END
       FROM @extschema@.column_roles r
       JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) r.value_type
       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ty.typnamespace
+     CROSS JOIN LATERAL (SELECT @extschema@._role_column(cfg, r.role)) AS c(col)
      ORDER BY r.position
 $$;
 COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS

@@ -133,6 +133,8 @@ typedef struct DpTrack
 	bool		allow_restart;
 	bool		side;			/* timings kept in deploy_progress.timings */
 	double		speed_tau;		/* smoothing time constant, seconds */
+	Datum		time_zone;		/* text: the zone of timestamp (without time
+								 * zone) timing columns (tracked.time_zone) */
 
 	/* row key, for the side table */
 	int			nkeys;
@@ -210,6 +212,8 @@ extern int	dp_kind_from_name(const char *name);
 extern const char *dp_kind_name(DpKind kind);
 extern const char *dp_role_name(DpRole role);
 extern bool dp_role_is(DpRole role, int flags);
+extern TimestampTz dp_timing_from_column(DpTrack *t, DpRole role, Datum value);
+extern Datum dp_timing_to_column(DpTrack *t, DpRole role, TimestampTz ts);
 
 /* A counter column's value as int64, whatever its integer type. */
 static inline int64

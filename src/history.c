@@ -783,12 +783,12 @@ dp_record_transition(PG_FUNCTION_ARGS)
 		Datum		d = slot_getattr(newslot, att_started, &isnull);
 
 		if (!isnull)
-			row.at = DatumGetTimestampTz(d);
+			row.at = dp_timing_from_column(t, DP_ROLE_PHASE_UPDATED_AT, d);
 		if (oldslot)
 		{
 			d = slot_getattr(oldslot, att_started, &row.prev_null);
 			if (!row.prev_null)
-				row.prev = DatumGetTimestampTz(d);
+				row.prev = dp_timing_from_column(t, DP_ROLE_PHASE_UPDATED_AT, d);
 		}
 	}
 	else if (t->side && oldslot)

@@ -189,7 +189,8 @@ typedef struct DpMoved
 {
 	bool		valid;
 	Oid			tracked_relid;
-	TimestampTz ts[DP_NUM_ROLES];	/* by timing role */
+	TimestampTz ts[DP_NUM_ROLES];	/* by timing role, as the columns hold
+									 * them (int64 either way) */
 	bool		ts_null[DP_NUM_ROLES];
 	double		speed;
 	bool		speed_null;
@@ -234,12 +235,16 @@ dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
 /*
  * The timing values a write should leave in the row, loaded from "src" (the
  * old row, or the new one when it is known to hold the same values) only
- * when a rule or the final comparison needs them.
+ * when a rule or the final comparison needs them.  v[] holds each as a
+ * timestamptz, which the rules compare and compute with; col[] holds it as
+ * the column's value (the local time in the table's zone for a timestamp
+ * column; a value loaded from the row stays as it was).
  */
 typedef struct DpWant
 {
 	TupleTableSlot *src;		/* NULL on INSERT: everything starts NULL */
 	Datum		v[DP_NUM_ROLES];	/* by timing role */
+	Datum		col[DP_NUM_ROLES];
 	bool		isnull[DP_NUM_ROLES];
 	bool		loaded[DP_NUM_ROLES];
 	bool		set[DP_NUM_ROLES];	/* assigned by a rule */
@@ -252,21 +257,28 @@ dp_want_load(DpTrack *t, DpWant *w, DpRole role)
 	if (!w->loaded[role])
 	{
 		w->loaded[role] = true;
-		w->v[role] = (Datum) 0;
+		w->v[role] = w->col[role] = (Datum) 0;
 		w->isnull[role] = true;
 		if (w->src && t->att[role])
-			w->v[role] = slot_getattr(w->src, t->att[role], &w->isnull[role]);
+		{
+			w->col[role] = slot_getattr(w->src, t->att[role], &w->isnull[role]);
+			if (!w->isnull[role])
+				w->v[role] = TimestampTzGetDatum(dp_timing_from_column(t, role, w->col[role]));
+		}
 	}
 	return w;
 }
 
 static inline void
-dp_want_set(DpWant *w, DpRole role, Datum value, bool isnull)
+dp_want_set(DpTrack *t, DpWant *w, DpRole role, Datum value, bool isnull)
 {
 	Assert(dp_role_is(role, DP_ROLE_TIMING));
 	w->loaded[role] = w->set[role] = true;
 	w->v[role] = value;
+	w->col[role] = (Datum) 0;
 	w->isnull[role] = isnull;
+	if (!isnull && t->att[role])
+		w->col[role] = dp_timing_to_column(t, role, DatumGetTimestampTz(value));
 }
 
 /*
@@ -426,7 +438,7 @@ dp_stamp(PG_FUNCTION_ARGS)
 				now = latest;
 		}
 	}
-	dp_want_set(&w, DP_ROLE_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
+	dp_want_set(t, &w, DP_ROLE_HEARTBEAT_AT, TimestampTzGetDatum(now), false);
 	if (ch.entered)
 	{
 		DpKind		kind;
@@ -434,19 +446,19 @@ dp_stamp(PG_FUNCTION_ARGS)
 		Assert(ch.new_idx >= 0 && ch.new_idx < t->nphases);
 		kind = t->phases[ch.new_idx].kind;
 
-		dp_want_set(&w, DP_ROLE_PHASE_UPDATED_AT, TimestampTzGetDatum(now), false);
-		dp_want_set(&w, DP_ROLE_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(t, &w, DP_ROLE_PHASE_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(t, &w, DP_ROLE_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
 		if (kind == DP_KIND_ACTIVE && dp_want_load(t, &w, DP_ROLE_STARTED_AT)->isnull[DP_ROLE_STARTED_AT])
-			dp_want_set(&w, DP_ROLE_STARTED_AT, TimestampTzGetDatum(now), false);
+			dp_want_set(t, &w, DP_ROLE_STARTED_AT, TimestampTzGetDatum(now), false);
 		if (DP_KIND_IS_TERMINAL(kind))
-			dp_want_set(&w, DP_ROLE_FINISHED_AT, TimestampTzGetDatum(now), false);
+			dp_want_set(t, &w, DP_ROLE_FINISHED_AT, TimestampTzGetDatum(now), false);
 		else if (ch.old_idx >= 0 && DP_KIND_IS_TERMINAL(t->phases[ch.old_idx].kind))
-			dp_want_set(&w, DP_ROLE_FINISHED_AT, (Datum) 0, true);	/* restart */
+			dp_want_set(t, &w, DP_ROLE_FINISHED_AT, (Datum) 0, true);	/* restart */
 		/* a new phase starts a new speed estimate */
-		dp_want_set(&w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(t, &w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 	}
 	else if (ch.counters_moved)
-		dp_want_set(&w, DP_ROLE_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
+		dp_want_set(t, &w, DP_ROLE_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
 
 	/* smoothed speed: one O(1) step per move of completed_items */
 	if (t->att[DP_ROLE_ITEMS_PER_SECOND])
@@ -465,11 +477,11 @@ dp_stamp(PG_FUNCTION_ARGS)
 			{
 				/* counter reset or went backwards: start over */
 				speed_null = true;
-				dp_want_set(&w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+				dp_want_set(t, &w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 			}
 			else if (w.isnull[DP_ROLE_SPEED_UPDATED_AT] ||
 					 TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(w.v[DP_ROLE_SPEED_UPDATED_AT])))
-				dp_want_set(&w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+				dp_want_set(t, &w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 			else
 			{
 				TimestampTz last = DatumGetTimestampTz(w.v[DP_ROLE_SPEED_UPDATED_AT]);
@@ -490,7 +502,7 @@ dp_stamp(PG_FUNCTION_ARGS)
 										 elapsed, t->speed_tau);
 					speed = Float8GetDatum(rate);
 					speed_null = false;
-					dp_want_set(&w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
+					dp_want_set(t, &w, DP_ROLE_SPEED_UPDATED_AT, TimestampTzGetDatum(now), false);
 				}
 			}
 		}
@@ -517,11 +529,12 @@ dp_stamp(PG_FUNCTION_ARGS)
 			continue;
 		dp_want_load(t, &w, r);
 		cur = slot_getattr(newslot, t->att[r], &isnull);
+		/* timestamp and timestamptz are both int64 microseconds */
 		if (isnull == w.isnull[r] &&
-			(isnull || DatumGetTimestampTz(cur) == DatumGetTimestampTz(w.v[r])))
+			(isnull || DatumGetTimestampTz(cur) == DatumGetTimestampTz(w.col[r])))
 			continue;
 		cols[ncols] = t->att[r];
-		vals[ncols] = w.v[r];
+		vals[ncols] = w.col[r];
 		nulls[ncols] = w.isnull[r];
 		ncols++;
 	}
@@ -552,7 +565,7 @@ dp_stamp(PG_FUNCTION_ARGS)
 			if (!owned_kept || w.set[r])
 			{
 				dp_want_load(t, &w, r);
-				d = w.v[r];
+				d = w.col[r];
 				isnull = w.isnull[r];
 			}
 			else

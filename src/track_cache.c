@@ -82,7 +82,8 @@ typedef struct DpRoleDef
 } DpRoleDef;
 
 static const Oid dp_counter_types[] = {INT2OID, INT4OID, INT8OID};
-static const Oid dp_timestamptz_types[] = {TIMESTAMPTZOID};
+/* a timing column: timestamptz, or timestamp in the table's time zone */
+static const Oid dp_timing_types[] = {TIMESTAMPTZOID, TIMESTAMPOID};
 static const Oid dp_float8_types[] = {FLOAT8OID};
 static const Oid dp_text_types[] = {TEXTOID, VARCHAROID};
 
@@ -92,13 +93,13 @@ static const Oid dp_text_types[] = {TEXTOID, VARCHAROID};
 static const DpRoleDef dp_roles[DP_NUM_ROLES] = {
 	[DP_ROLE_COMPLETED_ITEMS] = {"completed_items", DP_TYPES(dp_counter_types), 0, "completed_column"},
 	[DP_ROLE_TOTAL_ITEMS] = {"total_items", DP_TYPES(dp_counter_types), 0, "total_column"},
-	[DP_ROLE_PHASE_UPDATED_AT] = {"phase_updated_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "phase_updated_column"},
-	[DP_ROLE_PROGRESS_UPDATED_AT] = {"progress_updated_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "progress_updated_column"},
-	[DP_ROLE_HEARTBEAT_AT] = {"heartbeat_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "heartbeat_column"},
-	[DP_ROLE_STARTED_AT] = {"started_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "started_column"},
-	[DP_ROLE_FINISHED_AT] = {"finished_at", DP_TYPES(dp_timestamptz_types), DP_STAMP | DP_ROLE_SIDE, "finished_column"},
+	[DP_ROLE_PHASE_UPDATED_AT] = {"phase_updated_at", DP_TYPES(dp_timing_types), DP_STAMP | DP_ROLE_SIDE, "phase_updated_column"},
+	[DP_ROLE_PROGRESS_UPDATED_AT] = {"progress_updated_at", DP_TYPES(dp_timing_types), DP_STAMP | DP_ROLE_SIDE, "progress_updated_column"},
+	[DP_ROLE_HEARTBEAT_AT] = {"heartbeat_at", DP_TYPES(dp_timing_types), DP_STAMP | DP_ROLE_SIDE, "heartbeat_column"},
+	[DP_ROLE_STARTED_AT] = {"started_at", DP_TYPES(dp_timing_types), DP_STAMP | DP_ROLE_SIDE, "started_column"},
+	[DP_ROLE_FINISHED_AT] = {"finished_at", DP_TYPES(dp_timing_types), DP_STAMP | DP_ROLE_SIDE, "finished_column"},
 	[DP_ROLE_ITEMS_PER_SECOND] = {"items_per_second", DP_TYPES(dp_float8_types), DP_ROLE_OWNED, "speed_column"},
-	[DP_ROLE_SPEED_UPDATED_AT] = {"speed_updated_at", DP_TYPES(dp_timestamptz_types), DP_STAMP, "speed_updated_column"},
+	[DP_ROLE_SPEED_UPDATED_AT] = {"speed_updated_at", DP_TYPES(dp_timing_types), DP_STAMP, "speed_updated_column"},
 	[DP_ROLE_FAILURE_REASON] = {"failure_reason", DP_TYPES(dp_text_types), 0, "reason_column"},
 };
 
@@ -218,6 +219,34 @@ dp_role_is(DpRole role, int flags)
 	return (dp_roles[role].flags & flags) == flags;
 }
 
+/*
+ * The time a timing column's value stands for: a timestamptz as it is, a
+ * timestamp (without time zone) read as a local time of the table's zone,
+ * as "value AT TIME ZONE zone" reads it.  Infinities stay infinite.
+ */
+TimestampTz
+dp_timing_from_column(DpTrack *t, DpRole role, Datum value)
+{
+	Assert(dp_role_is(role, DP_ROLE_TIMING) && t->att[role]);
+	if (t->atttype[role] == TIMESTAMPOID)
+		return DatumGetTimestampTz(DirectFunctionCall2(timestamp_zone, t->time_zone, value));
+	return DatumGetTimestampTz(value);
+}
+
+/*
+ * A time as the value of a timing column: a timestamptz as it is, or the
+ * local time in the table's zone for a timestamp column ("ts AT TIME ZONE
+ * zone").
+ */
+Datum
+dp_timing_to_column(DpTrack *t, DpRole role, TimestampTz ts)
+{
+	Assert(dp_role_is(role, DP_ROLE_TIMING) && t->att[role]);
+	if (t->atttype[role] == TIMESTAMPOID)
+		return DirectFunctionCall2(timestamptz_zone, t->time_zone, TimestampTzGetDatum(ts));
+	return TimestampTzGetDatum(ts);
+}
+
 /* Role named "name", -1 when the role is not one this library knows. */
 static int
 dp_role_from_name(const char *name)
@@ -292,6 +321,10 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
  *	  role table's column_1_0);
  *	- schema 1.1 has one jsonb column, "columns", mapping role names to
  *	  column names for the roles present.
+ *
+ * The time zone of timestamp (without time zone) timing columns is
+ * tracked.time_zone from schema 1.1 on; schema 1.0 accepts timestamptz
+ * columns only, and its query gives 'UTC'.
  */
 #define DP_CONFIG_OPTIONS \
 	"SELECT t.relid::pg_catalog.oid AS tracked_relid," \
@@ -308,7 +341,7 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
 	" ORDER BY a.ord LIMIT 1"
 
 #define DP_CONFIG_ROLES_1_1 \
-	", r.role_names, r.role_columns"
+	", t.time_zone, r.role_names, r.role_columns"
 #define DP_CONFIG_ROLES_FROM_1_1 \
 	"  CROSS JOIN LATERAL (SELECT pg_catalog.array_agg(e.key ORDER BY e.key)," \
 	"                             pg_catalog.array_agg(e.value ORDER BY e.key)" \
@@ -333,7 +366,7 @@ dp_config_query(DpSchema schema)
 		switch (schema)
 		{
 			case DP_SCHEMA_1_0:
-				appendStringInfoString(&buf, ", ARRAY[");
+				appendStringInfoString(&buf, ", 'UTC'::pg_catalog.text AS time_zone, ARRAY[");
 				sep = "";
 				for (r = 0; r < DP_NUM_ROLES; r++)
 					if (dp_roles[r].column_1_0)
@@ -553,6 +586,13 @@ dp_build_track(DpTrack *t, Relation rel)
 				 errmsg("phase column \"%s\" of tracked table \"%s\" has type %s",
 						phase_col, RelationGetRelationName(rel), format_type_be(phase_type)),
 				 errhint("A phase column must be text, varchar or an enum type.")));
+	{
+		char	   *zone = dp_spi_text(0, "time_zone");
+
+		oldcxt = MemoryContextSwitchTo(t->cxt);
+		t->time_zone = CStringGetTextDatum(zone ? zone : "UTC");
+		MemoryContextSwitchTo(oldcxt);
+	}
 	dp_resolve_roles(t, rel);
 	t->side = strcmp(dp_spi_text(0, "storage"), "side") == 0;
 	t->allow_restart = strcmp(dp_spi_text(0, "allow_restart"), "t") == 0;

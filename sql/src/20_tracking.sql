@@ -26,19 +26,19 @@ VALUES
      'Items done in the current phase'),
     ('total_items',          2, '{smallint,integer,bigint}', 'smallint, integer or bigint', 'bigint', 'row',
      'Items to do in the current phase'),
-    ('phase_updated_at',     3, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+    ('phase_updated_at',     3, '{timestamptz,timestamp}', 'timestamp with or without time zone', 'timestamptz', 'side',
      'When the row entered its phase'),
-    ('progress_updated_at',  4, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+    ('progress_updated_at',  4, '{timestamptz,timestamp}', 'timestamp with or without time zone', 'timestamptz', 'side',
      'When the row last changed phase or counters'),
-    ('heartbeat_at',         5, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+    ('heartbeat_at',         5, '{timestamptz,timestamp}', 'timestamp with or without time zone', 'timestamptz', 'side',
      'When the row was last written'),
-    ('started_at',           6, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+    ('started_at',           6, '{timestamptz,timestamp}', 'timestamp with or without time zone', 'timestamptz', 'side',
      'When the row first entered an active phase'),
-    ('finished_at',          7, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'side',
+    ('finished_at',          7, '{timestamptz,timestamp}', 'timestamp with or without time zone', 'timestamptz', 'side',
      'When the row entered a terminal phase'),
     ('items_per_second',     8, '{double precision}', 'double precision', 'double precision', 'none',
      'The smoothed speed the trigger keeps'),
-    ('speed_updated_at',     9, '{timestamptz}', 'timestamp with time zone', 'timestamptz', 'none',
+    ('speed_updated_at',     9, '{timestamptz,timestamp}', 'timestamp with or without time zone', 'timestamptz', 'none',
      'When the smoothed speed was last updated'),
     ('failure_reason',      10, '{text,character varying}', 'text or varchar', 'text', 'row',
      'Why the row failed (written by fail_stuck())');
@@ -61,10 +61,13 @@ CREATE TABLE @extschema@.tracked (
     notify_channel          text CHECK (notify_channel OPERATOR(pg_catalog.<>) ''),
     tracked_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
     columns                 jsonb NOT NULL DEFAULT '{}'
-                            CHECK (pg_catalog.jsonb_typeof(columns) OPERATOR(pg_catalog.=) 'object')
+                            CHECK (pg_catalog.jsonb_typeof(columns) OPERATOR(pg_catalog.=) 'object'),
+    time_zone               text NOT NULL DEFAULT 'UTC'
 );
 COMMENT ON TABLE @extschema@.tracked IS
     'One row per tracked table: its lifecycle, phase column, options and, in "columns", the column playing each role of deploy_progress.column_roles (roles the table lacks are absent); written by track() and untrack()';
+COMMENT ON COLUMN @extschema@.tracked.time_zone IS
+    'The time zone whose local time the table''s timestamp (without time zone) timing columns hold';
 
 CREATE TABLE @extschema@.timings (
     relid               regclass NOT NULL,
@@ -311,6 +314,31 @@ $$;
 COMMENT ON FUNCTION @extschema@._drop_triggers(regclass) IS
     'Internal: drops the tracking triggers of a table';
 
+-- Raises an error unless a time zone name is one PostgreSQL knows, read as
+-- the triggers and readers read it ("ts AT TIME ZONE zone").
+CREATE OR REPLACE FUNCTION @extschema@._check_time_zone(zone text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF zone IS NULL THEN
+        RAISE EXCEPTION 'time_zone must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Leave it out for UTC, or name a zone of pg_timezone_names such as ''Europe/Berlin''.';
+    END IF;
+    PERFORM pg_catalog.now() AT TIME ZONE zone;
+EXCEPTION
+    WHEN invalid_parameter_value OR feature_not_supported THEN
+        RAISE EXCEPTION 'invalid time zone "%"', zone
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The time zone of timestamp (without time zone) timing columns must be a name PostgreSQL knows (pg_timezone_names, pg_timezone_abbrevs).',
+                  HINT = 'Leave it out for UTC, or name a zone such as ''Europe/Berlin''.';
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_time_zone(text) IS
+    'Internal: raises an error unless a name is a time zone PostgreSQL knows';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -337,7 +365,8 @@ CREATE OR REPLACE FUNCTION @extschema@.track(
     history                 text     DEFAULT 'all',
     notify_channel          text     DEFAULT 'deploy_progress',
     create_index            boolean  DEFAULT true,
-    columns                 jsonb    DEFAULT NULL)
+    columns                 jsonb    DEFAULT NULL,
+    time_zone               text     DEFAULT 'UTC')
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -420,6 +449,7 @@ BEGIN
         END IF;
         given := given || columns;
     END IF;
+    PERFORM @extschema@._check_time_zone(time_zone);
     -- keep writers out while the table is checked and its triggers replaced
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
 
@@ -508,7 +538,7 @@ BEGIN
                   DETAIL = format('Found %s but not %s.',
                                   coalesce(resolved ->> 'items_per_second', resolved ->> 'speed_updated_at'),
                                   CASE WHEN resolved ? 'items_per_second' THEN 'speed_updated_at' ELSE 'items_per_second' END),
-                  HINT = 'Add the missing column (double precision / timestamptz), or pass NULL for both roles.';
+                  HINT = 'Add the missing column (double precision / timestamptz or timestamp), or pass NULL for both roles.';
     END IF;
     -- the reason column must hold every reason fail_stuck() writes
     IF resolved ? 'failure_reason' THEN
@@ -599,6 +629,7 @@ BEGIN
     cfg.notify_channel := notify_channel;
     cfg.tracked_at := coalesce(prev.tracked_at, now());
     cfg.columns := resolved;
+    cfg.time_zone := time_zone;
     DELETE FROM @extschema@.tracked tr WHERE tr.relid = tbl;
     INSERT INTO @extschema@.tracked SELECT cfg.* RETURNING * INTO cfg;
     -- the side table keeps timings only while the table is tracked that way
@@ -622,7 +653,7 @@ BEGIN
     RETURN cfg;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb) IS
+COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb, text) IS
     'Starts (or reconfigures) tracking of a table: checks its columns and phase values and installs the stamping triggers';
 
 CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean DEFAULT false)

@@ -37,7 +37,10 @@ COMMENT ON FUNCTION @extschema@._in_flight_predicate(@extschema@.tracked, text) 
 -- The SQL expression of every column role in a tracked table's rows (alias
 -- t; the side table's row, when joined, is s): the table's column, the
 -- side table's column for the timings of a table in side storage, or a
--- typed NULL where the table has no column for the role.
+-- typed NULL where the table has no column for the role.  A timestamp
+-- (without time zone) timing column holds local times of the table's time
+-- zone, and is read as the timestamptz it stands for, as the triggers read
+-- it (dp_timing_from_column()), whatever the session's TimeZone.
 CREATE OR REPLACE FUNCTION @extschema@._role_exprs(cfg @extschema@.tracked)
 RETURNS TABLE (role name, expr text)
 LANGUAGE sql STABLE
@@ -46,13 +49,18 @@ AS $$
     SELECT r.role,
            CASE WHEN cfg.storage OPERATOR(pg_catalog.=) 'side' AND r.under_side OPERATOR(pg_catalog.=) 'side'
                 THEN pg_catalog.format('s.%I', r.role)
-                WHEN @extschema@._role_column(cfg, r.role) IS NOT NULL
-                THEN pg_catalog.format('t.%I::%I.%I', @extschema@._role_column(cfg, r.role), n.nspname, ty.typname)
+                WHEN c.col IS NOT NULL
+                     AND r.value_type OPERATOR(pg_catalog.=) 'pg_catalog.timestamptz'::pg_catalog.regtype
+                     AND @extschema@._column_type(cfg.relid, c.col) OPERATOR(pg_catalog.=) 'pg_catalog.timestamp'::pg_catalog.regtype
+                THEN pg_catalog.format('(t.%I AT TIME ZONE %L)', c.col, cfg.time_zone)
+                WHEN c.col IS NOT NULL
+                THEN pg_catalog.format('t.%I::%I.%I', c.col, n.nspname, ty.typname)
                 ELSE pg_catalog.format('NULL::%I.%I', n.nspname, ty.typname)
            END
       FROM @extschema@.column_roles r
       JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) r.value_type
       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ty.typnamespace
+     CROSS JOIN LATERAL (SELECT @extschema@._role_column(cfg, r.role)) AS c(col)
      ORDER BY r.position
 $$;
 COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS

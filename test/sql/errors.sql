@@ -40,7 +40,7 @@ CREATE TABLE er_text (id int PRIMARY KEY, phase text NOT NULL);
 CREATE TABLE er_enum (id int PRIMARY KEY, phase er_state NOT NULL DEFAULT 'todo');
 CREATE TABLE er_nokey (phase deploy_progress.phase NOT NULL);
 CREATE TABLE er_badtypes (id int PRIMARY KEY, phase integer, state deploy_progress.phase,
-                          completed_items text, started_at timestamp, heartbeat_at date);
+                          completed_items text, started_at time, heartbeat_at date);
 CREATE VIEW er_view AS SELECT * FROM er_jobs;
 SELECT relid FROM deploy_progress.track('er_jobs', allow_restart => false);
 SELECT relid FROM deploy_progress.track('er_text', lifecycle => 'er_lc');
