@@ -145,7 +145,8 @@ dp_relcache_callback(Datum arg, Oid relid)
 /*
  * Syscache callback for pg_enum: a label added to (or renamed in) an enum
  * type changes which phases of a lifecycle an enum phase column can hold,
- * and the entries of such tables map phases to enum OIDs: mark them stale.
+ * and the entries of such tables map phases to enum OIDs: mark the entries
+ * stale (enum changes are rare enough to reload every table's).
  * (ALTER TYPE ... ADD VALUE sends no relcache invalidation of the tables.)
  */
 static void
@@ -156,10 +157,10 @@ dp_enum_callback(Datum arg, int cacheid, uint32 hashvalue)
 
 	if (dp_tracks == NULL)
 		return;
+	/* (every entry: one still being built has no phase_is_enum yet) */
 	hash_seq_init(&status, dp_tracks);
 	while ((t = hash_seq_search(&status)) != NULL)
-		if (t->phase_is_enum)
-			t->valid = false;
+		t->valid = false;
 }
 
 static void
