@@ -985,9 +985,12 @@ draw_frame(Watch *w)
 		if (!rows->rows[i].stuck_reason)
 			order[k++] = i;
 
-	/* the lines below the header: the cursor's line stays on screen */
-	room = (lines > 3 ? lines : 3) - 2;
-	show = rows->n <= room ? rows->n : room - 1;
+	/*
+	 * The lines below the header: the cursor's line below the frame stays
+	 * on screen, so that the frame never scrolls.
+	 */
+	room = lines > 2 ? lines - 2 : 0;
+	show = rows->n <= room ? rows->n : (room > 1 ? room - 1 : 0);
 	for (i = show; i < rows->n; i++)
 		if (rows->rows[order[i]].stuck_reason)
 			hidden_stuck++;
@@ -1002,7 +1005,7 @@ draw_frame(Watch *w)
 	line_escape(&l, RESET);
 	frame_line(w, &l);
 
-	if (rows->n == 0)
+	if (rows->n == 0 && room > 0)
 	{
 		line_init(&l, width);
 		line_text(&l, "  (nothing in flight)", width);
@@ -1054,7 +1057,7 @@ draw_frame(Watch *w)
 		frame_line(w, &l);
 		free(names[i]);
 	}
-	if (show < rows->n)
+	if (show < rows->n && room > 0)
 	{
 		char		more[128];
 
@@ -1381,34 +1384,48 @@ wait_for_update(Watch *w)
 }
 
 /*
- * A message on stderr.  When it goes to the terminal of the frame, the
- * frame is cleared first and drawn again below the message, so that the
- * message does not break it.
+ * A message on stderr.  When it goes to the terminal of the frame, it is
+ * written over the frame, each of its lines cleared to its end, and the
+ * frame is drawn again below it.  (Nothing is cleared from the frame's
+ * first line down: where that is the top of the screen, some terminals,
+ * tmux among them, would move the whole screen into the scrollback.)
  */
 static void
 print_message(Watch *w, const char *fmt,...)
 {
 	va_list		ap;
-	bool		on_frame = w->mode == OUTPUT_TTY && isatty(STDERR_FILENO);
-	bool		redraw = on_frame && w->frame_n > 0;
+	bool		on_frame = w->mode == OUTPUT_TTY && w->frame_n > 0 && isatty(STDERR_FILENO);
+	char	   *msg;
+	char	   *line;
+	char	   *nl;
 
-	if (on_frame)
-	{
-		if (redraw)
-			rewind_frame(w);
-		fputs(CLEAR_EOS, stdout);
-		fflush(stdout);
-	}
-	fputs("deploy-progress-watch: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		fatal("out of memory");
 	va_end(ap);
-	if (redraw)
+	if (!on_frame)
 	{
-		draw_frame(w);
-		fputs(CLEAR_EOS, stdout);
-		fflush(stdout);
+		fprintf(stderr, "deploy-progress-watch: %s", msg);
+		free(msg);
+		return;
 	}
+	rewind_frame(w);
+	fflush(stdout);
+	fputs("deploy-progress-watch: ", stderr);
+	for (line = msg; *line; line = nl + 1)
+	{
+		nl = strchr(line, '\n');
+		if (nl == NULL)
+		{
+			fprintf(stderr, "%s" CLEAR_EOL "\n", line);
+			break;
+		}
+		fprintf(stderr, "%.*s" CLEAR_EOL "\n", (int) (nl - line), line);
+	}
+	free(msg);
+	draw_frame(w);
+	fputs(CLEAR_EOS, stdout);
+	fflush(stdout);
 }
 
 /* Server notices and asynchronous errors, under the program's name. */

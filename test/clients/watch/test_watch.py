@@ -574,6 +574,28 @@ class WatchTest(unittest.TestCase):
             self.assertEqual([l for l in pane.screen(history=True) if l and not l.startswith("Pane is dead")],
                              ["[done] fleet 1 Succeeded in 2d00h"])
 
+    def test_messages_above_the_frame(self):
+        # messages on stderr (here: a lost connection) go above the frame,
+        # which is drawn again below them, whole
+        self.fleet(2)
+        row = lambda i: cut("%d %s stalled 2d00h  Building: %d/100 (%d.0%%) · stalled, no progress for 2d00h"
+                            % (i, bar(i), i, i), 79)
+        with Pane("-t", "fleet", "-i", "3600", columns=80, lines=12) as pane:
+            self.assertScreen(pane, ["deploy-progress-watch: 2 in flight in fleet at HH:MM:SS (start)",
+                                     row(1), row(2)])
+            (killed,) = self.conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'deploy-progress-watch'").fetchone()
+            self.assertEqual(killed, 1)
+            # (the server's message is not the frame's: it wraps at the width)
+            pane.wait_for_screen(["deploy-progress-watch: FATAL:  terminating connection due to administrator comma",
+                                     "nd",
+                                     "deploy-progress-watch: connection lost, reconnecting",
+                                     "deploy-progress-watch: reconnected",
+                                     "deploy-progress-watch: 2 in flight in fleet at HH:MM:SS (poll)",
+                                     row(1), row(2)])
+            self.assertEqual(pane.history(), 0)
+
     def test_escape_sequences_on_a_terminal(self):
         # what the program writes: the cursor hidden while it draws, a bold
         # header, the stuck status in bold red, the stalled one in yellow,
