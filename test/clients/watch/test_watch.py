@@ -3,8 +3,9 @@
 Each test starts the installed program (DEPLOY_PROGRESS_WATCH) against a
 database with the extension, moves rows of a tracked table through their
 phases from another connection, and checks what the program printed (plain
-lines, JSON objects, or progress bars redrawn on a pseudo-terminal) and its
-exit status.
+lines, JSON objects, or the frame of progress bars: its bytes on a
+pseudo-terminal, and what a terminal shows, in tmux panes of several sizes)
+and its exit status.
 
 Connects with the PG* environment variables (test/clients/run.sh sets them).
 Run: python3 -m unittest -v test_watch
