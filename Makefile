@@ -1,6 +1,7 @@
 # deploy_progress: PGXS build.
 #
 #   make && make install          build and install into the pg_config found on PATH
+#                                 (PG_CONFIG=/path/to/pg_config for another installation)
 #   make installcheck             regression + isolation suites against a running server
 #   test/run_all.sh               everything, on a throwaway cluster (what CI runs)
 
@@ -39,9 +40,10 @@ ifneq ($(PROVE_TESTS),)
 TAP_TESTS = 1
 endif
 
-# deploy-progress-watch, a libpq client built and installed (into bindir)
-# with the extension.  PGXS cannot build a PROGRAM beside a MODULE_big, so
-# it has rules of its own below.
+# deploy-progress-watch, a libpq client built and installed (into bindir,
+# and linked onto PATH on Debian: see install-watch) with the extension.
+# PGXS cannot build a PROGRAM beside a MODULE_big, so it has rules of its
+# own below.
 WATCH = src/watch/deploy-progress-watch
 
 EXTRA_CLEAN = output_iso results regression.diffs regression.out $(WATCH)
@@ -64,12 +66,30 @@ $(WATCH): $(WATCH).c $(EXTENSION).control
 install: install-watch
 uninstall: uninstall-watch
 
+# Debian's postgresql-common keeps each version's programs in
+# /usr/lib/postgresql/N/bin, which is not on PATH (/usr/bin has wrappers
+# for its own programs only): there, make install also links the watcher
+# into /usr/local/bin.  WATCH_LINK_DIR=<directory> links it elsewhere (any
+# installation), WATCH_LINK_DIR= not at all.
+ifneq ($(filter /usr/lib/postgresql/%/bin,$(bindir)),)
+WATCH_LINK_DIR ?= /usr/local/bin
+endif
+
 install-watch: $(WATCH)
 	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) $(WATCH) '$(DESTDIR)$(bindir)/deploy-progress-watch'
+ifneq ($(WATCH_LINK_DIR),)
+	$(MKDIR_P) '$(DESTDIR)$(WATCH_LINK_DIR)'
+	ln -sf '$(bindir)/deploy-progress-watch' '$(DESTDIR)$(WATCH_LINK_DIR)/deploy-progress-watch'
+endif
 
+# (the link is removed only when it is this installation's)
 uninstall-watch:
 	rm -f '$(DESTDIR)$(bindir)/deploy-progress-watch'
+ifneq ($(WATCH_LINK_DIR),)
+	if [ "$$(readlink '$(DESTDIR)$(WATCH_LINK_DIR)/deploy-progress-watch')" = '$(bindir)/deploy-progress-watch' ]; then \
+		rm -f '$(DESTDIR)$(WATCH_LINK_DIR)/deploy-progress-watch'; fi
+endif
 
 # PGXN: META.json carries the control file's default_version as a semantic
 # version (1.0 -> 1.0.0); "make dist" checks that and archives HEAD into

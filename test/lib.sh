@@ -37,10 +37,11 @@ as_pg() {
 # Install the Debian packages the build and the suites need, if missing.
 ensure_packages() {
     # the client tests (test/clients) need libpq, git, Debian's python3
-    # with psycopg 3, Ruby with ActiveRecord and pg, and Node.js with npm
+    # with psycopg 3, Ruby with ActiveRecord and pg, Node.js with npm, and
+    # tmux (the terminal of deploy-progress-watch's screen tests)
     local pkgs=(build-essential "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
                 "postgresql-$PG_MAJOR-cron" postgresql-contrib libipc-run-perl
-                libpq-dev git python3-psycopg ruby-activerecord ruby-pg "$@")
+                libpq-dev git python3-psycopg ruby-activerecord ruby-pg tmux "$@")
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,13 +29,31 @@
  * --plain) one line per row whenever its phase, counters or stuck reason
  * change; with --json one JSON object per such change.
  *
+ * The frame is drawn for the terminal's size: widths are display columns
+ * of the locale's characters (wcwidth(), so wide CJK characters and emoji
+ * take two columns and combining characters none), each line is cut to the
+ * width with an ellipsis and ends with "clear to end of line", so a line
+ * never wraps and nothing of an older, longer line is left; the frame is
+ * cut to the terminal's height with a "... N more" line, stuck rows first.
+ * It is redrawn from its first line, which is found by counting the rows
+ * the lines drawn last take at the terminal's current width: after the
+ * terminal narrowed, a terminal that rewraps its lines (tmux, VTE, kitty,
+ * iTerm2, Windows Terminal...) has split them.  SIGWINCH redraws at once.
+ *
  * IDENTIFICATION
  *	  src/watch/deploy-progress-watch.c
  *
  *-------------------------------------------------------------------------
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE				/* wcwidth() */
+#endif
+
 #include <errno.h>
 #include <getopt.h>
+#include <langinfo.h>
+#include <limits.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -47,6 +65,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "libpq-fe.h"
 
@@ -77,12 +96,15 @@ typedef struct WatchRow
 	char	   *relid;			/* table OID, as text */
 	char	   *table;			/* table name (regclass text) */
 	char	   *key;
+	char	   *label;			/* the row's label (role label), NULL when none */
 	char	   *kind;
 	char	   *state;			/* phase, counters and stuck reason */
 	char	   *line;			/* describe() of the row's figures */
 	char	   *json;			/* the row's figures as a JSON object */
 	char	   *stuck_reason;	/* NULL when healthy */
 	double		percent;		/* < 0 when unknown */
+	double		stuck_for;		/* seconds since the stuck reason's clock started, < 0 unknown */
+	double		stalled_for;	/* seconds without progress of a stalled row, < 0 when not stalled */
 } WatchRow;
 
 typedef struct RowSet
@@ -90,6 +112,14 @@ typedef struct RowSet
 	WatchRow   *rows;
 	int			n;
 } RowSet;
+
+/* A growing string. */
+typedef struct Buf
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+} Buf;
 
 typedef struct Watch
 {
@@ -102,11 +132,18 @@ typedef struct Watch
 	double		interval;		/* polling fallback, seconds */
 	bool		once;
 	OutputMode	mode;
+	char	   *in_flight_sql;	/* the refresh query (in_flight_sql_format completed) */
 	RowSet		shown;			/* rows of the previous refresh */
 	char	   *key_state;		/* last printed state of the -k row when not in flight */
-	int			frame_lines;	/* lines of the frame drawn last (terminal) */
 	char	  **channels;		/* channels listened on */
 	int			nchannels;
+	sigset_t	wait_mask;		/* the signal mask while waiting (signals blocked otherwise) */
+	/* the terminal's frame */
+	char		drawn_at[16];	/* the clock of the refresh drawn last, "" before the first */
+	const char *trigger;		/* and what started it */
+	char	  **frame_text;		/* the lines of the frame drawn last, as shown */
+	int			frame_n;
+	int			frame_cap;
 } Watch;
 
 /*
@@ -125,17 +162,31 @@ typedef struct Watch
 /*
  * The in-flight rows of one table ($1, an OID, or all) and one key ($2, or
  * all): OID, table, key, kind, percent, stuck reason, state (what a plain
- * line reports when it changes), description and JSON.  A row whose
- * counters have not moved for the table's speed time constant is
- * described as stalled, as progress() does.
+ * line reports when it changes), description, JSON, label, the seconds
+ * without progress of a stalled row and the seconds since the clock of a
+ * stuck row's reason started (stuck()'s clock_started_at, read only when a
+ * row is stuck).  A row whose counters have not moved for the table's
+ * speed time constant is described as stalled, as progress() does.  The
+ * %s is the label: the in_flight column "label" where the installed
+ * version has one (the label role), else NULL.
  */
-static const char *const in_flight_sql =
-"SELECT f.relid::oid::text, f.relid::text, f.key, f.kind, f.percent, f.stuck_reason,"
+static const char *const in_flight_sql_format =
+"WITH f AS MATERIALIZED ("
+"  SELECT i.relid, i.key, i.phase, i.kind, i.completed, i.total, i.percent, i.speed, i.average_speed,"
+"         i.smoothed_speed, i.eta, i.in_phase, i.elapsed, i.progress_updated_at, i.overall_progress,"
+"         i.stuck_reason, %s AS label, 'in_flight' AS event, NULL::pg_catalog.text AS reason"
+"    FROM deploy_progress.in_flight($1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.now()) i"
+"   WHERE $2::pg_catalog.text IS NULL OR i.key OPERATOR(pg_catalog.=) $2::pg_catalog.text),"
+" clocks AS MATERIALIZED ("
+"  SELECT c.relid, c.key, c.clock_started_at"
+"    FROM deploy_progress.stuck($1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.now()) c"
+"   WHERE EXISTS (SELECT 1 FROM f WHERE f.stuck_reason IS NOT NULL))"
+"SELECT f.relid::pg_catalog.oid::pg_catalog.text, f.relid::text, f.key, f.kind, f.percent, f.stuck_reason,"
 "       pg_catalog.concat_ws('|', f.phase, f.completed, f.total, f.stuck_reason),"
-"       deploy_progress.describe(j), " ROW_JSON
-"  FROM (SELECT i.*, 'in_flight' AS event, NULL::text AS reason"
-"          FROM deploy_progress.in_flight($1::pg_catalog.oid::pg_catalog.regclass) i"
-"         WHERE $2::pg_catalog.text IS NULL OR i.key OPERATOR(pg_catalog.=) $2::pg_catalog.text) f"
+"       deploy_progress.describe(j), " ROW_JSON ", f.label,"
+"       CASE WHEN (j->>'stalled')::pg_catalog.bool THEN j->>'since_progress_seconds' END,"
+"       pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) c.clock_started_at)"
+"  FROM f"
 " CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_build_object("
 "         'phase', f.phase, 'kind', f.kind, 'completed', f.completed, 'total', f.total, 'speed', f.speed,"
 "         'eta_seconds', pg_catalog.date_part('epoch', f.eta),"
@@ -149,14 +200,17 @@ static const char *const in_flight_sql =
 "                            THEN pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) f.progress_updated_at)"
 "                       END AS since_progress) s"
 "          LEFT JOIN deploy_progress.tracked t ON t.relid OPERATOR(pg_catalog.=) f.relid) x"
+"  LEFT JOIN clocks c ON c.relid OPERATOR(pg_catalog.=) f.relid AND c.key OPERATOR(pg_catalog.=) f.key"
 " ORDER BY 2, pg_catalog.length(f.key), f.key";
 
 /*
  * One row ($1 table OID, $2 key) looked up with progress() after it left
- * the view: kind, state, description and JSON.
+ * the view: kind, state, description, JSON and label (where progress()
+ * gives one).
  */
 static const char *const final_sql =
-"SELECT f.kind, pg_catalog.concat_ws('|', f.phase, f.completed, f.total), deploy_progress.describe(j), " ROW_JSON
+"SELECT f.kind, pg_catalog.concat_ws('|', f.phase, f.completed, f.total), deploy_progress.describe(j), " ROW_JSON ","
+"       j->>'label'"
 "  FROM deploy_progress.progress($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text) AS j"
 " CROSS JOIN LATERAL (SELECT"
 "         CASE WHEN j->>'kind' IN ('succeeded', 'failed', 'cancelled') THEN 'finished' ELSE 'in_flight' END AS event,"
@@ -167,19 +221,46 @@ static const char *const final_sql =
 "         (j->>'overall_progress')::float8 AS overall_progress, NULL::text AS stuck_reason,"
 "         j->>'reason' AS reason) f";
 
+/* Frame layout: the first column's width, the bar's width. */
+#define LABEL_MIN_WIDTH		8
+#define LABEL_MAX_WIDTH		40
+#define BAR_MIN_WIDTH		10
+#define BAR_MAX_WIDTH		30
+
+/* Terminal controls. */
+#define CLEAR_EOL			"\033[K"
+#define CLEAR_EOS			"\033[J"
+#define BOLD				"\033[1m"
+#define STUCK_COLOR			"\033[1;31m"
+#define STALLED_COLOR		"\033[33m"
+#define RESET				"\033[0m"
+
 #ifdef __GNUC__
 static void fatal(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
+static void print_message(Watch *w, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 #else
 static void fatal(const char *fmt,...);
+static void print_message(Watch *w, const char *fmt,...);
 #endif
 
 static volatile sig_atomic_t interrupted = 0;
+static volatile sig_atomic_t resized = 0;
 static bool cursor_hidden = false;
+
+/* What marks text cut to a width: an ellipsis, or three dots outside UTF-8. */
+static const char *ellipsis = "...";
+static int	ellipsis_width = 3;
 
 static void
 handle_signal(int signo)
 {
 	interrupted = signo;
+}
+
+static void
+handle_resize(int signo)
+{
+	resized = 1;
 }
 
 static void
@@ -298,6 +379,7 @@ free_rows(RowSet *set)
 		free(r->relid);
 		free(r->table);
 		free(r->key);
+		free(r->label);
 		free(r->kind);
 		free(r->state);
 		free(r->line);
@@ -337,36 +419,259 @@ exit_status_of(const char *kind)
 	return EXIT_FAILED;
 }
 
-/* Columns of the terminal: COLUMNS, else the tty's width, else 80. */
-static int
-terminal_width(void)
+static void
+buf_add(Buf *b, const char *s, size_t n)
 {
-	struct winsize ws;
-	const char *env = getenv("COLUMNS");
+	if (b->len + n + 1 > b->cap)
+	{
+		size_t		cap = b->cap ? b->cap : 256;
+		char	   *data;
 
-	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-		return ws.ws_col;
-	if (env && atoi(env) > 0)
-		return atoi(env);
-	return 80;
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		data = realloc(b->data, cap);
+		if (data == NULL)
+			fatal("out of memory");
+		b->data = data;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
 }
 
-/* The number of bytes of s that fit in cols columns (UTF-8 aware). */
-static size_t
-fit_columns(const char *s, int cols)
+static void
+buf_str(Buf *b, const char *s)
 {
-	size_t		i;
-	int			used = 0;
+	buf_add(b, s, strlen(s));
+}
 
-	for (i = 0; s[i]; i++)
+/* The terminal's size: the tty's, else COLUMNS and LINES, else 80x24. */
+static void
+terminal_size(int *cols, int *lines)
+{
+	struct winsize ws;
+	const char *env_cols = getenv("COLUMNS");
+	const char *env_lines = getenv("LINES");
+
+	*cols = 80;
+	*lines = 24;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0)
 	{
-		if (((unsigned char) s[i] & 0xC0) == 0x80)
-			continue;			/* continuation byte */
-		if (used == cols)
-			break;
-		used++;
+		*cols = ws.ws_col;
+		*lines = ws.ws_row;
+		return;
 	}
-	return i;
+	if (env_cols && atoi(env_cols) > 0)
+		*cols = atoi(env_cols);
+	if (env_lines && atoi(env_lines) > 0)
+		*lines = atoi(env_lines);
+}
+
+/*
+ * The character at the start of s (n bytes left) as the terminal shows it:
+ * *shown and *shown_len are its bytes, or a replacement for what a
+ * terminal cannot show as one character of known width (a space for tabs
+ * and line breaks, "?" for other control characters, for bytes that are no
+ * character of the locale's encoding and for characters wcwidth() does not
+ * know), and *width its columns: wcwidth()'s, 2 for wide East Asian
+ * characters and emoji, 0 for combining characters.  Returns the number of
+ * bytes of s the character takes (at least 1).
+ */
+static size_t
+next_char(const char *s, size_t n, const char **shown, size_t *shown_len, int *width)
+{
+	mbstate_t	state;
+	wchar_t		wc;
+	size_t		len;
+	int			w;
+
+	memset(&state, 0, sizeof(state));
+	len = mbrtowc(&wc, s, n, &state);
+	if (len == (size_t) -1 || len == (size_t) -2 || len == 0)
+	{
+		*shown = "?";
+		*shown_len = 1;
+		*width = 1;
+		return 1;
+	}
+	w = wcwidth(wc);
+	if (w < 0)
+	{
+		*shown = (wc == L'\t' || wc == L'\n' || wc == L'\r') ? " " : "?";
+		*shown_len = 1;
+		*width = 1;
+		return len;
+	}
+	*shown = s;
+	*shown_len = len;
+	*width = w;
+	return len;
+}
+
+/* The columns s takes on the terminal. */
+static int
+text_width(const char *s)
+{
+	size_t		n = strlen(s);
+	int			total = 0;
+
+	while (n > 0)
+	{
+		const char *shown;
+		size_t		shown_len;
+		int			w;
+		size_t		len = next_char(s, n, &shown, &shown_len, &w);
+
+		total += w;
+		s += len;
+		n -= len;
+	}
+	return total;
+}
+
+/*
+ * The rows a line drawn as s takes on a terminal cols columns wide that
+ * wraps long lines (a wide character that does not fit at the end of a row
+ * goes to the next).
+ */
+static int
+text_rows(const char *s, int cols)
+{
+	size_t		n = strlen(s);
+	int			rows = 1;
+	int			col = 0;
+
+	while (n > 0)
+	{
+		const char *shown;
+		size_t		shown_len;
+		int			w;
+		size_t		len = next_char(s, n, &shown, &shown_len, &w);
+
+		if (col + w > cols)
+		{
+			rows++;
+			col = 0;
+		}
+		col += w;
+		s += len;
+		n -= len;
+	}
+	return rows;
+}
+
+/*
+ * A line for the terminal, at most limit columns wide: what is written
+ * (text and escape sequences) and the text alone, as shown.
+ */
+typedef struct Line
+{
+	Buf			out;
+	Buf			text;
+	int			width;
+	int			limit;
+} Line;
+
+static void
+line_init(Line *l, int limit)
+{
+	memset(l, 0, sizeof(*l));
+	l->limit = limit;
+	buf_add(&l->out, "", 0);
+	buf_add(&l->text, "", 0);
+}
+
+static void
+line_free(Line *l)
+{
+	free(l->out.data);
+	free(l->text.data);
+}
+
+/* An escape sequence: written, takes no columns. */
+static void
+line_escape(Line *l, const char *esc)
+{
+	buf_str(&l->out, esc);
+}
+
+static void
+line_put(Line *l, const char *s, size_t n, int width)
+{
+	buf_add(&l->out, s, n);
+	buf_add(&l->text, s, n);
+	l->width += width;
+}
+
+/*
+ * Append s, shown as next_char() shows it, in at most maxw columns (and
+ * what is left of the line's): cut with an ellipsis when it is wider.
+ * Returns the columns taken.
+ */
+static int
+line_text(Line *l, const char *s, int maxw)
+{
+	int			room = l->limit - l->width;
+	int			keep;
+	int			used = 0;
+	size_t		n = strlen(s);
+
+	if (maxw < room)
+		room = maxw;
+	if (room <= 0)
+		return 0;
+	keep = text_width(s) <= room ? room : room - ellipsis_width;
+	while (n > 0)
+	{
+		const char *shown;
+		size_t		shown_len;
+		int			w;
+		size_t		len = next_char(s, n, &shown, &shown_len, &w);
+
+		if (used + w > (keep < 0 ? room : keep))
+			break;
+		line_put(l, shown, shown_len, w);
+		used += w;
+		s += len;
+		n -= len;
+	}
+	if (n > 0 && keep >= 0)
+	{
+		line_put(l, ellipsis, strlen(ellipsis), ellipsis_width);
+		used += ellipsis_width;
+	}
+	return used;
+}
+
+/* Spaces: count columns, or what is left of the line's. */
+static void
+line_pad(Line *l, int count)
+{
+	while (count-- > 0 && l->width < l->limit)
+		line_put(l, " ", 1, 1);
+}
+
+/* A duration as describe() writes one (src/figures.c): 45s, 3m42s, 1h05m, 2d03h. */
+static void
+format_duration(char *buf, size_t len, double seconds)
+{
+	long long	s;
+
+	if (!(seconds + 0.5 < 1e15))	/* some 30 million years, or NaN */
+	{
+		snprintf(buf, len, "a very long time");
+		return;
+	}
+	s = seconds > 0 ? (long long) (seconds + 0.5) : 0;
+	if (s < 60)
+		snprintf(buf, len, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
 }
 
 static void
@@ -395,17 +700,60 @@ print_plain(const char *table, const char *key, const char *line, const char *st
 }
 
 /*
+ * The name of a row on the terminal: its label (the label role), else its
+ * key; after its table's name unless only one table is watched.
+ */
+static char *
+row_name(const char *table, const char *key, const char *label)
+{
+	const char *name = label && label[0] ? label : key;
+	char	   *s = xmalloc((table ? strlen(table) + 1 : 0) + strlen(name) + 1);
+
+	if (table)
+		sprintf(s, "%s %s", table, name);
+	else
+		strcpy(s, name);
+	return s;
+}
+
+/*
+ * A permanent line above the frame on the terminal (a row that finished or
+ * is gone): its characters shown as in the frame, not cut; it clears what
+ * is left of the frame's line it is written over.
+ */
+static void
+print_permanent(const char *prefix, const char *name, const char *text)
+{
+	Line		l;
+
+	line_init(&l, INT_MAX);
+	if (prefix)
+	{
+		line_text(&l, prefix, INT_MAX);
+		line_pad(&l, 1);
+	}
+	line_text(&l, name, INT_MAX);
+	line_pad(&l, 1);
+	line_text(&l, text, INT_MAX);
+	fputs(l.out.data, stdout);
+	fputs(CLEAR_EOL "\n", stdout);
+	line_free(&l);
+}
+
+/*
  * A row that has left the view was finished (or can no longer be read):
- * print how it ended, above the frame on a terminal.  Returns the exit
- * status when it is the row watched with -k and it is terminal (or gone),
- * else KEEP_WATCHING.
+ * print how it ended, above the frame on a terminal.  label is the row's
+ * label when it was last in flight (or NULL).  Returns the exit status
+ * when it is the row watched with -k and it is terminal (or gone), else
+ * KEEP_WATCHING.
  */
 static int
-finish_row(Watch *w, const char *relid, const char *table, const char *key)
+finish_row(Watch *w, const char *relid, const char *table, const char *key, const char *label)
 {
 	const char *params[2] = {relid, key};
 	PGresult   *res;
 	int			status = KEEP_WATCHING;
+	char	   *name;
 
 	res = PQexecParams(w->conn, final_sql, 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
@@ -430,16 +778,21 @@ finish_row(Watch *w, const char *relid, const char *table, const char *key)
 			print_json_string(stdout, msg);
 			printf("}\n");
 		}
-		else if (w->mode == OUTPUT_PLAIN)
+		else
 		{
 			char	   *line = xmalloc(strlen(msg) + 8);
 
 			sprintf(line, "gone: %s", msg);
-			print_plain(table, key, line, NULL);
+			if (w->mode == OUTPUT_PLAIN)
+				print_plain(table, key, line, NULL);
+			else
+			{
+				name = row_name(table, key, label);
+				print_permanent(NULL, name, line);
+				free(name);
+			}
 			free(line);
 		}
-		else
-			printf("%s %s gone: %s\n", table, key, msg);
 		free(msg);
 		PQclear(res);
 		return KEEP_WATCHING;
@@ -469,8 +822,12 @@ finish_row(Watch *w, const char *relid, const char *table, const char *key)
 		else if (w->mode == OUTPUT_PLAIN)
 			print_plain(table, key, line, NULL);
 		else
-			printf("%s %s %s %s\n", terminal ? (strcmp(kind, "succeeded") == 0 ? "[done]" : "[FAIL]") : "[    ]",
-				   table, key, line);
+		{
+			name = row_name(table, key, label ? label : (PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4)));
+			print_permanent(terminal ? (strcmp(kind, "succeeded") == 0 ? "[done]" : "[FAIL]") : "[    ]",
+							name, line);
+			free(name);
+		}
 		if (w->key && terminal)
 			status = exit_status_of(kind);
 	}
@@ -478,107 +835,254 @@ finish_row(Watch *w, const char *relid, const char *table, const char *key)
 	return status;
 }
 
-/* The progress bar of a row: [#######.............] or blank when unknown. */
+/* The progress bar of a row: [#######.............], blank when unknown. */
 static void
-append_bar(char *buf, size_t len, double percent, int width)
+line_bar(Line *l, double percent, int width)
 {
+	char		bar[BAR_MAX_WIDTH + 3];
 	int			filled = 0;
 	int			i;
-	size_t		pos = strlen(buf);
 
 	if (percent >= 0)
 		filled = (int) (percent / 100.0 * width + 0.5);
 	if (filled > width)
 		filled = width;
-	if (pos + width + 3 >= len)
-		return;
-	buf[pos++] = '[';
+	bar[0] = '[';
 	for (i = 0; i < width; i++)
-		buf[pos++] = percent < 0 ? ' ' : (i < filled ? '#' : '.');
-	buf[pos++] = ']';
-	buf[pos] = '\0';
+		bar[i + 1] = percent < 0 ? ' ' : (i < filled ? '#' : '.');
+	bar[width + 1] = ']';
+	bar[width + 2] = '\0';
+	line_text(l, bar, width + 2);
 }
 
 /*
- * Terminal output: erase the frame drawn last, then draw a header and one
- * progress bar per in-flight row, each cut to the terminal's width.
+ * The status of a row, shown before its text: "STUCK <reason> <time since
+ * the reason's clock started>", or "stalled <time without progress>", or
+ * nothing.
  */
-static void
-erase_frame(Watch *w)
+static const char *
+row_status(const WatchRow *r, char *buf, size_t len)
 {
-	if (w->frame_lines > 0)
-		printf("\033[%dA\r\033[J", w->frame_lines);
-	w->frame_lines = 0;
+	char		d[32];
+
+	buf[0] = '\0';
+	if (r->stuck_reason)
+	{
+		if (r->stuck_for >= 0)
+		{
+			format_duration(d, sizeof(d), r->stuck_for);
+			snprintf(buf, len, "STUCK %s %s", r->stuck_reason, d);
+		}
+		else
+			snprintf(buf, len, "STUCK %s", r->stuck_reason);
+		return STUCK_COLOR;
+	}
+	if (r->stalled_for >= 0)
+	{
+		format_duration(d, sizeof(d), r->stalled_for);
+		snprintf(buf, len, "stalled %s", d);
+		return STALLED_COLOR;
+	}
+	return NULL;
 }
 
+/* Write one line of the frame and keep its text for the next redraw. */
 static void
-draw_frame(Watch *w, RowSet *rows, const char *trigger)
+frame_line(Watch *w, Line *l)
 {
-	int			cols = terminal_width();
-	int			label_width = 0;
-	int			bar_width;
+	if (w->frame_n == w->frame_cap)
+	{
+		w->frame_cap = w->frame_cap ? 2 * w->frame_cap : 64;
+		w->frame_text = realloc(w->frame_text, sizeof(char *) * w->frame_cap);
+		if (w->frame_text == NULL)
+			fatal("out of memory");
+	}
+	w->frame_text[w->frame_n++] = xstrdup(l->text.data);
+	fputs(l->out.data, stdout);
+	fputs(CLEAR_EOL "\n", stdout);
+	line_free(l);
+}
+
+/*
+ * Move the cursor to the first line of the frame drawn last, which is
+ * written over next.  The cursor is on the line below the frame; after the
+ * terminal narrowed, the frame's lines may take more rows than they did
+ * (terminals that rewrap long lines), so the rows are counted at the
+ * current width.
+ */
+static void
+rewind_frame(Watch *w)
+{
+	int			cols;
+	int			lines;
+	int			rows = 0;
 	int			i;
-	char		now[16];
-	char		header[256];
+
+	terminal_size(&cols, &lines);
+	for (i = 0; i < w->frame_n; i++)
+	{
+		rows += text_rows(w->frame_text[i], cols);
+		free(w->frame_text[i]);
+	}
+	w->frame_n = 0;
+	if (rows > 0)
+		printf("\r\033[%dA", rows);
+}
+
+/*
+ * Draw the frame for the rows shown (w->shown): a header, then one line per
+ * row, stuck rows first, as many as the terminal's height leaves room for
+ * (the rest counted on a last line), each cut to the terminal's width:
+ *
+ *	NAME  [BAR] STATUS  TEXT
+ *
+ * NAME is the row's label or key (after its table when every table is
+ * watched; the table is named once in the header otherwise), STATUS the
+ * stuck reason and the time since its clock started, or how long a
+ * stalled row has made no progress, and TEXT the row's describe() line,
+ * cut with an ellipsis.  The lines stay one column short of the width,
+ * where terminals differ on wrapping.
+ */
+static void
+draw_frame(Watch *w)
+{
+	RowSet	   *rows = &w->shown;
+	int			cols;
+	int			lines;
+	int			width;
+	int			room;
+	int			show;
+	int			nstuck = 0;
+	int			hidden_stuck = 0;
+	int			name_width = 0;
+	int			name_cap;
+	int			bar_width;
+	int		   *order;
+	char	  **names;
+	int			i;
+	int			k;
+	char		header[512];
+	char		stuck[32] = "";
+	Line		l;
 
 	if (!cursor_hidden)
 	{
 		fputs("\033[?25l", stdout);
 		cursor_hidden = true;
 	}
-	clock_text(now, sizeof(now));
-	snprintf(header, sizeof(header), "deploy-progress-watch: %d in flight%s%s at %s (%s)",
-			 rows->n, w->table ? " in " : "", w->table ? w->table : "", now, trigger);
-	printf("\033[1m%.*s\033[0m\n", (int) fit_columns(header, cols - 1), header);
-	w->frame_lines = 1;
+	terminal_size(&cols, &lines);
+	width = cols > 1 ? cols - 1 : 1;
 
-	if (rows->n == 0)
-	{
-		printf("  (nothing in flight)\n");
-		w->frame_lines++;
-	}
+	/* stuck rows first, each group in the view's order */
+	order = xmalloc(sizeof(int) * (rows->n + 1));
+	names = xmalloc(sizeof(char *) * (rows->n + 1));
+	k = 0;
 	for (i = 0; i < rows->n; i++)
-	{
-		int			l = (int) (strlen(rows->rows[i].table) + 1 + strlen(rows->rows[i].key));
+		if (rows->rows[i].stuck_reason)
+			order[k++] = i;
+	nstuck = k;
+	for (i = 0; i < rows->n; i++)
+		if (!rows->rows[i].stuck_reason)
+			order[k++] = i;
 
-		if (l > label_width)
-			label_width = l;
+	/*
+	 * The lines below the header: the cursor's line below the frame stays
+	 * on screen, so that the frame never scrolls.
+	 */
+	room = lines > 2 ? lines - 2 : 0;
+	show = rows->n <= room ? rows->n : (room > 1 ? room - 1 : 0);
+	for (i = show; i < rows->n; i++)
+		if (rows->rows[order[i]].stuck_reason)
+			hidden_stuck++;
+
+	if (nstuck > 0)
+		snprintf(stuck, sizeof(stuck), ", %d stuck,", nstuck);
+	snprintf(header, sizeof(header), "deploy-progress-watch: %d in flight%s%s%s at %s (%s)",
+			 rows->n, w->table ? " in " : "", w->table ? w->table : "", stuck, w->drawn_at, w->trigger);
+	line_init(&l, width);
+	line_escape(&l, BOLD);
+	line_text(&l, header, width);
+	line_escape(&l, RESET);
+	frame_line(w, &l);
+
+	if (rows->n == 0 && room > 0)
+	{
+		line_init(&l, width);
+		line_text(&l, "  (nothing in flight)", width);
+		frame_line(w, &l);
 	}
-	if (label_width > 40)
-		label_width = 40;
+
+	name_cap = width / 3;
+	if (name_cap < LABEL_MIN_WIDTH)
+		name_cap = LABEL_MIN_WIDTH;
+	if (name_cap > LABEL_MAX_WIDTH)
+		name_cap = LABEL_MAX_WIDTH;
+	for (i = 0; i < show; i++)
+	{
+		WatchRow   *r = &rows->rows[order[i]];
+		int			nw;
+
+		names[i] = row_name(w->table ? NULL : r->table, r->key, r->label);
+		nw = text_width(names[i]);
+		if (nw > name_width)
+			name_width = nw;
+	}
+	if (name_width > name_cap)
+		name_width = name_cap;
 	bar_width = cols / 5;
-	if (bar_width < 10)
-		bar_width = 10;
-	if (bar_width > 30)
-		bar_width = 30;
+	if (bar_width < BAR_MIN_WIDTH)
+		bar_width = BAR_MIN_WIDTH;
+	if (bar_width > BAR_MAX_WIDTH)
+		bar_width = BAR_MAX_WIDTH;
 
-	for (i = 0; i < rows->n; i++)
+	for (i = 0; i < show; i++)
 	{
-		WatchRow   *r = &rows->rows[i];
-		char		line[2048];
-		char		label[512];
-		size_t		fit;
-		char	   *stuck;
+		WatchRow   *r = &rows->rows[order[i]];
+		char		status[256];
+		const char *color = row_status(r, status, sizeof(status));
 
-		snprintf(label, sizeof(label), "%s %s", r->table, r->key);
-		snprintf(line, sizeof(line), "%-*s ", label_width, label);
-		append_bar(line, sizeof(line), r->percent, bar_width);
-		snprintf(line + strlen(line), sizeof(line) - strlen(line), " %s", r->line);
-		if (r->stuck_reason)
-			snprintf(line + strlen(line), sizeof(line) - strlen(line), "  STUCK (%s)", r->stuck_reason);
-		fit = fit_columns(line, cols - 1);
-		line[fit] = '\0';
-		/* the stuck marker in bold red, when it fits */
-		stuck = r->stuck_reason ? strstr(line, "  STUCK (") : NULL;
-		if (stuck)
+		line_init(&l, width);
+		line_pad(&l, name_width - line_text(&l, names[i], name_width));
+		line_pad(&l, 1);
+		line_bar(&l, r->percent, bar_width);
+		line_pad(&l, 1);
+		if (color)
 		{
-			*stuck = '\0';
-			printf("%s  \033[1;31m%s\033[0m\n", line, stuck + 2);
+			line_escape(&l, color);
+			line_text(&l, status, width);
+			line_escape(&l, RESET);
+			line_pad(&l, 2);
 		}
-		else
-			printf("%s\n", line);
-		w->frame_lines++;
+		line_text(&l, r->line, width);
+		frame_line(w, &l);
+		free(names[i]);
 	}
+	if (show < rows->n && room > 0)
+	{
+		char		more[128];
+
+		if (hidden_stuck > 0)
+			snprintf(more, sizeof(more), "%s %d more (%d stuck)", ellipsis, rows->n - show, hidden_stuck);
+		else
+			snprintf(more, sizeof(more), "%s %d more", ellipsis, rows->n - show);
+		line_init(&l, width);
+		line_text(&l, more, width);
+		frame_line(w, &l);
+	}
+	free(order);
+	free(names);
+}
+
+/* Redraw the frame drawn last (the terminal was resized). */
+static void
+redraw_frame(Watch *w)
+{
+	if (w->drawn_at[0] == '\0')
+		return;
+	rewind_frame(w);
+	draw_frame(w);
+	fputs(CLEAR_EOS, stdout);
+	fflush(stdout);
 }
 
 /*
@@ -596,7 +1100,7 @@ refresh(Watch *w, const char *trigger)
 	int			i;
 	bool		key_in_flight = false;
 
-	res = PQexecParams(w->conn, in_flight_sql, 2, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(w->conn, w->in_flight_sql, 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		char	   *msg = first_line(PQresultErrorMessage(res));
@@ -625,11 +1129,15 @@ refresh(Watch *w, const char *trigger)
 		r->state = xstrdup(PQgetvalue(res, i, 6));
 		r->line = xstrdup(PQgetvalue(res, i, 7));
 		r->json = xstrdup(PQgetvalue(res, i, 8));
+		r->label = PQgetisnull(res, i, 9) ? NULL : xstrdup(PQgetvalue(res, i, 9));
+		r->stalled_for = PQgetisnull(res, i, 10) ? -1 : strtod(PQgetvalue(res, i, 10), NULL);
+		r->stuck_for = PQgetisnull(res, i, 11) ? -1 : strtod(PQgetvalue(res, i, 11), NULL);
 	}
 	PQclear(res);
 
+	/* on a terminal, what follows is written over the frame drawn last */
 	if (w->mode == OUTPUT_TTY)
-		erase_frame(w);
+		rewind_frame(w);
 
 	/* rows that left the view since the last refresh: how did they end? */
 	for (i = 0; i < w->shown.n; i++)
@@ -637,7 +1145,7 @@ refresh(Watch *w, const char *trigger)
 		WatchRow   *old = &w->shown.rows[i];
 
 		if (find_row(&cur, old->relid, old->key) == NULL && !w->key)
-			(void) finish_row(w, old->relid, old->table, old->key);
+			(void) finish_row(w, old->relid, old->table, old->key, old->label);
 	}
 
 	/* the row watched with -k: in flight, or finished (or never was) */
@@ -645,7 +1153,11 @@ refresh(Watch *w, const char *trigger)
 	{
 		key_in_flight = cur.n > 0;
 		if (!key_in_flight)
-			status = finish_row(w, w->relid, w->table, w->key);
+		{
+			WatchRow   *old = find_row(&w->shown, w->relid, w->key);
+
+			status = finish_row(w, w->relid, w->table, w->key, old ? old->label : NULL);
+		}
 		else
 		{
 			free(w->key_state);
@@ -653,12 +1165,7 @@ refresh(Watch *w, const char *trigger)
 		}
 	}
 
-	if (w->mode == OUTPUT_TTY)
-	{
-		if (status == KEEP_WATCHING)
-			draw_frame(w, &cur, trigger);
-	}
-	else
+	if (w->mode != OUTPUT_TTY)
 	{
 		for (i = 0; i < cur.n; i++)
 		{
@@ -673,10 +1180,20 @@ refresh(Watch *w, const char *trigger)
 				print_plain(r->table, r->key, r->line, r->stuck_reason);
 		}
 	}
-	fflush(stdout);
 
 	free_rows(&w->shown);
 	w->shown = cur;
+	if (w->mode == OUTPUT_TTY)
+	{
+		if (status == KEEP_WATCHING)
+		{
+			clock_text(w->drawn_at, sizeof(w->drawn_at));
+			w->trigger = trigger;
+			draw_frame(w);
+		}
+		fputs(CLEAR_EOS, stdout);
+	}
+	fflush(stdout);
 	return status;
 }
 
@@ -733,21 +1250,31 @@ listen_channels(Watch *w)
 }
 
 /*
- * Check that the extension and its view are there and resolve -t to a
- * tracked table.
+ * Check that the extension and its view are there, see whether the view
+ * has a label column (the label role, in versions that have it) and
+ * resolve -t to a tracked table.
  */
 static void
 check_setup(Watch *w)
 {
 	PGresult   *res;
+	const char *label;
 
-	res = PQexec(w->conn, "SELECT pg_catalog.to_regprocedure('deploy_progress.in_flight(pg_catalog.regclass, pg_catalog.timestamptz)') IS NOT NULL");
+	res = PQexec(w->conn,
+				 "SELECT p.oid IS NOT NULL,"
+				 "       EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(p.proargnames), pg_catalog.unnest(p.proargmodes)) AS a(name, mode)"
+				 "                WHERE a.name OPERATOR(pg_catalog.=) 'label' AND a.mode OPERATOR(pg_catalog.=) 't')"
+				 "  FROM (SELECT pg_catalog.to_regprocedure('deploy_progress.in_flight(pg_catalog.regclass, pg_catalog.timestamptz)')::pg_catalog.oid AS oid) f"
+				 "  LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) f.oid");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		fatal("%s", PQresultErrorMessage(res));
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
 		fatal("database \"%s\" has no function deploy_progress.in_flight(regclass, timestamptz)\n"
 			  "HINT:  Run CREATE EXTENSION deploy_progress (or ALTER EXTENSION deploy_progress UPDATE) there.",
 			  PQdb(w->conn));
+	label = strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? "i.label" : "NULL::pg_catalog.text";
+	w->in_flight_sql = xmalloc(strlen(in_flight_sql_format) + strlen(label));
+	sprintf(w->in_flight_sql, in_flight_sql_format, label);
 	PQclear(res);
 
 	if (w->table_arg)
@@ -775,7 +1302,14 @@ check_setup(Watch *w)
 
 /*
  * Wait for a notification or the polling interval; returns the trigger of
- * the next refresh ("notify" or "poll"), or NULL when interrupted.
+ * the next refresh ("notify" or "poll"), or NULL when interrupted.  A
+ * resized terminal is redrawn at once, and the wait goes on.
+ *
+ * Notifications that libpq has read already (with the results of the last
+ * refresh, when they arrived while it ran) are not in the socket any more:
+ * they are taken first, so a NOTIFY never waits for the next poll.  The
+ * signals are blocked but while pselect() waits, so that none that comes
+ * between the check of its flag and the wait is missed.
  */
 static const char *
 wait_for_update(Watch *w)
@@ -796,66 +1330,116 @@ wait_for_update(Watch *w)
 	{
 		int			sock = PQsocket(w->conn);
 		fd_set		fds;
-		struct timeval timeout;
+		struct timespec timeout;
 		PGnotify   *n;
 		bool		notified = false;
 		int			rc;
 
 		if (interrupted)
 			return NULL;
+		if (resized)
+		{
+			resized = 0;
+			if (w->mode == OUTPUT_TTY)
+				redraw_frame(w);
+		}
+		if (sock >= 0)
+		{
+			if (!PQconsumeInput(w->conn))
+				return "poll";	/* the refresh notices the lost connection */
+			while ((n = PQnotifies(w->conn)) != NULL)
+			{
+				notified = true;
+				PQfreemem(n);
+			}
+			if (notified)
+				return "notify";
+		}
+
 		gettimeofday(&now, NULL);
 		timeout.tv_sec = deadline.tv_sec - now.tv_sec;
-		timeout.tv_usec = deadline.tv_usec - now.tv_usec;
-		if (timeout.tv_usec < 0)
+		timeout.tv_nsec = (long) (deadline.tv_usec - now.tv_usec) * 1000;
+		if (timeout.tv_nsec < 0)
 		{
 			timeout.tv_sec--;
-			timeout.tv_usec += 1000000;
+			timeout.tv_nsec += 1000000000L;
 		}
 		if (timeout.tv_sec < 0)
 			return "poll";
-		if (sock < 0)
-		{
-			/* no connection: just wait out the interval */
-			rc = select(0, NULL, NULL, NULL, &timeout);
-			if (rc < 0 && errno == EINTR)
-				continue;
-			return "poll";
-		}
 		FD_ZERO(&fds);
-		FD_SET(sock, &fds);
-		rc = select(sock + 1, &fds, NULL, NULL, &timeout);
+		if (sock >= 0)
+			FD_SET(sock, &fds);
+		/* without a connection, just wait out the interval */
+		rc = pselect(sock >= 0 ? sock + 1 : 0, sock >= 0 ? &fds : NULL, NULL, NULL, &timeout, &w->wait_mask);
 		if (rc < 0)
 		{
 			if (errno == EINTR)
 				continue;
 			fatal("select() failed: %s", strerror(errno));
 		}
-		if (rc == 0)
+		if (rc == 0 || sock < 0)
 			return "poll";
-		if (!PQconsumeInput(w->conn))
-			return "poll";		/* the refresh notices the lost connection */
-		while ((n = PQnotifies(w->conn)) != NULL)
-		{
-			notified = true;
-			PQfreemem(n);
-		}
-		if (notified)
-			return "notify";
+		/* the socket is readable: take what came in */
 	}
+}
+
+/*
+ * A message on stderr.  When it goes to the terminal of the frame, it is
+ * written over the frame, each of its lines cleared to its end, and the
+ * frame is drawn again below it.  (Nothing is cleared from the frame's
+ * first line down: where that is the top of the screen, some terminals,
+ * tmux among them, would move the whole screen into the scrollback.)
+ */
+static void
+print_message(Watch *w, const char *fmt,...)
+{
+	va_list		ap;
+	bool		on_frame = w->mode == OUTPUT_TTY && w->frame_n > 0 && isatty(STDERR_FILENO);
+	char	   *msg;
+	char	   *line;
+	char	   *nl;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		fatal("out of memory");
+	va_end(ap);
+	if (!on_frame)
+	{
+		fprintf(stderr, "deploy-progress-watch: %s", msg);
+		free(msg);
+		return;
+	}
+	rewind_frame(w);
+	fflush(stdout);
+	fputs("deploy-progress-watch: ", stderr);
+	for (line = msg; *line; line = nl + 1)
+	{
+		nl = strchr(line, '\n');
+		if (nl == NULL)
+		{
+			fprintf(stderr, "%s" CLEAR_EOL "\n", line);
+			break;
+		}
+		fprintf(stderr, "%.*s" CLEAR_EOL "\n", (int) (nl - line), line);
+	}
+	free(msg);
+	draw_frame(w);
+	fputs(CLEAR_EOS, stdout);
+	fflush(stdout);
 }
 
 /* Server notices and asynchronous errors, under the program's name. */
 static void
 print_notice(void *arg, const char *message)
 {
-	fprintf(stderr, "deploy-progress-watch: %s", message);
+	print_message((Watch *) arg, "%s", message);
 }
 
 static PGconn *
-connect_db(const char *host, const char *port, const char *user, const char *dbname)
+connect_db(Watch *w, const char *host, const char *port, const char *user, const char *dbname)
 {
-	const char *keywords[6];
-	const char *values[6];
+	const char *keywords[7];
+	const char *values[7];
 	int			n = 0;
 	PGconn	   *conn;
 
@@ -865,6 +1449,9 @@ connect_db(const char *host, const char *port, const char *user, const char *dbn
 	values[n++] = port;
 	keywords[n] = "user";
 	values[n++] = user;
+	/* on a terminal, text in the terminal's encoding, as psql does */
+	keywords[n] = "client_encoding";
+	values[n++] = w->mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL ? "auto" : NULL;
 	keywords[n] = "dbname";
 	values[n++] = dbname;
 	keywords[n] = "fallback_application_name";
@@ -877,7 +1464,7 @@ connect_db(const char *host, const char *port, const char *user, const char *dbn
 		fatal("out of memory");
 	if (PQstatus(conn) != CONNECTION_OK)
 		fatal("%s", first_line(PQerrorMessage(conn)));
-	PQsetNoticeProcessor(conn, print_notice, NULL);
+	PQsetNoticeProcessor(conn, print_notice, w);
 	return conn;
 }
 
@@ -908,6 +1495,7 @@ main(int argc, char **argv)
 	bool		plain = false;
 	Watch		w;
 	struct sigaction sa;
+	sigset_t	blocked;
 	int			c;
 	int			status;
 	bool		reconnecting = false;
@@ -915,6 +1503,14 @@ main(int argc, char **argv)
 
 	memset(&w, 0, sizeof(w));
 	w.interval = 1.0;
+
+	/* characters and their widths as the terminal's locale has them */
+	setlocale(LC_CTYPE, "");
+	if (strcmp(nl_langinfo(CODESET), "UTF-8") == 0)
+	{
+		ellipsis = "\xE2\x80\xA6";	/* U+2026 */
+		ellipsis_width = 1;
+	}
 
 	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-?") == 0))
 	{
@@ -980,14 +1576,34 @@ main(int argc, char **argv)
 		fatal("--json and --plain cannot be used together");
 	w.mode = json ? OUTPUT_JSON : (plain || !isatty(STDOUT_FILENO)) ? OUTPUT_PLAIN : OUTPUT_TTY;
 
+	if (w.mode == OUTPUT_TTY)
+		setvbuf(stdout, NULL, _IOFBF, 1 << 16);	/* a frame is written at once */
+
+	/*
+	 * The signals set flags, and are blocked but while pselect() waits
+	 * (w.wait_mask).
+	 */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = handle_signal;
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0;			/* no SA_RESTART: select() returns EINTR */
+	sa.sa_flags = 0;			/* no SA_RESTART: pselect() returns EINTR */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&blocked);
+	sigaddset(&blocked, SIGINT);
+	sigaddset(&blocked, SIGTERM);
+	if (w.mode == OUTPUT_TTY)
+	{
+		sa.sa_handler = handle_resize;
+		sigaction(SIGWINCH, &sa, NULL);
+		sigaddset(&blocked, SIGWINCH);
+	}
+	sigprocmask(SIG_BLOCK, &blocked, &w.wait_mask);
+	sigdelset(&w.wait_mask, SIGINT);
+	sigdelset(&w.wait_mask, SIGTERM);
+	sigdelset(&w.wait_mask, SIGWINCH);
 
-	w.conn = connect_db(host, port, user, dbname);
+	w.conn = connect_db(&w, host, port, user, dbname);
 	check_setup(&w);
 	if (!w.once)
 		listen_channels(&w);
@@ -1005,7 +1621,7 @@ main(int argc, char **argv)
 		if (status == -2 || PQstatus(w.conn) == CONNECTION_BAD)
 		{
 			if (!reconnecting)
-				fprintf(stderr, "deploy-progress-watch: connection lost, reconnecting\n");
+				print_message(&w, "connection lost, reconnecting\n");
 			reconnecting = true;
 			PQreset(w.conn);
 			if (PQstatus(w.conn) != CONNECTION_OK)
@@ -1013,7 +1629,7 @@ main(int argc, char **argv)
 				status = -2;
 				continue;
 			}
-			fprintf(stderr, "deploy-progress-watch: reconnected\n");
+			print_message(&w, "reconnected\n");
 			reconnecting = false;
 			listen_channels(&w);
 		}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Packaging check: META.json agrees with the control file, and the release
+# Packaging check: META.json agrees with the control file, the release
 # archives of "make dist" (git archive of HEAD) hold the same files and
-# build and install from scratch.
+# build and install from scratch, and make install puts
+# deploy-progress-watch on PATH in Debian's layout.
 #
 #   test/clients/dist.sh
 set -euo pipefail
@@ -48,4 +49,24 @@ for f in "$($PG_CONFIG --sharedir)/extension/deploy_progress.control" \
     [ -f "$tmp/root$f" ] || { echo "make install did not install $f" >&2; exit 1; }
 done
 "$tmp/root$($PG_CONFIG --bindir)/deploy-progress-watch" --version
+
+# deploy-progress-watch on PATH: in Debian's layout (/usr/lib/postgresql/N/bin,
+# not on PATH) make install links it into /usr/local/bin; elsewhere not,
+# unless WATCH_LINK_DIR says where; make uninstall removes the link it made
+bindir="$($PG_CONFIG --bindir)"
+link="$tmp/root/usr/local/bin/deploy-progress-watch"
+case "$bindir" in
+/usr/lib/postgresql/*/bin)
+    [ "$(readlink "$link")" = "$bindir/deploy-progress-watch" ] ||
+        { echo "make install did not link $link to $bindir/deploy-progress-watch" >&2; exit 1; } ;;
+*)
+    [ ! -e "$link" ] && [ ! -L "$link" ] ||
+        { echo "make install linked $link for an installation outside Debian's layout" >&2; exit 1; } ;;
+esac
+make -C "$tmp/from-tar/$dist" -s install-watch PG_CONFIG="$PG_CONFIG" DESTDIR="$tmp/linked" WATCH_LINK_DIR=/opt/bin
+[ "$(readlink "$tmp/linked/opt/bin/deploy-progress-watch")" = "$bindir/deploy-progress-watch" ] ||
+    { echo "make install WATCH_LINK_DIR=/opt/bin did not link the watcher there" >&2; exit 1; }
+make -C "$tmp/from-tar/$dist" -s uninstall-watch PG_CONFIG="$PG_CONFIG" DESTDIR="$tmp/linked" WATCH_LINK_DIR=/opt/bin
+[ -z "$(find "$tmp/linked" -name deploy-progress-watch)" ] ||
+    { echo "make uninstall left $(find "$tmp/linked" -name deploy-progress-watch)" >&2; exit 1; }
 echo "$dist.tar.gz and $dist.zip build and install from scratch"

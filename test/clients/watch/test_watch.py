@@ -3,25 +3,31 @@
 Each test starts the installed program (DEPLOY_PROGRESS_WATCH) against a
 database with the extension, moves rows of a tracked table through their
 phases from another connection, and checks what the program printed (plain
-lines, JSON objects, or progress bars redrawn on a pseudo-terminal) and its
-exit status.
+lines, JSON objects, or the frame of progress bars: its bytes on a
+pseudo-terminal, and what a terminal shows, in tmux panes of several sizes)
+and its exit status.
 
 Connects with the PG* environment variables (test/clients/run.sh sets them).
 Run: python3 -m unittest -v test_watch
 """
 
+import difflib
 import fcntl
 import json
 import os
 import pty
 import queue
 import re
+import shlex
+import shutil
 import signal
 import struct
 import subprocess
+import tempfile
 import termios
 import threading
 import time
+import unicodedata
 import unittest
 
 import psycopg
@@ -81,7 +87,10 @@ class Watch:
         self.lines.put(None)
 
     def next_line(self, timeout=10):
-        line = self.lines.get(timeout=timeout)
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no line within %ss; the watch printed: %r" % (timeout, self.output()))
         if line is None:
             raise AssertionError("the watch ended early: " + self.output())
         return line
@@ -97,6 +106,126 @@ class Watch:
 
     def output(self):
         return "".join(self.chunks)
+
+
+# The rows of WatchTest.services() as "deploy-progress-watch -t services"
+# shows them at 60, 80 and 200 columns: stuck rows first; the name's column
+# as wide as the widest name, at most a third of the width; the status (the
+# stuck reason and the time since its clock started, or the time without
+# progress) before describe()'s text, which is cut with an ellipsis; widths
+# in display columns; no line reaches the last column.
+SERVICES = {
+    60: ["deploy-progress-watch: 5 in flight in services, 1 stuck, a…",
+         "ünïcødé-svc         [###.........] STUCK no_heartbeat 2d00h",
+         "api                 [############] Transferring: 100/100 (…",
+         "cafe\u0301-svc            [            ] Queued for 2d00h",
+         "payments-🚀🚀🚀     [#...........] stalled 2d00h  Transfer…",
+         "frontend-日本語-サ… [            ] Building for 2d00h"],
+    80: ["deploy-progress-watch: 5 in flight in services, 1 stuck, at HH:MM:SS (start)",
+         "ünïcødé-svc              [####............] STUCK no_heartbeat 2d00h  Fetching…",
+         "api                      [################] Transferring: 100/100 (100.0%) · 2…",
+         "cafe\u0301-svc                 [                ] Queued for 2d00h",
+         "payments-🚀🚀🚀          [##..............] stalled 2d00h  Transferring: 10/10…",
+         "frontend-日本語-サービス [                ] Building for 2d00h"],
+    200: ["deploy-progress-watch: 5 in flight in services, 1 stuck, at HH:MM:SS (start)",
+          "ünïcødé-svc              [########......................] STUCK no_heartbeat 2d00h  "
+          "Fetching: 1/4 (25.0%) · stalled, no progress for 2d00h",
+          "api                      [##############################] "
+          "Transferring: 100/100 (100.0%) · 2.1 items/h · ETA 0s",
+          "cafe\u0301-svc                 [                              ] Queued for 2d00h",
+          "payments-🚀🚀🚀          [###...........................] stalled 2d00h  "
+          "Transferring: 10/100 (10.0%) · stalled, no progress for 2d00h",
+          "frontend-日本語-サービス [                              ] Building for 2d00h"],
+}
+
+
+def cut(line, columns):
+    """An ASCII line cut to a width, as the frame's lines are."""
+    return line if len(line) <= columns else line[:columns - 1] + "…"
+
+
+def bar(percent, columns=16):
+    filled = int(percent / 100 * columns + 0.5)
+    return "[" + "#" * filled + "." * (columns - filled) + "]"
+
+
+def width(text):
+    """The columns text takes on a terminal (wide characters 2, combining 0)."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+class Pane:
+    """The program in a tmux pane of its own (a tmux server of its own),
+    columns x lines, in a UTF-8 locale.  before: text printed above it."""
+
+    def __init__(self, *args, columns=80, lines=30, before=None):
+        self.columns, self.lines = columns, lines
+        self.dir = tempfile.mkdtemp(prefix="dp_watch_tmux.")
+        self.socket = os.path.join(self.dir, "socket")
+        conf = os.path.join(self.dir, "tmux.conf")
+        with open(conf, "w") as f:
+            # the pane stays when the program ends; no status line: the pane is the window
+            f.write("set -g remain-on-exit on\nset -g status off\nset -g history-limit 1000\n")
+        command = "exec " + " ".join(shlex.quote(a) for a in [WATCH, *args])
+        if before is not None:
+            command = "printf %s " + shlex.quote(before) + "; " + command
+        self.tmux("-f", conf, "new-session", "-d", "-x", str(columns), "-y", str(lines), command)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def tmux(self, *args):
+        env = dict(os.environ, LC_ALL="C.UTF-8")
+        return subprocess.run(["tmux", "-u", "-S", self.socket, *args], env=env, check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+
+    def close(self):
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def info(self, fmt):
+        return self.tmux("display-message", "-p", "-t", "0", fmt).strip()
+
+    def screen(self, history=False):
+        """The pane's lines as shown (after those of its scrollback with
+        history=True), without trailing blank lines, the header's clock as
+        HH:MM:SS."""
+        rows = self.tmux("capture-pane", "-p", "-t", "0", *(["-S", "-"] if history else [])).split("\n")[:-1]
+        while rows and rows[-1] == "":
+            rows.pop()
+        return [re.sub(r" at \d\d:\d\d:\d\d \(", " at HH:MM:SS (", r) for r in rows]
+
+    def history(self):
+        """The lines that scrolled off the top of the pane."""
+        return int(self.info("#{history_size}"))
+
+    def wait_for(self, condition, what, timeout=30):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out waiting for %s; the pane shows:\n%s"
+                                     % (what, "\n".join(self.screen())))
+            time.sleep(0.05)
+
+    def wait_for_screen(self, expected, timeout=30):
+        try:
+            self.wait_for(lambda: self.screen() == expected, "the screen", timeout)
+        except AssertionError:
+            assert self.screen() == expected, "\n".join(difflib.unified_diff(
+                expected, self.screen(), "expected", "shown", lineterm=""))
+
+    def resize(self, columns, lines):
+        self.columns, self.lines = columns, lines
+        self.tmux("resize-window", "-t", "0", "-x", str(columns), "-y", str(lines))
+
+    def exit_status(self, timeout=30):
+        # (the pane is dead at the end of its output; its status comes with SIGCHLD)
+        self.wait_for(lambda: self.info("#{pane_dead_status}") != "", "the program to end", timeout)
+        return int(self.info("#{pane_dead_status}"))
 
 
 def run(*args, timeout=30):
@@ -139,6 +268,22 @@ class WatchTest(unittest.TestCase):
             ALTER TABLE jobs ADD PRIMARY KEY (id);
             SELECT deploy_progress.track('jobs', notify_channel => 'jobs_events');
             CREATE TABLE untracked (id integer PRIMARY KEY);
+            CREATE TABLE services (
+                name                text PRIMARY KEY,
+                phase               deploy_progress.phase NOT NULL DEFAULT 'queued',
+                completed_items     bigint,
+                total_items         bigint,
+                phase_updated_at    timestamptz,
+                progress_updated_at timestamptz,
+                heartbeat_at        timestamptz,
+                started_at          timestamptz,
+                finished_at         timestamptz
+            );
+            SELECT deploy_progress.track('services', heartbeat_deadline => '1 day',
+                                         progress_deadline => NULL, queue_deadline => '30 days');
+            CREATE TABLE fleet (LIKE services INCLUDING DEFAULTS);
+            ALTER TABLE fleet DROP COLUMN name, ADD COLUMN id integer PRIMARY KEY;
+            SELECT deploy_progress.track('fleet', heartbeat_deadline => '1 day', progress_deadline => NULL);
         """)
 
     @classmethod
@@ -146,13 +291,15 @@ class WatchTest(unittest.TestCase):
         cls.conn.execute("""
             SELECT deploy_progress.untrack('deployments');
             SELECT deploy_progress.untrack('jobs');
-            DROP TABLE deployments, jobs, untracked;
+            SELECT deploy_progress.untrack('services');
+            SELECT deploy_progress.untrack('fleet');
+            DROP TABLE deployments, jobs, untracked, services, fleet;
         """)
         cls.conn.close()
 
     def setUp(self):
         # each test starts from empty tables
-        self.conn.execute("DELETE FROM deployments; DELETE FROM jobs")
+        self.conn.execute("DELETE FROM deployments; DELETE FROM jobs; DELETE FROM services; DELETE FROM fleet")
 
     def sql(self, query, *params):
         self.conn.execute(query, params)
@@ -295,33 +442,234 @@ class WatchTest(unittest.TestCase):
         self.assertEqual(objects[-1]["overall_progress"], 1)
         self.assertRegex(objects[-1]["description"], r"^Succeeded in \d+s$")
 
-    # -- terminal -----------------------------------------------------------
+    # -- terminal: the frame, as a terminal shows it ---------------------------
+    #
+    # The program runs in a tmux pane of a given size, and the tests compare
+    # the pane's screen (tmux capture-pane: what a user sees, wide characters
+    # and all) with the expected lines, exactly, the clock of the header
+    # aside.  The rows were last written two days ago (2d00h for an hour),
+    # and -i 3600 leaves redrawing to what the tests do (NOTIFY, resize), so
+    # each screen is known; the tests wait for it with a generous timeout.
 
-    def test_progress_bars_on_a_terminal(self):
-        self.sql("INSERT INTO deployments (id) VALUES (8)")
-        w = Watch("-t", "deployments", "-k", "8", "-i", POLL, tty=True, columns=100)
-        self.deploy(8)
-        self.assertEqual(w.wait(), 0, w.stderr)
-        out = w.output()
-        self.assertTrue(out.startswith("\x1b[?25l"), "hides the cursor")
-        self.assertTrue(out.endswith("\x1b[?25h"), "and shows it again")
-        self.assertIn("\x1b[2A\r\x1b[J", out, "redraws the 2-line frame in place")
-        screen = ANSI.sub("", out).replace("\r", "")
-        lines = [l for l in screen.split("\n") if l]
-        self.assertTrue(all(len(l) <= 99 for l in lines), "no line wider than the terminal")
-        self.assertIn("deploy-progress-watch: 1 in flight in deployments at ", screen)
-        bar = r"deployments 8 \[%s\] "
-        self.assertRegex(screen, bar % (r" " * 20) + r"Queued for \d+s")
-        self.assertRegex(screen, bar % (r"\." * 20) + r"Transferring: 0/40 \(0\.0%\)")
-        self.assertRegex(screen, bar % (r"#" * 10 + r"\." * 10) + r"Transferring: 20/40 \(50\.0%\)")
-        self.assertRegex(screen, bar % (r"#" * 20) + r"Transferring: 40/40 \(100\.0%\)")
-        self.assertRegex(lines[-1], r"^\[done\] deployments 8 Succeeded in \d+s$")
+    def services(self):
+        """A table with text keys: wide (CJK, emoji), accented and combining
+        characters; one row stuck, one stalled, one done counting."""
+        self.sql("DELETE FROM services")
+        self.sql("SET deploy_progress.stamping = off")
+        self.sql("""INSERT INTO services (name, phase, completed_items, total_items, phase_updated_at,
+                                          progress_updated_at, heartbeat_at, started_at)
+                    SELECT v.name, v.phase::deploy_progress.phase, v.completed, v.total, t, t,
+                           CASE WHEN v.silent THEN t ELSE now() END, t
+                      FROM (SELECT now() - interval '2 days' AS t) x,
+                           (VALUES ('api', 'transferring', 100, 100, false),
+                                   ('frontend-日本語-サービス', 'building', NULL, NULL, false),
+                                   ('payments-🚀🚀🚀', 'transferring', 10, 100, false),
+                                   ('ünïcødé-svc', 'fetching', 1, 4, true),
+                                   (E'cafe\u0301-svc', 'queued', NULL, NULL, false))
+                           AS v(name, phase, completed, total, silent)""")
+        self.sql("RESET deploy_progress.stamping")
 
-    def test_stuck_marker_on_a_terminal(self):
-        self.stuck_row(11)
-        w = Watch("-t", "deployments", "--once", tty=True)
+    def fleet(self, n, stuck=()):
+        """n rows of fleet building for two days, those in stuck silent."""
+        self.sql("DELETE FROM fleet")
+        self.sql("SET deploy_progress.stamping = off")
+        self.sql("""INSERT INTO fleet (id, phase, completed_items, total_items, phase_updated_at,
+                                       progress_updated_at, heartbeat_at, started_at)
+                    SELECT i, 'building', i, 100, t, t, CASE WHEN i = ANY (%s) THEN t ELSE now() END, t
+                      FROM generate_series(1, %s) i, (SELECT now() - interval '2 days' AS t) x""",
+                 list(stuck), n)
+        self.sql("RESET deploy_progress.stamping")
+
+    def assertScreen(self, pane, expected):
+        """The pane shows the expected lines and nothing else (waits for it)."""
+        pane.wait_for_screen(expected)
+        for line in expected:
+            self.assertLessEqual(width(line), pane.columns - 1, "no line as wide as the terminal: %r" % line)
+
+    def test_frame_at_60_80_and_200_columns(self):
+        self.services()
+        # the names' column: as wide as the widest name (24), at most a third of the width
+        bar_column = {60: 20, 80: 25, 200: 25}
+        for columns, lines in SERVICES.items():
+            with self.subTest(columns=columns):
+                with Pane("-t", "services", "-i", "3600", columns=columns, lines=20) as pane:
+                    self.assertScreen(pane, lines)
+                    # every bar starts in the same column, whatever the characters before it
+                    self.assertEqual({width(l[:l.index("[")]) for l in lines[1:]}, {bar_column[columns]})
+
+    def test_more_rows_than_lines(self):
+        self.fleet(45, stuck=range(40, 45))
+        row = "%-2d %s stalled 2d00h  Building: %d/100 (%d.0%%) · stalled, no progress for 2d00h"
+        stuck = "%d %s STUCK no_heartbeat 2d00h  Building: %d/100 (%d.0%%) · stalled, no progress for 2d00h"
+
+        def frame(trigger, lines, completed={}):
+            done = lambda i: completed.get(i, i)
+            rows = [cut(stuck % (i, bar(i), i, i), 79) for i in range(40, 45)]
+            rows += [cut(row % (i, bar(done(i)), done(i), done(i)), 79) for i in range(1, 40)]
+            shown = rows[:lines - 3]
+            return (["deploy-progress-watch: 45 in flight in fleet, 5 stuck, at HH:MM:SS (%s)" % trigger]
+                    + shown + ["… %d more%s" % (45 - len(shown), "" if len(shown) >= 5 else
+                                                 " (%d stuck)" % (5 - len(shown)))])
+
+        with Pane("-t", "fleet", "-i", "3600", columns=80, lines=30) as pane:
+            # the header, stuck rows first, as many rows as fit and a line for
+            # the others; the cursor's line below stays free
+            self.assertScreen(pane, frame("start", 30))
+            # redrawn in place: nothing scrolls off the top
+            completed = {}
+            for i in (1, 2, 3):
+                completed[i] = 50 + i
+                self.sql("SET deploy_progress.stamping = off")
+                self.sql("UPDATE fleet SET completed_items = %s WHERE id = %s", 50 + i, i)
+                self.sql("RESET deploy_progress.stamping")
+                self.sql("SELECT pg_notify('deploy_progress', '')")
+                self.assertScreen(pane, frame("notify", 30, completed))
+                self.assertEqual(pane.history(), 0)
+            # shorter: the stuck rows stay, then what did not fit is counted
+            pane.resize(80, 8)
+            self.assertScreen(pane, frame("notify", 8, completed))
+            pane.resize(80, 6)
+            self.assertScreen(pane, frame("notify", 6, completed))
+
+    def test_redraw_when_the_terminal_is_resized(self):
+        self.services()
+        with Pane("-t", "services", "-i", "3600", columns=80, lines=20,
+                  before="$ deploy-progress-watch -t services\n") as pane:
+            self.assertScreen(pane, ["$ deploy-progress-watch -t services"] + SERVICES[80])
+            # wider: redrawn over the frame, the line above it intact
+            pane.resize(200, 20)
+            self.assertScreen(pane, ["$ deploy-progress-watch -t services"] + SERVICES[200])
+            self.assertEqual(pane.history(), 0)
+            # narrower: tmux rewraps the 200-column lines (what no longer fits
+            # above the cursor goes to the scrollback); the frame is drawn over
+            # all of them, no fragment left
+            pane.resize(60, 20)
+            self.assertScreen(pane, SERVICES[60])
+            pane.resize(80, 20)
+            self.assertScreen(pane, SERVICES[80])
+
+    def test_finished_rows_scroll_above_the_frame(self):
+        self.fleet(3)
+        row = lambda i: cut("%d %s stalled 2d00h  Building: %d/100 (%d.0%%) · stalled, no progress for 2d00h"
+                            % (i, bar(i), i, i), 79)
+        with Pane("-t", "fleet", "-i", "3600", columns=80, lines=10) as pane:
+            self.assertScreen(pane, ["deploy-progress-watch: 3 in flight in fleet at HH:MM:SS (start)",
+                                     row(1), row(2), row(3)])
+            self.sql("UPDATE fleet SET phase = 'succeeded' WHERE id = 2")
+            self.assertScreen(pane, ["[done] fleet 2 Succeeded in 2d00h",
+                                     "deploy-progress-watch: 2 in flight in fleet at HH:MM:SS (notify)",
+                                     row(1), row(3)])
+            self.sql("UPDATE fleet SET phase = 'failed' WHERE id = 3")
+            self.assertScreen(pane, ["[done] fleet 2 Succeeded in 2d00h",
+                                     "[FAIL] fleet 3 Failed after 2d00h",
+                                     "deploy-progress-watch: 1 in flight in fleet at HH:MM:SS (notify)",
+                                     row(1)])
+
+        # -k: the row's frame, then how it ended, and the exit status
+        with Pane("-t", "fleet", "-k", "1", "-i", "3600", columns=80, lines=10) as pane:
+            self.assertScreen(pane, ["deploy-progress-watch: 1 in flight in fleet at HH:MM:SS (start)",
+                                     row(1)])
+            self.sql("UPDATE fleet SET phase = 'succeeded' WHERE id = 1")
+            self.assertEqual(pane.exit_status(), 0)
+            # all the program left (tmux adds its "Pane is dead" line)
+            self.assertEqual([l for l in pane.screen(history=True) if l and not l.startswith("Pane is dead")],
+                             ["[done] fleet 1 Succeeded in 2d00h"])
+
+    def test_messages_above_the_frame(self):
+        # messages on stderr (here: a lost connection) go above the frame,
+        # which is drawn again below them, whole
+        self.fleet(2)
+        row = lambda i: cut("%d %s stalled 2d00h  Building: %d/100 (%d.0%%) · stalled, no progress for 2d00h"
+                            % (i, bar(i), i, i), 79)
+        with Pane("-t", "fleet", "-i", "3600", columns=80, lines=12) as pane:
+            self.assertScreen(pane, ["deploy-progress-watch: 2 in flight in fleet at HH:MM:SS (start)",
+                                     row(1), row(2)])
+            (killed,) = self.conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'deploy-progress-watch'").fetchone()
+            self.assertEqual(killed, 1)
+            # (the server's message is not the frame's: it wraps at the width)
+            pane.wait_for_screen(["deploy-progress-watch: FATAL:  terminating connection due to administrator comma",
+                                     "nd",
+                                     "deploy-progress-watch: connection lost, reconnecting",
+                                     "deploy-progress-watch: reconnected",
+                                     "deploy-progress-watch: 2 in flight in fleet at HH:MM:SS (poll)",
+                                     row(1), row(2)])
+            self.assertEqual(pane.history(), 0)
+
+    def test_escape_sequences_on_a_terminal(self):
+        # what the program writes: the cursor hidden while it draws, a bold
+        # header, the stuck status in bold red, the stalled one in yellow,
+        # every line cleared to its end, the screen below the frame cleared
+        self.fleet(2, stuck=[2])
+        w = Watch("-t", "fleet", "--once", tty=True, columns=120)
         self.assertEqual(w.wait(), 0, w.stderr)
-        self.assertIn("Building for 1h00m  \x1b[1;31mSTUCK (no_heartbeat)\x1b[0m", w.output())
+        out = re.sub(r" at \d\d:\d\d:\d\d \(", " at HH:MM:SS (", w.output())
+        self.assertEqual(out.replace("\r\n", "\n"),
+                         "\x1b[?25l"
+                         "\x1b[1mdeploy-progress-watch: 2 in flight in fleet, 1 stuck, at HH:MM:SS (start)\x1b[0m\x1b[K\n"
+                         "2 [........................] \x1b[1;31mSTUCK no_heartbeat 2d00h\x1b[0m  "
+                         "Building: 2/100 (2.0%) · stalled, no progress for 2d00h\x1b[K\n"
+                         "1 [........................] \x1b[33mstalled 2d00h\x1b[0m  "
+                         "Building: 1/100 (1.0%) · stalled, no progress for 2d00h\x1b[K\n"
+                         "\x1b[J\x1b[?25h")
+
+    def test_label_as_the_first_column(self):
+        # Where in_flight has a label column (the label role), the frame
+        # shows a row's label instead of its key (the key when the row has
+        # none).  Until that role is in the extension, a database of its own
+        # gets a stand-in: in_flight with a label column read from the
+        # table's own "name" column.
+        self.sql("DROP DATABASE IF EXISTS dp_client_watch_label")
+        self.sql("CREATE DATABASE dp_client_watch_label")
+        try:
+            with psycopg.connect(dbname="dp_client_watch_label", autocommit=True) as conn:
+                conn.execute("""
+                    CREATE EXTENSION deploy_progress;
+                    CREATE TABLE apps (
+                        id integer PRIMARY KEY, name text, phase deploy_progress.phase NOT NULL,
+                        phase_updated_at timestamptz, progress_updated_at timestamptz,
+                        heartbeat_at timestamptz, started_at timestamptz);
+                    SELECT deploy_progress.track('apps', heartbeat_deadline => '1 day', progress_deadline => NULL);
+                    SET deploy_progress.stamping = off;
+                    INSERT INTO apps SELECT id, name, 'building', t, t, now(), t
+                      FROM (SELECT now() - interval '2 days' AS t) x,
+                           (VALUES (1, 'web-frontend'), (2, NULL), (3, '検索-api')) v(id, name);
+                    ALTER EXTENSION deploy_progress DROP VIEW deploy_progress.in_flight;
+                    DROP VIEW deploy_progress.in_flight;
+                    ALTER EXTENSION deploy_progress DROP FUNCTION deploy_progress.in_flight(regclass, timestamptz);
+                    ALTER FUNCTION deploy_progress.in_flight(regclass, timestamptz) RENAME TO in_flight_without_label;
+                    CREATE FUNCTION deploy_progress.in_flight(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT now())
+                    RETURNS TABLE (relid regclass, key text, label text, phase text, kind text,
+                                   completed bigint, total bigint, percent double precision,
+                                   average_speed double precision, smoothed_speed double precision,
+                                   speed double precision, eta interval, phase_updated_at timestamptz,
+                                   progress_updated_at timestamptz, heartbeat_at timestamptz,
+                                   started_at timestamptz, in_phase interval, elapsed interval,
+                                   overall_progress double precision, stuck_reason text)
+                    LANGUAGE sql STABLE AS $$
+                        SELECT i.relid, i.key, a.name, i.phase, i.kind, i.completed, i.total, i.percent,
+                               i.average_speed, i.smoothed_speed, i.speed, i.eta, i.phase_updated_at,
+                               i.progress_updated_at, i.heartbeat_at, i.started_at, i.in_phase, i.elapsed,
+                               i.overall_progress, i.stuck_reason
+                          FROM deploy_progress.in_flight_without_label(tbl, as_of) i
+                          LEFT JOIN public.apps a ON i.relid = 'public.apps'::regclass AND a.id::text = i.key
+                    $$;
+                """)
+            # one table: its name once, in the header
+            with Pane("-d", "dp_client_watch_label", "-t", "apps", "-i", "3600", columns=80, lines=10) as pane:
+                self.assertScreen(pane, ["deploy-progress-watch: 3 in flight in apps at HH:MM:SS (start)",
+                                         "web-frontend [                ] Building for 2d00h",
+                                         "2            [                ] Building for 2d00h",
+                                         "検索-api     [                ] Building for 2d00h"])
+            # every table: the table's name before each label
+            with Pane("-d", "dp_client_watch_label", "-i", "3600", columns=80, lines=10) as pane:
+                self.assertScreen(pane, ["deploy-progress-watch: 3 in flight at HH:MM:SS (start)",
+                                         "apps web-frontend [                ] Building for 2d00h",
+                                         "apps 2            [                ] Building for 2d00h",
+                                         "apps 検索-api     [                ] Building for 2d00h"])
+        finally:
+            self.sql("DROP DATABASE dp_client_watch_label")
 
     # -- NOTIFY -------------------------------------------------------------
 
@@ -335,6 +683,29 @@ class WatchTest(unittest.TestCase):
         self.move(12, "succeeded")
         self.assertEqual(w.wait(timeout=10), 0, w.stderr)
         self.assertLess(time.monotonic() - started, 10, "refreshed on NOTIFY, not after 60s")
+
+    def test_notify_that_arrives_while_a_refresh_runs(self):
+        # A NOTIFY that arrives while the program reads the view comes in
+        # with the query's results: libpq has read it off the socket, and
+        # the program must take it from there rather than wait on the
+        # socket until the next poll (an hour here).
+        self.sql("INSERT INTO deployments (id) VALUES (16)")
+        with psycopg.connect() as locker:       # a transaction of its own
+            locker.execute("LOCK TABLE deployments IN ACCESS EXCLUSIVE MODE")
+            w = Watch("-t", "deployments", "-k", "16", "-i", "3600")
+            # its first refresh waits for the lock, with its snapshot taken
+            deadline = time.monotonic() + 30
+            while self.conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                                    " 'deploy-progress-watch' AND wait_event_type = 'Lock'").fetchone()[0] == 0:
+                self.assertLess(time.monotonic(), deadline, "the watch never waited for the lock")
+                time.sleep(0.05)
+            # the transition commits (and notifies) while the refresh waits
+            locker.execute("UPDATE deployments SET phase = 'building' WHERE id = 16")
+            locker.commit()
+        self.assertRegex(w.next_line(timeout=30), r" deployments 16 Queued for \d+s$")
+        self.assertRegex(w.next_line(timeout=30), r" deployments 16 Building for \d+s$")
+        self.move(16, "succeeded")
+        self.assertEqual(w.wait(), 0, w.stderr)
 
     def test_listens_on_the_tables_own_channel(self):
         self.sql("INSERT INTO jobs (id) VALUES (3)")
