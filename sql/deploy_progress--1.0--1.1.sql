@@ -13,6 +13,8 @@
 --   * track() takes "columns" for any role of the catalogue
 --   * every reader takes its columns and figures from one row generator
 --     (_rows_sql(), _figures_sql())
+--   * side rows record the partition they were written in
+--     (timings.partition), filled in for the rows 1.0 wrote
 
 \echo Use "ALTER EXTENSION deploy_progress UPDATE TO '1.1'" to load this file. \quit
 
@@ -153,6 +155,39 @@ DELETE FROM @extschema@.timings s
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.relid);
 DELETE FROM @extschema@.tracked t
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.relid);
+
+--------------------------------------------------------------------------
+-- Side rows know their partition
+--------------------------------------------------------------------------
+
+ALTER TABLE @extschema@.timings ADD COLUMN partition regclass;
+COMMENT ON COLUMN @extschema@.timings.partition IS
+    'The partition the row was last written in (NULL for a table that is not partitioned): TRUNCATE, DROP TABLE and DETACH PARTITION of a partition remove its rows';
+CREATE INDEX timings_partition_idx ON @extschema@.timings (partition) WHERE partition IS NOT NULL;
+-- the side rows of partitioned tables written by 1.0: the partition of the
+-- row with that key (the key text as the 1.0 triggers wrote it, through the
+-- key types' output functions); a side row whose row is gone stays NULL
+DO $dp$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tr.relid, tr.key_columns FROM @extschema@.tracked tr
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) tr.relid
+              WHERE tr.storage OPERATOR(pg_catalog.=) 'side' AND c.relkind OPERATOR(pg_catalog.=) 'p'
+    LOOP
+        EXECUTE pg_catalog.format(
+            'UPDATE @extschema@.timings s SET partition = r.tableoid::pg_catalog.regclass FROM %s r'
+            ' WHERE s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass AND s.key OPERATOR(pg_catalog.=) %s',
+            t.relid, t.relid,
+            CASE WHEN pg_catalog.cardinality(t.key_columns) OPERATOR(pg_catalog.=) 1
+                 THEN pg_catalog.format('pg_catalog.format(''%%s'', r.%I)', t.key_columns[1])
+                 ELSE pg_catalog.format('pg_catalog.format(''%%s'', ROW(%s))',
+                          (SELECT pg_catalog.string_agg(pg_catalog.format('r.%I', k), ', ')
+                             FROM pg_catalog.unnest(t.key_columns) AS k))
+            END);
+    END LOOP;
+END
+$dp$;
 
 -- functions whose signature changes
 DROP FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean);

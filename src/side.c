@@ -1058,9 +1058,12 @@ dp_side_table_owner(void)
 	return owner;
 }
 
-/* Remove the side rows of the partitions among "relids". */
+/*
+ * Remove the side rows of the partitions among "relids" (all of "relids":
+ * tables just detached are no longer partitions).
+ */
 static void
-dp_side_forget_partitions(List *relids)
+dp_side_forget_partitions(List *relids, bool all)
 {
 	ListCell   *lc;
 	DpSideCall call;
@@ -1071,7 +1074,7 @@ dp_side_forget_partitions(List *relids)
 	{
 		Oid			relid = lfirst_oid(lc);
 
-		if (!get_rel_relispartition(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+		if ((!all && !get_rel_relispartition(relid)) || get_rel_relkind(relid) != RELKIND_RELATION)
 			continue;
 		if (!opened)
 		{
@@ -1100,6 +1103,7 @@ dp_side_utility_end(Node *stmt)
 {
 	List	   *relids = NIL;
 	ListCell   *lc;
+	bool		detached = false;
 
 	if (!IsTransactionState())
 		return;
@@ -1147,10 +1151,11 @@ dp_side_utility_end(Node *stmt)
 			relid = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true);
 			if (OidIsValid(relid))
 				relids = list_concat_unique_oid(relids, find_all_inheritors(relid, NoLock, NULL));
+			detached = true;
 		}
 	}
 	if (relids != NIL)
-		dp_side_forget_partitions(relids);
+		dp_side_forget_partitions(relids, detached);
 	list_free(relids);
 }
 
