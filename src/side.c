@@ -661,15 +661,18 @@ dp_side_form(DpSideCall *call, bool update, Oid relid, text *key, Oid partition,
 	ExecStoreVirtualTuple(slot);
 }
 
-/* Make the index entries of the version just written from c->probe. */
+/*
+ * Make the index entries of the version just updated from c->probe (only
+ * those of summarizing indexes when "summarizing").
+ */
 static void
-dp_side_index(DpSideCall *call, bool update)
+dp_side_index(DpSideCall *call, bool update, bool summarizing)
 {
 	List	   *recheck;
 
 #if PG_VERSION_NUM >= 160000
 	recheck = ExecInsertIndexTuples(call->c->rri, call->c->probe, call->c->estate, update,
-									false, NULL, NIL, false);
+									false, NULL, NIL, summarizing);
 #elif PG_VERSION_NUM >= 140000
 	recheck = ExecInsertIndexTuples(call->c->rri, call->c->probe, call->c->estate, update,
 									false, NULL, NIL);
@@ -725,10 +728,11 @@ dp_side_write(DpSideCall *call, Oid relid, text *key, Oid partition, const DpSid
 			{
 #if PG_VERSION_NUM >= 160000
 				if (update_indexes != TU_None)
+					dp_side_index(call, true, update_indexes == TU_Summarizing);
 #else
 				if (update_indexes)
+					dp_side_index(call, true, false);
 #endif
-					dp_side_index(call, true);
 				return;
 			}
 			(void) dp_side_retry(call, res, "update");
