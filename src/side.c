@@ -73,6 +73,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -137,6 +138,9 @@ typedef struct DpSideCache
 	int			pkey_col_relid; /* positions in the primary key (0-based) */
 	int			pkey_col_key;
 	Oid			pkey;
+	int			pkey_index;		/* its position in index_oids */
+	bool		fast_find;		/* (relid, key) with the built-in btree opclasses */
+	Oid			key_collation;
 	List	   *arbiters;		/* list_make1_oid(pkey) */
 	EState	   *estate;
 	ResultRelInfo *rri;
@@ -146,7 +150,7 @@ typedef struct DpSideCache
 
 static DpSideCache dp_side_cache;
 
-/* The side table, open for the length of one trigger call. */
+/* The side table, open for the length of one trigger call or queue flush. */
 typedef struct DpSideCall
 {
 	DpSideCache *c;
@@ -154,14 +158,19 @@ typedef struct DpSideCall
 	CommandId	cid;
 	Snapshot	snapshot;
 	DpSavedUser saved;
+	IndexScanDesc scan;			/* on the primary key, with "dirty" */
+	SnapshotData dirty;
 } DpSideCall;
 
 /*
- * A re-keyed row queued for the end of its statement: the timings to file
- * under the new key, replacing what that key holds.
+ * A side row write queued for the end of its statement: the write of a
+ * row (the rules to apply for "e"), or the timings of a re-keyed row to
+ * file under its new key, replacing what that key holds.
  */
 typedef struct DpSideQueued
 {
+	bool		has_event;		/* e holds a write; else ts a re-key */
+	DpSideEvent e;
 	int			level;			/* transaction nesting level */
 	int			depth;			/* statement depth (dp_statement_depth) */
 	Oid			owner;			/* of the side table */
@@ -198,7 +207,11 @@ static MemoryContext dp_queue_cxt = NULL;
 static DpSideQueued *dp_queue = NULL;
 static int	dp_nqueued = 0;
 static int	dp_maxqueued = 0;
+static int	dp_nevents = 0;		/* queued writes (has_event) */
 static bool dp_queue_flushing = false;
+
+/* Queued writes of one level and depth written at once, mid-statement. */
+#define DP_SIDE_CHUNK 4096
 static DpSideMove dp_move;
 
 /*
@@ -326,8 +339,12 @@ dp_side_cache_build(DpSideCache *c, Relation rel)
 			 (ii->ii_IndexAttrNumbers[1] == c->att_relid && ii->ii_IndexAttrNumbers[0] == c->att_key)))
 		{
 			c->pkey = indexoid;
+			c->pkey_index = i;
 			c->pkey_col_relid = ii->ii_IndexAttrNumbers[0] == c->att_relid ? 0 : 1;
 			c->pkey_col_key = 1 - c->pkey_col_relid;
+			c->fast_find = c->pkey_col_relid == 0 && ii->ii_Expressions == NIL &&
+				idx->rd_opfamily[0] == OID_BTREE_FAM_OID && idx->rd_opfamily[1] == TEXT_BTREE_FAM_OID;
+			c->key_collation = idx->rd_indcollation[1];
 		}
 		c->index_oids[i] = indexoid;
 		c->index_info[i] = ii;
@@ -375,6 +392,7 @@ dp_side_open(DpSideCall *call, Oid owner)
 	for (i = 0; i < c->nindexes; i++)
 		c->index_rels[i] = index_open(c->index_oids[i], RowExclusiveLock);
 	c->rri->ri_RelationDesc = call->rel;
+	call->scan = NULL;
 	call->cid = GetCurrentCommandId(true);
 	call->snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	c->estate->es_snapshot = call->snapshot;
@@ -394,6 +412,9 @@ dp_side_close(DpSideCall *call)
 
 	ExecClearTuple(c->probe);
 	ExecClearTuple(c->existing);
+	if (call->scan)
+		index_endscan(call->scan);
+	call->scan = NULL;
 	ResetPerTupleExprContext(c->estate);
 	for (i = 0; i < c->nindexes; i++)
 	{
@@ -415,6 +436,45 @@ dp_side_find(DpSideCall *call, Oid relid, text *key)
 {
 	DpSideCache *c = call->c;
 	ItemPointerData tid;
+
+	/*
+	 * The usual way: one scan of the primary key for the call, searched
+	 * again for each key, as check_exclusion_or_unique_constraint() does it.
+	 */
+	while (c->fast_find)
+	{
+		ScanKeyData skey[2];
+		TransactionId xwait = InvalidTransactionId;
+		uint32		token = 0;
+		bool		found = false;
+
+		CHECK_FOR_INTERRUPTS();
+		ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+		ScanKeyEntryInitialize(&skey[1], 0, 2, BTEqualStrategyNumber, InvalidOid, c->key_collation,
+							   F_TEXTEQ, PointerGetDatum(key));
+		if (call->scan == NULL)
+		{
+			InitDirtySnapshot(call->dirty);
+			call->scan = index_beginscan(call->rel, c->index_rels[c->pkey_index], &call->dirty, 2, 0);
+		}
+		index_rescan(call->scan, skey, 2, NULL, 0);
+		if (index_getnext_slot(call->scan, ForwardScanDirection, c->existing))
+		{
+			/* a transaction writing it: wait for it, then look again */
+			xwait = TransactionIdIsValid(call->dirty.xmin) ? call->dirty.xmin : call->dirty.xmax;
+			token = call->dirty.speculativeToken;
+			tid = c->existing->tts_tid;
+			found = true;
+		}
+		if (!TransactionIdIsValid(xwait))
+			return found;
+		ExecClearTuple(c->existing);
+		index_rescan(call->scan, skey, 2, NULL, 0);		/* drop the pins */
+		if (token)
+			SpeculativeInsertionWait(call->dirty.xmin, token);
+		else
+			XactLockTableWait(xwait, call->rel, &tid, XLTW_InsertIndex);
+	}
 
 	for (;;)
 	{
@@ -855,8 +915,8 @@ dp_side_phase_updated_at(DpTrack *t, text *key, TimestampTz *result)
 
 /* Queue the timings of a re-keyed row, to be filed under "key". */
 static void
-dp_side_enqueue(Oid owner, Oid relid, Oid partition, text *key, const TimestampTz *ts,
-				const bool *ts_null)
+dp_side_enqueue(Oid owner, Oid relid, Oid partition, text *key, const DpSideEvent *e,
+				const TimestampTz *ts, const bool *ts_null)
 {
 	DpSideQueued *q;
 	MemoryContext oldcxt;
@@ -885,51 +945,115 @@ dp_side_enqueue(Oid owner, Oid relid, Oid partition, text *key, const TimestampT
 	oldcxt = MemoryContextSwitchTo(dp_queue_cxt);
 	q->key = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(key));
 	MemoryContextSwitchTo(oldcxt);
-	memcpy(q->ts, ts, sizeof(q->ts));
-	memcpy(q->ts_null, ts_null, sizeof(q->ts_null));
+	q->has_event = e != NULL;
+	if (e)
+	{
+		q->e = *e;
+		dp_nevents++;
+	}
+	else
+	{
+		memcpy(q->ts, ts, sizeof(q->ts));
+		memcpy(q->ts_null, ts_null, sizeof(q->ts_null));
+	}
 	dp_nqueued++;
 }
 
 static void
 dp_side_queue_reset(void)
 {
-	dp_nqueued = dp_maxqueued = 0;
+	dp_nqueued = dp_maxqueued = dp_nevents = 0;
 	dp_queue = NULL;
 	if (dp_queue_cxt)
 		MemoryContextReset(dp_queue_cxt);
 }
 
 /*
+ * Write the queued entries from "first" on (only the writes, when
+ * "events_only": re-keys wait for the end of their statement), and take
+ * them off the queue.
+ */
+static void
+dp_side_write_queue(int first, bool events_only)
+{
+	int			i;
+	int			kept = first;
+	DpSideCall	call;
+
+	Assert(first >= 0 && first < dp_nqueued);
+	dp_queue_flushing = true;
+	dp_side_open(&call, dp_queue[first].owner);
+	for (i = first; i < dp_nqueued; i++)
+	{
+		DpSideQueued *q = &dp_queue[i];
+
+		if (events_only && !q->has_event)
+		{
+			dp_queue[kept++] = *q;
+			continue;
+		}
+		if (q->has_event)
+		{
+			dp_side_write(&call, q->relid, q->key, q->partition, &q->e, NULL, NULL);
+			dp_nevents--;
+		}
+		else
+			dp_side_write(&call, q->relid, q->key, q->partition, NULL, q->ts, q->ts_null);
+		pfree(q->key);
+	}
+	dp_side_close(&call);
+	dp_nqueued = kept;
+	Assert(dp_nevents >= 0);
+	if (dp_nqueued == 0)
+		dp_side_queue_reset();
+	dp_queue_flushing = false;
+}
+
+/* The first queued entry of the current (sub)transaction at "depth" or deeper. */
+static int
+dp_side_queue_start(int depth)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			first = dp_nqueued;
+
+	while (first > 0 && dp_queue[first - 1].level >= level && dp_queue[first - 1].depth >= depth)
+		first--;
+	return first;
+}
+
+/*
  * The end of a statement at depth "depth" (0: the end of the transaction):
- * file the queued timings of the rows it re-keyed under their new keys.
- * Rows queued by an outer statement, or in an outer subtransaction, wait
- * for that one's end.
+ * write what it queued, and file the timings of the rows it re-keyed under
+ * their new keys.  Entries queued by an outer statement, or in an outer
+ * subtransaction, wait for that one's end.
  */
 void
 dp_side_flush(int depth)
 {
-	int			level = GetCurrentTransactionNestLevel();
-	int			first = dp_nqueued;
-	int			i;
-	DpSideCall call;
+	int			first;
 
 	dp_move.valid = false;
 	if (dp_nqueued == 0 || dp_queue_flushing || !IsTransactionState())
 		return;
-	while (first > 0 && dp_queue[first - 1].level >= level && dp_queue[first - 1].depth >= depth)
-		first--;
-	if (first == dp_nqueued)
+	first = dp_side_queue_start(depth);
+	if (first < dp_nqueued)
+		dp_side_write_queue(first, false);
+}
+
+/*
+ * Write the queued writes of the current (sub)transaction now, before a
+ * side row is deleted or re-keyed: they may be of that row.
+ */
+static void
+dp_side_flush_events(void)
+{
+	int			first;
+
+	if (dp_nevents == 0 || dp_queue_flushing)
 		return;
-	dp_queue_flushing = true;
-	dp_side_open(&call, dp_queue[first].owner);
-	for (i = first; i < dp_nqueued; i++)
-		dp_side_write(&call, dp_queue[i].relid, dp_queue[i].key, dp_queue[i].partition, NULL,
-					  dp_queue[i].ts, dp_queue[i].ts_null);
-	dp_side_close(&call);
-	dp_nqueued = first;
-	if (dp_nqueued == 0)
-		dp_side_queue_reset();
-	dp_queue_flushing = false;
+	first = dp_side_queue_start(0);
+	if (first < dp_nqueued)
+		dp_side_write_queue(first, true);
 }
 
 /* The end of the transaction (commit after dp_side_flush(0), or abort). */
@@ -954,7 +1078,11 @@ dp_side_subxact_end(bool commit)
 	{
 		dp_queue_flushing = false;
 		while (dp_nqueued > 0 && dp_queue[dp_nqueued - 1].level >= level)
+		{
 			dp_nqueued--;
+			if (dp_queue[dp_nqueued].has_event)
+				dp_nevents--;
+		}
 		if (dp_nqueued == 0)
 			dp_side_queue_reset();
 	}
@@ -1228,11 +1356,18 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 		dp_move.level == GetCurrentTransactionNestLevel();
 	dp_move.valid = false;
 
-	dp_side_open(&call, t->side_owner);
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+	{
+		dp_side_flush_events();
+		dp_side_open(&call, t->side_owner);
 		dp_side_remove_all(&call, relid, InvalidOid);
+		dp_side_close(&call);
+	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
+		/* a delete may be of a row whose write is queued */
+		dp_side_flush_events();
+		dp_side_open(&call, t->side_owner);
 		key = dp_row_key(t, rel, trigdata->tg_trigslot);
 		if (dp_side_row_moved(trigdata))
 		{
@@ -1258,6 +1393,7 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 		}
 		else
 			(void) dp_side_remove(&call, relid, key, NULL, NULL);
+		dp_side_close(&call);
 	}
 	else
 	{
@@ -1321,6 +1457,8 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 			bool		ts_null[DP_NUM_ROLES];
 			bool		found;
 
+			dp_side_flush_events();
+			dp_side_open(&call, t->side_owner);
 			if (moving)
 			{
 				found = dp_move.found;
@@ -1330,11 +1468,16 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 			else
 				found = dp_side_remove(&call, relid, dp_row_key(t, rel, oldslot), old, old_null);
 			dp_side_rule(call.c, &e, found ? old : NULL, old_null, ts, ts_null);
-			dp_side_enqueue(t->side_owner, relid, partition, key, ts, ts_null);
+			dp_side_close(&call);
+			dp_side_enqueue(t->side_owner, relid, partition, key, NULL, ts, ts_null);
 		}
 		else
-			dp_side_write(&call, relid, key, partition, &e, NULL, NULL);
+		{
+			/* written with the statement's other rows when it ends */
+			if (dp_nevents >= DP_SIDE_CHUNK)
+				dp_side_flush_events();
+			dp_side_enqueue(t->side_owner, relid, partition, key, &e, NULL, NULL);
+		}
 	}
-	dp_side_close(&call);
 	return PointerGetDatum(NULL);
 }
