@@ -41,8 +41,16 @@
  *	  (ExecInsertIndexTuples(), only when the update is not HOT).
  *
  * The relation, its indexes' IndexInfo, an executor state and the slots are
- * built once per backend and again after an invalidation of the side table;
- * each trigger call only opens the relation and its indexes.
+ * built once per backend and again after an invalidation of the side table.
+ *
+ * Per statement: the trigger queues the writes of INSERTs and UPDATEs (the
+ * key, the partition and what the write did), and they are written when the
+ * statement ends, with the side table opened once and one scan of its
+ * primary key searched again for each key (history.c calls dp_side_flush()
+ * from the executor and utility hooks, at the nesting depth of the
+ * statement; the queue follows (sub)transactions as the history queue
+ * does).  At most DP_SIDE_CHUNK writes wait; a DELETE, TRUNCATE or re-key
+ * writes the queued ones first, since they may be of the same row.
  *
  * A write that changes a row's key (an UPDATE of the key, or a row moving
  * to another partition) takes the old side row away at once and files its
@@ -50,10 +58,10 @@
  * statement together: a statement that swaps keys (UPDATE t SET id = 3 - id
  * with a deferrable key) or re-keys a row onto a key whose side row a
  * stamping-off DELETE left behind finds every old row where it was, and
- * replaces whatever the new key held.  The queue is written when the
- * statement that queued it ends (history.c calls dp_side_flush() from the
- * executor and utility hooks, at the nesting depth of the statement), and
- * follows (sub)transactions as the history queue does.
+ * replaces whatever the new key held.  A cross-partition UPDATE fires the
+ * AFTER DELETE of the old partition (whose row the heap marks as moved)
+ * and at once the AFTER INSERT of the new one: the pair is one re-key,
+ * classified against the row as it was (dp_move).
  *
  * IDENTIFICATION
  *	  src/side.c
