@@ -161,6 +161,8 @@ DELETE FROM @extschema@.tracked t
 --------------------------------------------------------------------------
 
 ALTER TABLE @extschema@.timings ADD COLUMN partition regclass;
+-- room on each page for heartbeats to stay HOT updates (pages written from now on)
+ALTER TABLE @extschema@.timings SET (fillfactor = 90);
 COMMENT ON COLUMN @extschema@.timings.partition IS
     'The partition the row was last written in (NULL for a table that is not partitioned): TRUNCATE, DROP TABLE and DETACH PARTITION of a partition remove its rows';
 CREATE INDEX timings_partition_idx ON @extschema@.timings (partition) WHERE partition IS NOT NULL;

@@ -76,11 +76,12 @@ CREATE TABLE @extschema@.timings (
     finished_at         timestamptz,
     PRIMARY KEY (relid, key),
     partition           regclass
-);
+) WITH (fillfactor = 90);
 COMMENT ON TABLE @extschema@.timings IS
     'Side table: the timings of rows of tables tracked with storage => ''side'', keyed by table and primary key text; read it through side_timings or timings()';
 COMMENT ON COLUMN @extschema@.timings.partition IS
     'The partition the row was last written in (NULL for a table that is not partitioned): TRUNCATE, DROP TABLE and DETACH PARTITION of a partition remove its rows';
+-- (fillfactor 90: room on each page for heartbeats to stay HOT updates)
 -- the rows of one partition, for TRUNCATE, DROP and DETACH of that partition
 CREATE INDEX timings_partition_idx ON @extschema@.timings (partition) WHERE partition IS NOT NULL;
 
