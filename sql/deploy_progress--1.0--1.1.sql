@@ -15,6 +15,8 @@
 --     in the table's time zone (tracked.time_zone, track(..., time_zone))
 --   * every reader takes its columns and figures from one row generator
 --     (_rows_sql(), _figures_sql())
+--   * side rows record the partition they were written in
+--     (timings.partition), filled in for the rows 1.0 wrote
 
 \echo Use "ALTER EXTENSION deploy_progress UPDATE TO '1.1'" to load this file. \quit
 
@@ -167,6 +169,40 @@ DELETE FROM @extschema@.tracked t
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.relid);
 
 --------------------------------------------------------------------------
+-- Side rows know their partition
+--------------------------------------------------------------------------
+
+ALTER TABLE @extschema@.timings ADD COLUMN partition regclass;
+-- room on each page for heartbeats to stay HOT updates (pages written from now on)
+ALTER TABLE @extschema@.timings SET (fillfactor = 90);
+COMMENT ON COLUMN @extschema@.timings.partition IS
+    'The partition the row was last written in (NULL for a table that is not partitioned): TRUNCATE, DROP TABLE and DETACH PARTITION of a partition remove its rows';
+CREATE INDEX timings_partition_idx ON @extschema@.timings (partition) WHERE partition IS NOT NULL;
+-- the side rows of partitioned tables written by 1.0: the partition of the
+-- row with that key (the key text as the 1.0 triggers wrote it, through the
+-- key types' output functions); a side row whose row is gone stays NULL
+DO $dp$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tr.relid, tr.key_columns FROM @extschema@.tracked tr
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) tr.relid
+              WHERE tr.storage OPERATOR(pg_catalog.=) 'side' AND c.relkind OPERATOR(pg_catalog.=) 'p'
+    LOOP
+        EXECUTE pg_catalog.format(
+            'UPDATE @extschema@.timings s SET partition = r.tableoid::pg_catalog.regclass FROM %s r'
+            ' WHERE s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass AND s.key OPERATOR(pg_catalog.=) %s',
+            t.relid, t.relid,
+            CASE WHEN pg_catalog.cardinality(t.key_columns) OPERATOR(pg_catalog.=) 1
+                 THEN pg_catalog.format('pg_catalog.format(''%%s'', r.%I)', t.key_columns[1])
+                 ELSE pg_catalog.format('pg_catalog.format(''%%s'', ROW(%s))',
+                          (SELECT pg_catalog.string_agg(pg_catalog.format('r.%I', k), ', ')
+                             FROM pg_catalog.unnest(t.key_columns) AS k))
+            END);
+    END LOOP;
+END
+$dp$;
+
 -- Key texts no longer depend on the writer's settings
 --------------------------------------------------------------------------
 
@@ -1081,13 +1117,17 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;
+    -- the side rows of a dropped partition are filed under its partitioned table
+    DELETE FROM @extschema@.timings s
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
     DELETE FROM @extschema@.tracked t
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables, and detaches their history from their OID';
+    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 -- The in-flight predicate of a table: its phase is not a terminal phase.

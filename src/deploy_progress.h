@@ -265,8 +265,13 @@ extern void dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 /* side.c */
 extern text *dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot);
 extern bool dp_side_phase_updated_at(DpTrack *t, text *key, TimestampTz *result);
+extern void dp_side_flush(int depth);
+extern void dp_side_xact_end(void);
+extern void dp_side_subxact_end(bool commit);
+extern void dp_side_utility_end(Node *stmt);
 
 /* history.c */
+extern int	dp_statement_depth;
 extern void dp_history_init(void);
 
 /* figures.c */

@@ -113,6 +113,13 @@ static int	dp_maxrows = 0;
 static bool dp_flushing = false;
 static int64 dp_flush_count = 0;
 
+/*
+ * How many executor-finish and utility hooks are running: the depth of the
+ * statement whose AFTER triggers fire now.  Side storage files the rows a
+ * statement re-keyed when the statement at that depth ends.
+ */
+int			dp_statement_depth = 0;
+
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
@@ -474,10 +481,38 @@ dp_history_pending(void)
 static void
 dp_executor_finish(QueryDesc *queryDesc)
 {
-	if (prev_ExecutorFinish)
-		prev_ExecutorFinish(queryDesc);
-	else
-		standard_ExecutorFinish(queryDesc);
+	int			depth = ++dp_statement_depth;
+
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		dp_statement_depth = depth - 1;
+	}
+	PG_END_TRY();
+	dp_side_flush(depth);
+	if (dp_history_pending())
+		dp_history_flush();
+}
+
+/*
+ * After a utility statement at depth "depth": write what COPY FROM queued,
+ * and let side storage clean up after TRUNCATE and DETACH PARTITION.  A
+ * transaction statement (COMMIT inside a procedure) has left the
+ * transaction the queues belonged to.
+ */
+static void
+dp_utility_end(PlannedStmt *pstmt, int depth)
+{
+	if (IsA(pstmt->utilityStmt, TransactionStmt))
+		return;
+	dp_side_flush(depth);
+	dp_side_utility_end(pstmt->utilityStmt);
 	if (dp_history_pending())
 		dp_history_flush();
 }
@@ -489,14 +524,23 @@ dp_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 				   ProcessUtilityContext context, ParamListInfo params,
 				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+	int			depth = ++dp_statement_depth;
+
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
-	if (dp_history_pending() && !IsA(pstmt->utilityStmt, TransactionStmt))
-		dp_history_flush();
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		dp_statement_depth = depth - 1;
+	}
+	PG_END_TRY();
+	dp_utility_end(pstmt, depth);
 }
 #else
 static void
@@ -504,12 +548,21 @@ dp_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   ProcessUtilityContext context, ParamListInfo params,
 				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, context, params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, context, params, queryEnv, dest, qc);
-	if (dp_history_pending() && !IsA(pstmt->utilityStmt, TransactionStmt))
-		dp_history_flush();
+	int			depth = ++dp_statement_depth;
+
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, context, params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, context, params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		dp_statement_depth = depth - 1;
+	}
+	PG_END_TRY();
+	dp_utility_end(pstmt, depth);
 }
 #endif
 
@@ -521,12 +574,15 @@ dp_history_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
+			dp_side_flush(0);
 			if (dp_history_pending())
 				dp_history_flush();
 			break;
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			break;
 		default:
+			dp_statement_depth = 0;
+			dp_side_xact_end();
 			dp_flushing = false;
 			if (dp_nrows > 0 || dp_rows != NULL)
 				dp_history_reset();
@@ -542,6 +598,8 @@ dp_history_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	int			level;
 	int			i;
 
+	if (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB)
+		dp_side_subxact_end(event == SUBXACT_EVENT_COMMIT_SUB);
 	if (dp_nrows == 0)
 		return;
 	level = GetCurrentTransactionNestLevel();

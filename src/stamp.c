@@ -29,7 +29,10 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -39,6 +42,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
 
 #include "deploy_progress.h"
 
@@ -181,14 +186,20 @@ counters:
  * partition followed, at once, by an INSERT into the new one, whose BEFORE
  * INSERT trigger would stamp it as a new row: its phase clock would restart
  * and its start time be lost.  When an INSERT into a partition of the same
- * tracked table carries exactly the stamps just given (the heartbeat is
- * always among them, and is the statement's time), it is that row arriving,
- * and it keeps them.
+ * tracked table, by the same command, carries exactly the stamps just given
+ * (the heartbeat is always among them, and is the statement's time), and
+ * the old version of the updated row was moved out of its partition (the
+ * heap marks it so), it is that row arriving, and it keeps them.  A later
+ * statement, or the same one through a CTE, that copies the row's stamps
+ * into a new row inserts a new row.
  */
 typedef struct DpMoved
 {
 	bool		valid;
 	Oid			tracked_relid;
+	CommandId	cid;			/* the command (statement) that updated it */
+	Oid			src_relid;		/* the partition it was in ... */
+	ItemPointerData src_tid;	/* ... and its old version there */
 	TimestampTz ts[DP_NUM_ROLES];	/* by timing role, as the columns hold
 									 * them (int64 either way) */
 	bool		ts_null[DP_NUM_ROLES];
@@ -198,6 +209,39 @@ typedef struct DpMoved
 
 static DpMoved dp_moved;
 
+/*
+ * Whether the old version of the row the last BEFORE UPDATE saw has been
+ * moved to another partition.  The relation is locked by the statement
+ * that updated it.  Only the heap marks moved rows; with another table
+ * access method the command and the stamps decide.
+ */
+static bool
+dp_left_partition(void)
+{
+	Relation	src = RelationIdGetRelation(dp_moved.src_relid);
+	TupleTableSlot *slot;
+	bool		moved = false;
+
+	if (src == NULL)
+		return false;
+	if (src->rd_tableam != GetHeapamTableAmRoutine())
+	{
+		RelationClose(src);
+		return true;
+	}
+	slot = table_slot_create(src, NULL);
+	if (table_tuple_fetch_row_version(src, &dp_moved.src_tid, SnapshotAny, slot))
+	{
+		HeapTuple	tuple = ((BufferHeapTupleTableSlot *) slot)->base.tuple;
+
+		moved = HeapTupleHeaderIndicatesMovedPartitions(tuple->t_data) &&
+			TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmax(tuple->t_data));
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	RelationClose(src);
+	return moved;
+}
+
 /* Whether a row being inserted into a partition is the row just updated. */
 static bool
 dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
@@ -206,8 +250,12 @@ dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
 	bool		any = false;
 
 	if (!dp_moved.valid || !rel->rd_rel->relispartition ||
-		dp_moved.tracked_relid != t->tracked_relid)
+		dp_moved.tracked_relid != t->tracked_relid ||
+		dp_moved.cid != GetCurrentCommandId(false))
+	{
+		dp_moved.valid = false;
 		return false;
+	}
 	dp_moved.valid = false;		/* one row at most */
 	for (i = 0; i < t->ntimings; i++)
 	{
@@ -229,7 +277,7 @@ dp_is_moved_row(DpTrack *t, Relation rel, TupleTableSlot *slot)
 			(!isnull && DatumGetFloat8(d) != dp_moved.speed))
 			return false;
 	}
-	return any;
+	return any && dp_left_partition();
 }
 
 /*
@@ -586,6 +634,9 @@ dp_stamp(PG_FUNCTION_ARGS)
 			dp_moved.speed = isnull ? 0 : DatumGetFloat8(d);
 		}
 		dp_moved.tracked_relid = t->tracked_relid;
+		dp_moved.cid = GetCurrentCommandId(false);
+		dp_moved.src_relid = RelationGetRelid(trigdata->tg_relation);
+		dp_moved.src_tid = oldslot->tts_tid;
 		dp_moved.valid = true;
 	}
 

@@ -77,10 +77,16 @@ CREATE TABLE @extschema@.timings (
     heartbeat_at        timestamptz,
     started_at          timestamptz,
     finished_at         timestamptz,
-    PRIMARY KEY (relid, key)
-);
+    PRIMARY KEY (relid, key),
+    partition           regclass
+) WITH (fillfactor = 90);
 COMMENT ON TABLE @extschema@.timings IS
     'Side table: the timings of rows of tables tracked with storage => ''side'', keyed by table and primary key text; read it through side_timings or timings()';
+COMMENT ON COLUMN @extschema@.timings.partition IS
+    'The partition the row was last written in (NULL for a table that is not partitioned): TRUNCATE, DROP TABLE and DETACH PARTITION of a partition remove its rows';
+-- (fillfactor 90: room on each page for heartbeats to stay HOT updates)
+-- the rows of one partition, for TRUNCATE, DROP and DETACH of that partition
+CREATE INDEX timings_partition_idx ON @extschema@.timings (partition) WHERE partition IS NOT NULL;
 
 -- pg_dump keeps user lifecycles, tracking configuration and side timings.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.lifecycles', 'WHERE NOT builtin');
@@ -861,13 +867,17 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.relid = d.objid;
+    -- the side rows of a dropped partition are filed under its partitioned table
+    DELETE FROM @extschema@.timings s
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
     DELETE FROM @extschema@.tracked t
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables, and detaches their history from their OID';
+    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # deploy_progress benchmarks: trigger overhead against no trigger, contrib's
 # moddatetime and hand-written PL/pgSQL triggers, on identical tables, in
-# one run, interleaved over several rounds; then bulk updates, stuck() and
+# one run, interleaved over several rounds (side storage also against its
+# hand-written equivalent, side_hand: no trigger, and the application
+# updates a side table of its own in the same transaction); then bulk
+# updates (100,000 rows, and 1,000 rows of a 100,000-row table), stuck() and
 # in_flight at 1M and 10M rows, and backend memory across 1M trigger calls.
 #
 #   test/bench/run.sh              full run (about 15 minutes on 2 cores)
@@ -37,7 +40,7 @@ q() { psql -X -q -v ON_ERROR_STOP=1 -d bench "$@"; }
 createdb bench
 q -c "CREATE EXTENSION deploy_progress; CREATE EXTENSION moddatetime;"
 
-VARIANTS=(none moddatetime plpgsql_stamp plpgsql_full dp_row dp_row_history dp_side)
+VARIANTS=(none moddatetime plpgsql_stamp plpgsql_full dp_row dp_row_history dp_side side_hand)
 
 # Hand-written PL/pgSQL triggers with deploy_progress's stamping semantics
 # (and, for plpgsql_full, its history and NOTIFY): what a team would write.
@@ -108,7 +111,7 @@ BEGIN
     EXECUTE format($t$CREATE TABLE %I (
         id bigint PRIMARY KEY, name text NOT NULL, phase deploy_progress.phase NOT NULL,
         completed_items bigint, total_items bigint %s) WITH (fillfactor = 90)$t$, name,
-        CASE WHEN variant = 'dp_side' THEN '' ELSE
+        CASE WHEN variant IN ('dp_side', 'side_hand') THEN '' ELSE
         ', phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
            started_at timestamptz, finished_at timestamptz' END);
     EXECUTE format($i$INSERT INTO %I (id, name, phase, completed_items, total_items %s)
@@ -116,9 +119,9 @@ BEGIN
                CASE WHEN g <= %s THEN 'building' ELSE 'succeeded' END::deploy_progress.phase,
                0, 1000000000000 %s
           FROM generate_series(1, %s) g$i$, name,
-        CASE WHEN variant = 'dp_side' THEN '' ELSE ', phase_updated_at, progress_updated_at, heartbeat_at, started_at, finished_at' END,
+        CASE WHEN variant IN ('dp_side', 'side_hand') THEN '' ELSE ', phase_updated_at, progress_updated_at, heartbeat_at, started_at, finished_at' END,
         in_flight,
-        CASE WHEN variant = 'dp_side' THEN '' ELSE ', now(), now(), now(), now(), CASE WHEN g > ' || in_flight || ' THEN now() END' END,
+        CASE WHEN variant IN ('dp_side', 'side_hand') THEN '' ELSE ', now(), now(), now(), now(), CASE WHEN g > ' || in_flight || ' THEN now() END' END,
         nrows);
     -- every variant gets the partial index over in-flight rows that a
     -- stuck-deployment query needs (track() creates it for the dp_ variants),
@@ -142,6 +145,17 @@ BEGIN
         PERFORM deploy_progress.track(name);
     WHEN 'dp_side' THEN
         PERFORM deploy_progress.track(name, storage => 'side', history => 'off', notify_channel => NULL);
+        -- every row has its side row, as after its first write
+        EXECUTE format('UPDATE %I SET name = name', name);
+    WHEN 'side_hand' THEN
+        -- the hand-written equivalent of side storage: a side table of the
+        -- application's own, updated by the application in the same transaction
+        EXECUTE format('DROP TABLE IF EXISTS %I', name || '_timings');
+        EXECUTE format($t$CREATE TABLE %I (id bigint PRIMARY KEY, phase_updated_at timestamptz,
+            progress_updated_at timestamptz, heartbeat_at timestamptz, started_at timestamptz,
+            finished_at timestamptz) WITH (fillfactor = 90)$t$, name || '_timings');
+        EXECUTE format('INSERT INTO %I SELECT id, now(), now(), now(), now(), NULL FROM %I',
+                       name || '_timings', name);
     END CASE;
 END $$;
 SQL
@@ -163,22 +177,44 @@ cat > "$WORK/transition.sql" <<EOF
 \set id random(1, $IN_FLIGHT)
 UPDATE w_TABLE SET phase = CASE phase WHEN 'building' THEN 'transferring'::deploy_progress.phase ELSE 'building'::deploy_progress.phase END WHERE id = :id;
 EOF
+# side_hand: the same writes, and the side table's, in one transaction
+cat > "$WORK/heartbeat_side_hand.sql" <<EOF
+\set id random(1, $IN_FLIGHT)
+BEGIN;
+UPDATE w_side_hand SET completed_items = completed_items + 1 WHERE id = :id;
+UPDATE w_side_hand_timings SET progress_updated_at = now(), heartbeat_at = now() WHERE id = :id;
+COMMIT;
+EOF
+cat > "$WORK/transition_side_hand.sql" <<EOF
+\set id random(1, $IN_FLIGHT)
+BEGIN;
+UPDATE w_side_hand SET phase = CASE phase WHEN 'building' THEN 'transferring'::deploy_progress.phase ELSE 'building'::deploy_progress.phase END WHERE id = :id;
+UPDATE w_side_hand_timings SET phase_updated_at = now(), progress_updated_at = now(), heartbeat_at = now() WHERE id = :id;
+COMMIT;
+EOF
 
 declare -A TPS BULK
 run_pgbench() { # workload variant -> tps
-    sed "s/w_TABLE/w_$2/" "$WORK/$1.sql" > "$WORK/$1_$2.sql"
+    [ "$2" = side_hand ] || sed "s/w_TABLE/w_$2/" "$WORK/$1.sql" > "$WORK/$1_$2.sql"
     q -c "VACUUM w_$2" >/dev/null
+    if [ "$2" = side_hand ]; then q -c "VACUUM w_side_hand_timings" >/dev/null; fi
+    if [ "$2" = dp_side ]; then q -c "VACUUM deploy_progress.timings" >/dev/null; fi
     pgbench -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$SECONDS_PER_RUN" -f "$WORK/$1_$2.sql" bench 2>/dev/null |
         awk '/^tps = / {print $3}'
 }
 run_bulk() { # kind variant -> milliseconds
-    local sql
-    if [ "$1" = heartbeat ]; then
-        sql="UPDATE b_$2 SET completed_items = completed_items + 1"
-    else
+    local sql where=""
+    [ "$1" = heartbeat1000 ] && where=" WHERE id <= 1000"
+    if [ "$1" = transition ]; then
         sql="UPDATE b_$2 SET phase = CASE phase WHEN 'building' THEN 'transferring'::deploy_progress.phase ELSE 'building'::deploy_progress.phase END"
+        [ "$2" = side_hand ] && sql="BEGIN; $sql; UPDATE b_side_hand_timings SET phase_updated_at = now(), progress_updated_at = now(), heartbeat_at = now(); COMMIT"
+    else
+        sql="UPDATE b_$2 SET completed_items = completed_items + 1$where"
+        [ "$2" = side_hand ] && sql="BEGIN; $sql; UPDATE b_side_hand_timings SET progress_updated_at = now(), heartbeat_at = now()$where; COMMIT"
     fi
     q -c "VACUUM b_$2" >/dev/null
+    if [ "$2" = side_hand ]; then q -c "VACUUM b_side_hand_timings" >/dev/null; fi
+    if [ "$2" = dp_side ]; then q -c "VACUUM deploy_progress.timings" >/dev/null; fi
     q -c '\timing on' -c "$sql" | awk '/^Time: / {print $2}'
 }
 
@@ -193,7 +229,7 @@ for round in $(seq 1 "$ROUNDS"); do
             printf '  %-10s %-15s %10s tps\n' "$w" "$v" "$t"
         done
     done
-    for k in heartbeat transition; do
+    for k in heartbeat transition heartbeat1000; do
         for v in "${order[@]}"; do
             t=$(run_bulk "$k" "$v")
             BULK[$k,$v]="${BULK[$k,$v]:-} $t"
@@ -274,12 +310,27 @@ read -r MEM0 MEM1 MEM2 MEMDP <<<"$(echo $MEM)"
             echo "| $w (tps) | $v | $m | $(ratio "$m" "$base") |"
         done
     done
-    for k in heartbeat transition; do
+    for k in heartbeat transition heartbeat1000; do
         base=$(echo ${BULK[$k,none]} | tr ' ' '\n' | median)
         for v in "${VARIANTS[@]}"; do
             m=$(echo ${BULK[$k,$v]} | tr ' ' '\n' | median)
-            echo "| bulk $k, $BULK_ROWS rows (ms) | $v | $m | $(ratio "$m" "$base") |"
+            if [ $k = heartbeat1000 ]; then
+                echo "| bulk heartbeat, 1,000 of $BULK_ROWS rows (ms) | $v | $m | $(ratio "$m" "$base") |"
+            else
+                echo "| bulk $k, $BULK_ROWS rows (ms) | $v | $m | $(ratio "$m" "$base") |"
+            fi
         done
+    done
+    echo
+    echo "Side storage against its hand-written equivalent (side_hand: the same UPDATE and an UPDATE of the application's own side table in one transaction); for throughput higher is better, for bulk times lower:"
+    echo
+    echo "| workload | dp_side / side_hand |"
+    echo "|---|---:|"
+    for w in heartbeat transition; do
+        echo "| $w (tps) | $(ratio "$(echo ${TPS[$w,dp_side]} | tr ' ' '\n' | median)" "$(echo ${TPS[$w,side_hand]} | tr ' ' '\n' | median)") |"
+    done
+    for k in heartbeat transition heartbeat1000; do
+        echo "| bulk $k (ms) | $(ratio "$(echo ${BULK[$k,dp_side]} | tr ' ' '\n' | median)" "$(echo ${BULK[$k,side_hand]} | tr ' ' '\n' | median)") |"
     done
     echo
     echo "| query, 1000 rows in flight | 1M rows (ms) | $BIG_ROWS rows (ms) | ratio |"
