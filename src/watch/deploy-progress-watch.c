@@ -13,8 +13,9 @@
  *
  * It refreshes when a NOTIFY arrives on the tables' channel (phase
  * transitions) and otherwise every -i seconds (counter updates do not
- * notify): the loop waits in select() on the connection's socket with the
- * polling interval as timeout.  A row that leaves the view is looked up once
+ * notify): the loop takes the notifications libpq has read already, then
+ * waits in pselect() on the connection's socket with the polling interval
+ * as timeout.  A row that leaves the view is looked up once
  * more with progress() to learn how it ended.  With -k the program watches
  * one row and exits when it reaches a terminal phase:
  *
@@ -39,6 +40,9 @@
  * the lines drawn last take at the terminal's current width: after the
  * terminal narrowed, a terminal that rewraps its lines (tmux, VTE, kitty,
  * iTerm2, Windows Terminal...) has split them.  SIGWINCH redraws at once.
+ * A terminal that cuts lines instead (xterm) keeps them in one row each,
+ * so there the redraw after narrowing starts above the frame and may
+ * overwrite a few of the lines above it: it never leaves fragments.
  *
  * IDENTIFICATION
  *	  src/watch/deploy-progress-watch.c
