@@ -38,10 +38,12 @@ as_pg() {
 ensure_packages() {
     # the client tests (test/clients) need libpq, git, Debian's python3
     # with psycopg 3, Ruby with ActiveRecord and pg, Node.js with npm, and
-    # tmux (the terminal of deploy-progress-watch's screen tests)
+    # tmux (the terminal of deploy-progress-watch's screen tests), and
+    # Prometheus with postgres_exporter (the shipped rules and dashboard)
     local pkgs=(build-essential "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
                 "postgresql-$PG_MAJOR-cron" postgresql-contrib libipc-run-perl
-                libpq-dev git python3-psycopg ruby-activerecord ruby-pg tmux "$@")
+                libpq-dev git python3-psycopg ruby-activerecord ruby-pg tmux
+                prometheus prometheus-postgres-exporter "$@")
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Client tests of deploy_progress: the extension used from Node.js
 # (node-postgres + Drizzle ORM), Python (psycopg 3), Ruby (ActiveRecord),
-# the deploy-progress-watch command, and the packaging (META.json, make dist).
+# the deploy-progress-watch command, the Prometheus path (postgres_exporter,
+# alert rules, Grafana dashboard) and the packaging (META.json, make dist).
 #
-#   test/clients/run.sh [SUITE...]     SUITE: node python ruby watch dist (default: all)
+#   test/clients/run.sh [SUITE...]     SUITE: node python ruby watch prometheus dist (default: all)
 #
 # Runs against the server named by PGHOST/PGPORT/PGUSER, with the extension
 # and deploy-progress-watch installed from this tree (test/run_all.sh calls
@@ -54,12 +55,18 @@ suite_watch() {
     PGDATABASE=dp_client_watch "$PYTHON" -m unittest -v test_watch
 }
 
+suite_prometheus() {
+    fresh_db dp_client_prometheus
+    cd "$HERE/prometheus"
+    PGDATABASE=dp_client_prometheus "$PYTHON" -m unittest -v test_prometheus
+}
+
 suite_dist() {
     "$HERE/dist.sh"
 }
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(node python ruby watch dist)
+[ ${#suites[@]} -gt 0 ] || suites=(node python ruby watch prometheus dist)
 passed=0 failed=0 failures=()
 for s in "${suites[@]}"; do
     log "client suite: $s"
