@@ -17,6 +17,8 @@
 --     (_rows_sql(), _figures_sql())
 --   * side rows record the partition they were written in
 --     (timings.partition), filled in for the rows 1.0 wrote
+--   * history rows record their transaction (history.txid), the order of
+--     the durable event stream events_since()
 
 \echo Use "ALTER EXTENSION deploy_progress UPDATE TO '1.1'" to load this file. \quit
 
@@ -300,6 +302,16 @@ BEGIN
     END LOOP;
 END
 $$;
+
+--------------------------------------------------------------------------
+-- The durable event stream: history rows know their transaction
+--------------------------------------------------------------------------
+
+-- (rows recorded before 1.1 keep a NULL txid and are not in the stream)
+ALTER TABLE @extschema@.history ADD COLUMN txid bigint;
+CREATE INDEX history_txid_brin ON @extschema@.history USING brin (txid);
+COMMENT ON COLUMN @extschema@.history.txid IS
+    'The id of the top-level transaction that recorded the row (pg_current_xact_id()), the order of the event stream; NULL for rows recorded before 1.1';
 
 -- functions whose signature changes
 DROP FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean);
@@ -1873,7 +1885,7 @@ CREATE OR REPLACE VIEW @extschema@.transitions
 WITH (security_barrier)
 AS
 SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
-       h.time_in_previous, h.completed, h.total, h.reason
+       h.time_in_previous, h.completed, h.total, h.reason, h.txid
   FROM @extschema@.history h
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
  WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
@@ -1881,6 +1893,88 @@ SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
 COMMENT ON VIEW @extschema@.transitions IS
     'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
 GRANT SELECT ON @extschema@.transitions TO PUBLIC;
+
+-- The two numbers of a cursor, or an error.
+CREATE OR REPLACE FUNCTION @extschema@._event_cursor(cursor text)
+RETURNS bigint[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m text[];
+BEGIN
+    m := pg_catalog.regexp_match(cursor, '^([0-9]{1,19}):([0-9]{1,19})$');
+    IF m IS NULL THEN
+        RAISE EXCEPTION 'invalid event cursor "%"', cursor
+              USING ERRCODE = 'invalid_parameter_value',
+                    DETAIL = 'A cursor is the text "transaction:id" that events_since() returns in its "cursor" column.',
+                    HINT = 'Pass the cursor of the last event you processed, or NULL to start from the oldest event; events_cursor() gives one that starts now.';
+    END IF;
+    BEGIN
+        RETURN ARRAY[m[1]::bigint, m[2]::bigint];
+    EXCEPTION WHEN numeric_value_out_of_range THEN
+        RAISE EXCEPTION 'event cursor "%" is out of range', cursor
+              USING ERRCODE = 'invalid_parameter_value',
+                    DETAIL = 'Both numbers of a cursor fit in a bigint.',
+                    HINT = 'Pass a cursor that events_since() or events_cursor() returned.';
+    END;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._event_cursor(text) IS
+    'Internal: the transaction and the id of an event cursor, checked';
+
+CREATE OR REPLACE FUNCTION @extschema@.events_since(after text DEFAULT NULL, max_events integer DEFAULT 1000,
+                                                    tbl regclass DEFAULT NULL)
+RETURNS TABLE (cursor text, id bigint, relid regclass, key text, from_phase text, to_phase text,
+               to_kind text, at timestamptz, completed bigint, total bigint, percent double precision,
+               reason text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pos bigint[] := ARRAY[-1, -1];
+    horizon bigint;
+BEGIN
+    IF max_events IS NULL OR max_events OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'max_events must be at least 1'
+              USING ERRCODE = 'invalid_parameter_value',
+                    DETAIL = pg_catalog.format('max_events is %s.', coalesce(max_events::text, 'NULL')),
+                    HINT = 'Pass how many events to return at most, such as 1000; call again with the last cursor for more.';
+    END IF;
+    IF after IS NOT NULL THEN
+        pos := @extschema@._event_cursor(after);
+    END IF;
+    IF tbl IS NOT NULL THEN
+        PERFORM @extschema@._readable_config(tbl);
+    END IF;
+    -- every transaction below the horizon has ended: its rows are visible
+    -- to this statement's snapshot, or gone for good
+    horizon := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint;
+    RETURN QUERY
+        SELECT h.txid::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) h.id::text,
+               h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at, h.completed, h.total,
+               @extschema@.percent(h.completed, h.total), h.reason
+          FROM @extschema@.transitions h
+         WHERE h.txid OPERATOR(pg_catalog.>=) pos[1] AND h.txid OPERATOR(pg_catalog.<) horizon
+           AND (h.txid OPERATOR(pg_catalog.>) pos[1] OR h.id OPERATOR(pg_catalog.>) pos[2])
+           AND (tbl IS NULL OR h.relid OPERATOR(pg_catalog.=) tbl)
+         ORDER BY h.txid, h.id
+         LIMIT max_events;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.events_since(text, integer, regclass) IS
+    'The durable event stream: the transitions after a cursor (NULL: from the oldest), of every table the caller can read or of one, in an order that never changes, each with the cursor to resume after it; an event appears once every transaction older than it has ended';
+
+CREATE OR REPLACE FUNCTION @extschema@.events_cursor()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint OPERATOR(pg_catalog.-) 1)::text
+           OPERATOR(pg_catalog.||) ':9223372036854775807'
+$$;
+COMMENT ON FUNCTION @extschema@.events_cursor() IS
+    'A cursor for events_since() that skips every event already in the stream: a consumer that starts with it receives the events that appear from now on';
 
 -- The configuration of a tracked table the caller may read, or an error.
 CREATE OR REPLACE FUNCTION @extschema@._readable_config(tbl regclass)

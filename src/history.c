@@ -174,7 +174,8 @@ dp_history_slot(void)
 typedef enum DpHistCol
 {
 	DP_H_RELID, DP_H_KEY, DP_H_FROM, DP_H_TO, DP_H_KIND, DP_H_AT,
-	DP_H_TIME_IN_PREVIOUS, DP_H_COMPLETED, DP_H_TOTAL, DP_H_REASON, DP_H_NCOLS
+	DP_H_TIME_IN_PREVIOUS, DP_H_COMPLETED, DP_H_TOTAL, DP_H_REASON, DP_H_TXID,
+	DP_H_NCOLS
 } DpHistCol;
 
 typedef struct DpHistColDef
@@ -195,6 +196,7 @@ static const DpHistColDef dp_hist_columns[DP_H_NCOLS] = {
 	[DP_H_COMPLETED] = {"completed", INT8OID, false},
 	[DP_H_TOTAL] = {"total", INT8OID, false},
 	[DP_H_REASON] = {"reason", TEXTOID, false},
+	[DP_H_TXID] = {"txid", INT8OID, false},	/* 1.1 */
 };
 
 /*
@@ -333,6 +335,14 @@ dp_history_fill(TupleTableSlot *slot, DpHistTarget *target, DpHistRow *r,
 		DP_PUT(DP_H_TOTAL, Int64GetDatum(r->total));
 	if (r->reason)
 		DP_PUT(DP_H_REASON, PointerGetDatum(r->reason));
+
+	/*
+	 * The top-level transaction's id, as pg_current_xact_id() gives it: the
+	 * order of the event stream (events_since()).  The write being recorded
+	 * has assigned it already.
+	 */
+	DP_PUT(DP_H_TXID,
+		   Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId())));
 #undef DP_PUT
 	for (i = 0; i < target->nnotnull; i++)
 		if (n[target->notnull[i] - 1])

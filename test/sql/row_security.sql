@@ -35,6 +35,18 @@ CREATE POLICY tenant ON rs_side USING (tenant = current_user);
 GRANT SELECT ON rs_jobs, rs_side TO rs_acme, rs_globex;
 RESET ROLE;
 
+-- (the event stream shows an event once every older transaction has
+-- ended: wait, boundedly, until all ten are in it)
+DO $$
+BEGIN
+    FOR i IN 1 .. 1200 LOOP
+        EXIT WHEN (SELECT count(*) FROM deploy_progress.events_since(NULL, 1000, 'rs_jobs'))
+                + (SELECT count(*) FROM deploy_progress.events_since(NULL, 1000, 'rs_side')) >= 10;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+
 -- what acme can read in the tables themselves
 SET ROLE rs_acme;
 SELECT id, tenant FROM rs_jobs UNION ALL SELECT id, tenant FROM rs_side ORDER BY 1, 2;
@@ -52,6 +64,8 @@ SELECT deploy_progress.steps('rs_jobs', '2') AS globex_steps;
 SELECT relid, key FROM deploy_progress.in_flight WHERE relid::text LIKE 'rs\_%' ORDER BY relid::text, key;
 SELECT relid, key FROM deploy_progress.stuck(NULL, now() + interval '1 day') WHERE relid::text LIKE 'rs\_%' ORDER BY key;
 SELECT deploy_progress.progress('rs_jobs', '2');
+SELECT relid, key, to_phase, reason FROM deploy_progress.events_since(NULL, 1000, 'rs_jobs')
+UNION ALL SELECT relid, key, to_phase, reason FROM deploy_progress.events_since(NULL, 1000, 'rs_side');
 SELECT name, labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
  WHERE labels ->> 'table' = 'public.rs_jobs' AND name IN ('deploy_progress_transitions_total', 'deploy_progress_failures_total', 'deploy_progress_in_flight')
    AND value > 0 ORDER BY name, phase;
@@ -61,6 +75,7 @@ RESET ROLE;
 SET ROLE rs_owner;
 SELECT relid, key, to_phase FROM deploy_progress.transitions WHERE relid::text LIKE 'rs\_%' ORDER BY relid::text, key, id;
 SELECT count(*) AS side_rows FROM deploy_progress.side_timings WHERE relid::text LIKE 'rs\_%';
+SELECT count(*) AS events FROM deploy_progress.events_since(NULL, 1000) WHERE relid::text LIKE 'rs\_%';
 SELECT name, labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
  WHERE labels ->> 'table' = 'public.rs_jobs' AND name = 'deploy_progress_failures_total' AND value > 0;
 RESET ROLE;
