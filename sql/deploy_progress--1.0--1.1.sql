@@ -719,7 +719,11 @@ DECLARE
                    'heartbeat_at', heartbeat_at, 'started_at', started_at, 'finished_at', finished_at,
                    'items_per_second', items_per_second, 'speed_updated_at', speed_updated_at,
                    'failure_reason', failure_reason);
+    -- the roles with a parameter of their own
+    params     text[] := ARRAY(SELECT pg_catalog.jsonb_object_keys(given));
     resolved   jsonb := '{}';
+    -- how the user leaves a role out: by its parameter, or in "columns"
+    role_off   text;
     relkind    "char";
     k          name;
     bad        text;
@@ -836,13 +840,16 @@ BEGIN
         IF col IS NULL THEN
             CONTINUE;
         END IF;
+        role_off := CASE WHEN r.role = ANY (params)
+                         THEN format('%s => NULL', r.role)
+                         ELSE format('columns => ''{"%s": null}''', r.role) END;
         typ := @extschema@._column_type(tbl, col);
         IF typ IS NULL THEN
             IF col <> r.role THEN
                 RAISE EXCEPTION 'column "%" of table % does not exist', col, tbl
                     USING ERRCODE = 'undefined_column',
                           DETAIL = format('It was named as the %s column.', r.role),
-                          HINT = format('Pass %s => NULL if the table has no such column.', r.role);
+                          HINT = format('Pass %s if the table has no such column.', role_off);
             END IF;
             CONTINUE;
         END IF;
@@ -850,7 +857,7 @@ BEGIN
             RAISE EXCEPTION '% column "%" of table % has type %', r.role, col, tbl, typ
                 USING ERRCODE = 'datatype_mismatch',
                       DETAIL = format('The %s column must be of type %s.', r.role, r.types_text),
-                      HINT = format('Change the column''s type, or pass %s => NULL to leave the role out.', r.role);
+                      HINT = format('Change the column''s type, or pass %s to leave the role out.', role_off);
         END IF;
         resolved := resolved || pg_catalog.jsonb_build_object(r.role, col);
     END LOOP;
@@ -895,15 +902,17 @@ BEGIN
     IF resolved ? 'percent' AND (resolved ? 'completed_items' OR resolved ? 'total_items') THEN
         RAISE EXCEPTION 'table % has both counters and a percent column', tbl
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Found %s and percent column %s. A table''s progress comes from its completed_items and total_items or from its percent column, not both.',
-                                  concat_ws(' and ', 'completed_items column ' || quote_ident(resolved ->> 'completed_items'),
-                                            'total_items column ' || quote_ident(resolved ->> 'total_items')),
+                  DETAIL = format('Counter columns: %s; percent column: %s. A table''s progress comes from its counters (completed_items, total_items) or from its percent column, not both.',
+                                  concat_ws(', ', quote_ident(resolved ->> 'completed_items'), quote_ident(resolved ->> 'total_items')),
                                   quote_ident(resolved ->> 'percent')),
                   HINT = 'Pass completed_items => NULL, total_items => NULL to track the percent column, or columns => ''{"percent": null}'' to track the counters.';
     END IF;
     IF resolved ? 'items_per_second' AND NOT (resolved ? 'completed_items' OR resolved ? 'percent') THEN
         RAISE EXCEPTION 'the smoothed speed needs a completed_items or a percent column'
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Columns %s and %s would hold the smoothed speed, but the table has no completed_items or percent column for it to measure.',
+                                  resolved ->> 'items_per_second', resolved ->> 'speed_updated_at'),
+                  HINT = 'Add a completed_items or percent column, or pass items_per_second => NULL, speed_updated_at => NULL.';
     END IF;
     IF speed_time_constant IS NULL OR speed_time_constant <= '0'::interval THEN
         RAISE EXCEPTION 'speed_time_constant must be a positive interval'
