@@ -668,7 +668,7 @@ dp_append_duration(StringInfo buf, double seconds)
 /*
  * A speed: whole items per second from 10 up (with separators), one
  * decimal below; rates under one per second are given per minute, and
- * under one per minute per hour.
+ * under one per minute per hour.  "percent": in percent ("2.5%/s").
  */
 static void
 dp_append_speed(StringInfo buf, double speed, bool percent)

@@ -20,7 +20,10 @@
  * counters are checked either way.
  *
  * The checks (dp_classify()) are shared with the side-storage trigger of
- * side.c, which applies the same rules to the side table.
+ * side.c, which applies the same rules to the side table.  A move back that
+ * the table's backward_moves says to ignore is undone here, before the row
+ * is written: the row keeps its old phase, so neither the side-storage
+ * trigger nor the history trigger (WHEN the phase changed) sees a move.
  *
  * IDENTIFICATION
  *	  src/stamp.c

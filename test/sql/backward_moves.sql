@@ -118,6 +118,7 @@ SELECT phase, bm_history(6) AS history FROM bm_jobs WHERE id = 6;
 -- one event: the row's INSERT
 SELECT count(*) AS events FROM pg_temp.received();
 SELECT dblink_disconnect('listener'), dblink_disconnect('sender');
+DROP EXTENSION dblink;
 
 -- 5. side storage: an ignored move stamps no phase in the side table
 CREATE TABLE bm_side (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);
