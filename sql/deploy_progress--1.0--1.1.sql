@@ -13,6 +13,8 @@
 --   * track() takes "columns" for any role of the catalogue
 --   * timing columns may be timestamp (without time zone), read and stamped
 --     in the table's time zone (tracked.time_zone, track(..., time_zone))
+--   * a percent column role for tables without counters, and what a write
+--     moving a row back does (tracked.backward_moves, track(..., backward_moves))
 --   * every reader takes its columns and figures from one row generator
 --     (_rows_sql(), _figures_sql())
 --   * side rows record the partition they were written in
@@ -147,6 +149,20 @@ ALTER TABLE @extschema@.tracked
     ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC';
 COMMENT ON COLUMN @extschema@.tracked.time_zone IS
     'The time zone whose local time the table''s timestamp (without time zone) timing columns hold';
+
+-- a percent column for tables without counters
+INSERT INTO @extschema@.column_roles (role, position, types, types_text, value_type, under_side, description)
+VALUES
+    ('percent',             11, '{smallint,integer,bigint,numeric,real,double precision}',
+     'smallint, integer, bigint, numeric, real or double precision', 'double precision', 'row',
+     'How much of the current phase is done, 0..100, for a table without counters');
+
+-- what a late or out-of-order phase write does; 1.0 applied it
+ALTER TABLE @extschema@.tracked
+    ADD COLUMN backward_moves text NOT NULL DEFAULT 'allow'
+        CHECK (backward_moves OPERATOR(pg_catalog.=) ANY (ARRAY['allow', 'error', 'ignore']));
+COMMENT ON COLUMN @extschema@.tracked.backward_moves IS
+    'What a write that moves a row back to an earlier pending or active phase, or out of a terminal phase without allow_restart, does: allow (restarts aside, it is applied), error (refused) or ignore (the row keeps its phase, the rest of the write applies)';
 
 --------------------------------------------------------------------------
 -- What is kept of dropped tables never attaches to another table
@@ -694,7 +710,8 @@ CREATE OR REPLACE FUNCTION @extschema@.track(
     notify_channel          text     DEFAULT 'deploy_progress',
     create_index            boolean  DEFAULT true,
     columns                 jsonb    DEFAULT NULL,
-    time_zone               text     DEFAULT 'UTC')
+    time_zone               text     DEFAULT 'UTC',
+    backward_moves          text     DEFAULT 'allow')
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -714,7 +731,11 @@ DECLARE
                    'heartbeat_at', heartbeat_at, 'started_at', started_at, 'finished_at', finished_at,
                    'items_per_second', items_per_second, 'speed_updated_at', speed_updated_at,
                    'failure_reason', failure_reason);
+    -- the roles with a parameter of their own
+    params     text[] := ARRAY(SELECT pg_catalog.jsonb_object_keys(given));
     resolved   jsonb := '{}';
+    -- how the user leaves a role out: by its parameter, or in "columns"
+    role_off   text;
     relkind    "char";
     k          name;
     bad        text;
@@ -778,6 +799,12 @@ BEGIN
         given := given || columns;
     END IF;
     PERFORM @extschema@._check_time_zone(time_zone);
+    IF backward_moves IS NULL OR backward_moves NOT IN ('allow', 'error', 'ignore') THEN
+        RAISE EXCEPTION 'invalid backward_moves "%"', coalesce(backward_moves, '(null)')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'backward_moves says what a write that moves a row back to an earlier pending or active phase, or out of a terminal phase without allow_restart, does.',
+                  HINT = 'Pass ''allow'' (apply it; the default), ''error'' (refuse it) or ''ignore'' (keep the row''s phase and apply the rest of the write).';
+    END IF;
     -- keep writers out while the table is checked and its triggers replaced
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
 
@@ -825,13 +852,16 @@ BEGIN
         IF col IS NULL THEN
             CONTINUE;
         END IF;
+        role_off := CASE WHEN r.role = ANY (params)
+                         THEN format('%s => NULL', r.role)
+                         ELSE format('columns => ''{"%s": null}''', r.role) END;
         typ := @extschema@._column_type(tbl, col);
         IF typ IS NULL THEN
             IF col <> r.role THEN
                 RAISE EXCEPTION 'column "%" of table % does not exist', col, tbl
                     USING ERRCODE = 'undefined_column',
                           DETAIL = format('It was named as the %s column.', r.role),
-                          HINT = format('Pass %s => NULL if the table has no such column.', r.role);
+                          HINT = format('Pass %s if the table has no such column.', role_off);
             END IF;
             CONTINUE;
         END IF;
@@ -839,7 +869,7 @@ BEGIN
             RAISE EXCEPTION '% column "%" of table % has type %', r.role, col, tbl, typ
                 USING ERRCODE = 'datatype_mismatch',
                       DETAIL = format('The %s column must be of type %s.', r.role, r.types_text),
-                      HINT = format('Change the column''s type, or pass %s => NULL to leave the role out.', r.role);
+                      HINT = format('Change the column''s type, or pass %s to leave the role out.', role_off);
         END IF;
         resolved := resolved || pg_catalog.jsonb_build_object(r.role, col);
     END LOOP;
@@ -880,9 +910,21 @@ BEGIN
                       HINT = 'Make it text or a longer varchar, or pass failure_reason => NULL.';
         END IF;
     END IF;
-    IF resolved ? 'items_per_second' AND NOT resolved ? 'completed_items' THEN
-        RAISE EXCEPTION 'the smoothed speed needs a completed_items column'
-            USING ERRCODE = 'invalid_parameter_value';
+    -- progress is counted (completed of total items) or given as a percent
+    IF resolved ? 'percent' AND (resolved ? 'completed_items' OR resolved ? 'total_items') THEN
+        RAISE EXCEPTION 'table % has both counters and a percent column', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Counter columns: %s; percent column: %s. A table''s progress comes from its counters (completed_items, total_items) or from its percent column, not both.',
+                                  concat_ws(', ', quote_ident(resolved ->> 'completed_items'), quote_ident(resolved ->> 'total_items')),
+                                  quote_ident(resolved ->> 'percent')),
+                  HINT = 'Pass completed_items => NULL, total_items => NULL to track the percent column, or columns => ''{"percent": null}'' to track the counters.';
+    END IF;
+    IF resolved ? 'items_per_second' AND NOT (resolved ? 'completed_items' OR resolved ? 'percent') THEN
+        RAISE EXCEPTION 'the smoothed speed needs a completed_items or a percent column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Columns %s and %s would hold the smoothed speed, but the table has no completed_items or percent column for it to measure.',
+                                  resolved ->> 'items_per_second', resolved ->> 'speed_updated_at'),
+                  HINT = 'Add a completed_items or percent column, or pass items_per_second => NULL, speed_updated_at => NULL.';
     END IF;
     IF speed_time_constant IS NULL OR speed_time_constant <= '0'::interval THEN
         RAISE EXCEPTION 'speed_time_constant must be a positive interval'
@@ -958,6 +1000,7 @@ BEGIN
     cfg.tracked_at := coalesce(prev.tracked_at, now());
     cfg.columns := resolved;
     cfg.time_zone := time_zone;
+    cfg.backward_moves := backward_moves;
     DELETE FROM @extschema@.tracked tr WHERE tr.relid = tbl;
     INSERT INTO @extschema@.tracked SELECT cfg.* RETURNING * INTO cfg;
     -- the side table keeps timings only while the table is tracked that way
@@ -981,7 +1024,7 @@ BEGIN
     RETURN cfg;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb, text) IS
+COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb, text, text) IS
     'Starts (or reconfigures) tracking of a table: checks its columns and phase values and installs the stamping triggers';
 
 CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean DEFAULT false)
@@ -1142,6 +1185,13 @@ COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
     'Internal: removes the configuration, side timings and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
+CREATE OR REPLACE FUNCTION @extschema@.eta(percent double precision, speed double precision)
+RETURNS interval
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dp_eta_percent';
+COMMENT ON FUNCTION @extschema@.eta(double precision, double precision) IS
+    'Time left from percent done (0..100) at speed percent per second: zero at 100, NULL when the percent is unknown or not within 0..100, the speed is zero, negative or unknown, or the result does not fit an interval';
+
 -- The in-flight predicate of a table: its phase is not a terminal phase.
 -- The partial index track() creates is stated with the same text, which is
 -- what lets the planner prove that the index applies.
@@ -1169,7 +1219,8 @@ COMMENT ON FUNCTION @extschema@._in_flight_predicate(@extschema@.tracked, text) 
 -- The SQL expression of every column role in a tracked table's rows (alias
 -- t; the side table's row, when joined, is s): the table's column, the
 -- side table's column for the timings of a table in side storage, or a
--- typed NULL where the table has no column for the role.  A timestamp
+-- typed NULL where the table has no column for the role; the percent of a
+-- table without a percent column is that of its counters.  A timestamp
 -- (without time zone) timing column holds local times of the table's time
 -- zone, and is read as the timestamptz it stands for, as the triggers read
 -- it (dp_timing_from_column()), whatever the session's TimeZone.
@@ -1178,7 +1229,8 @@ RETURNS TABLE (role name, expr text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT r.role,
+    WITH e AS (
+    SELECT r.role, r.position, c.col,
            CASE WHEN cfg.storage OPERATOR(pg_catalog.=) 'side' AND r.under_side OPERATOR(pg_catalog.=) 'side'
                 THEN pg_catalog.format('s.%I', r.role)
                 WHEN c.col IS NOT NULL
@@ -1188,12 +1240,25 @@ AS $$
                 WHEN c.col IS NOT NULL
                 THEN pg_catalog.format('t.%I::%I.%I', c.col, n.nspname, ty.typname)
                 ELSE pg_catalog.format('NULL::%I.%I', n.nspname, ty.typname)
-           END
+           END AS expr
       FROM @extschema@.column_roles r
       JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) r.value_type
       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ty.typnamespace
      CROSS JOIN LATERAL (SELECT @extschema@._role_column(cfg, r.role)) AS c(col)
-     ORDER BY r.position
+    )
+    -- the percent is the percent column's value where it is within 0..100
+    -- (the trigger keeps it there), else the percent of the counters
+    SELECT e.role,
+           CASE WHEN e.role OPERATOR(pg_catalog.<>) 'percent' THEN e.expr
+                WHEN e.col IS NOT NULL
+                THEN pg_catalog.format('CASE WHEN %1$s OPERATOR(pg_catalog.>=) 0::pg_catalog.float8'
+                                       ' AND %1$s OPERATOR(pg_catalog.<=) 100::pg_catalog.float8 THEN %1$s END', e.expr)
+                ELSE pg_catalog.format('@extschema@.percent(%s, %s)',
+                                       (SELECT c.expr FROM e c WHERE c.role OPERATOR(pg_catalog.=) 'completed_items'),
+                                       (SELECT c.expr FROM e c WHERE c.role OPERATOR(pg_catalog.=) 'total_items'))
+           END
+      FROM e
+     ORDER BY e.position
 $$;
 COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS
     'Internal: the SQL expression giving each column role''s value in a tracked table''s rows (NULL where the table has no such column)';
@@ -1275,7 +1340,9 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
     'Internal: SQL selecting a tracked table''s rows (in-flight ones by default) with every column role under its name and the stuck reason as of $1';
 
 -- _rows_sql()'s rows (given as "rows") with the figures of each as of $1:
---   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only;
+--   average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only
+--                         (items per second, or percent per second for a table with a
+--                         percent column; the percent is a role, from _rows_sql());
 --                         no ETA for a stalled row (its decayed speed would give one
 --                         of years: fiction)
 --   since_progress, stalled   seconds since the counters or phase last moved; whether
@@ -1291,13 +1358,13 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
-        'SELECT r.*, f.percent, f.average_speed, f.smoothed_speed, f.speed,'
+        'SELECT r.*, f.average_speed, f.smoothed_speed, f.speed,'
         '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
-        '            THEN @extschema@.eta(r.completed_items, r.total_items, f.speed) END AS eta,'
+        '            THEN %7$s END AS eta,'
         '       f.since_progress, f.stalled,'
         '       CASE WHEN r.position IS NOT NULL'
         '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
-        '                                               coalesce(f.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
+        '                                               coalesce(r.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
         '       @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS phase_elapsed_seconds,'
         '       @extschema@._elapsed_seconds(r.started_at, coalesce(r.finished_at, $1)) AS elapsed_seconds,'
         '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.phase_updated_at THEN $1 OPERATOR(pg_catalog.-) r.phase_updated_at END AS in_phase,'
@@ -1306,22 +1373,33 @@ AS $$
         '  FROM (%1$s) r'
         '  CROSS JOIN LATERAL (SELECT b.*,'
         '                             coalesce(b.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
-        '                                      AND r.completed_items IS NOT NULL'
-        '                                      AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled'
-        '                        FROM (SELECT a.percent, a.average_speed, a.smoothed_speed,'
+        '                                      AND %8$s, false) AS stalled'
+        '                        FROM (SELECT a.average_speed, a.smoothed_speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                  THEN coalesce(a.smoothed_speed, a.average_speed) END AS speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                  THEN @extschema@._elapsed_seconds(coalesce(r.progress_updated_at, r.speed_updated_at), $1) END AS since_progress'
-        '                        FROM (SELECT @extschema@.percent(r.completed_items, r.total_items) AS percent,'
-        '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
-        '                                          THEN @extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1) END AS average_speed,'
+        '                        FROM (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          THEN %9$s END AS average_speed,'
         '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
         '                             ) a) b) f',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
-        lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'))
+        lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'),
+        -- ETA, work left and average speed: of the percent column (percent
+        -- per second), or of the counters (items per second)
+        CASE WHEN p.by_percent THEN '@extschema@.eta(r.percent, f.speed)'
+             ELSE '@extschema@.eta(r.completed_items, r.total_items, f.speed)' END,
+        CASE WHEN p.by_percent THEN 'r.percent OPERATOR(pg_catalog.<) 100::pg_catalog.float8'
+             ELSE 'r.completed_items IS NOT NULL'
+                  ' AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items)' END,
+        CASE WHEN p.by_percent
+             THEN '(SELECT r.percent OPERATOR(pg_catalog./) e.s'
+                  '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
+                  '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
+             ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END)
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
+     CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;
 COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
     'Internal: SQL adding the figures (percent, speeds, ETA, stall, overall progress, elapsed times) as of $1 to _rows_sql()''s rows';

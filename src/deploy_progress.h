@@ -65,6 +65,7 @@ typedef enum DpRole
 	DP_ROLE_ITEMS_PER_SECOND,
 	DP_ROLE_SPEED_UPDATED_AT,
 	DP_ROLE_FAILURE_REASON,
+	DP_ROLE_PERCENT,
 	DP_NUM_ROLES
 } DpRole;
 
@@ -91,6 +92,18 @@ typedef enum DpHistoryMode
 	DP_HISTORY_FAILURES,		/* transitions into failed or cancelled phases */
 	DP_HISTORY_OFF
 } DpHistoryMode;
+
+/*
+ * What a write that moves a row back does (deploy_progress.tracked.
+ * backward_moves): to an earlier pending or active phase than its pending
+ * or active one, or out of a terminal phase without allow_restart.
+ */
+typedef enum DpBackwardMoves
+{
+	DP_BACKWARD_ALLOW,			/* applied (leaving a terminal phase: refused) */
+	DP_BACKWARD_ERROR,			/* refused */
+	DP_BACKWARD_IGNORE			/* the row keeps its phase, the rest applies */
+} DpBackwardMoves;
 
 /* One phase of a lifecycle, as the trigger needs it. */
 typedef struct DpPhase
@@ -131,6 +144,7 @@ typedef struct DpTrack
 
 	/* options */
 	bool		allow_restart;
+	DpBackwardMoves backward_moves;
 	bool		side;			/* timings kept in deploy_progress.timings */
 	double		speed_tau;		/* smoothing time constant, seconds */
 	Datum		time_zone;		/* text: the zone of timestamp (without time
@@ -176,6 +190,13 @@ typedef struct DpChange
 	int64		old_completed;
 	bool		completed_null;
 	bool		old_completed_null;
+	bool		percent_moved;	/* the percent column's value changed */
+	double		percent;
+	double		old_percent;
+	bool		percent_null;
+	bool		old_percent_null;
+	bool		phase_ignored;	/* a backward move ignored: the row keeps
+								 * its old phase (backward_moves 'ignore') */
 } DpChange;
 
 /* When a trigger function may fire (dp_trigger_data()). */

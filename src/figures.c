@@ -266,6 +266,33 @@ dp_speed_step_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The time "remaining" units of work take at "speed" units per second:
+ * zero when nothing remains, NULL (the speed unknown, zero or negative, or
+ * the result beyond an interval) when it cannot be told.
+ */
+static Interval *
+dp_eta_interval(double remaining, bool speed_isnull, double speed)
+{
+	double		usecs;
+	Interval   *result;
+
+	if (remaining <= 0)
+		usecs = 0;
+	else
+	{
+		if (speed_isnull || !(speed > 0))
+			return NULL;
+		usecs = rint(remaining / speed * USECS_PER_SEC);
+		/* 2^63 is exactly representable; everything below it fits */
+		if (!(usecs < (double) PG_INT64_MAX))
+			return NULL;
+	}
+	result = (Interval *) palloc0(sizeof(Interval));
+	result->time = (int64) usecs;
+	return result;
+}
+
+/*
  * deploy_progress.eta(completed bigint, total bigint, speed double precision)
  * interval
  *
@@ -281,8 +308,6 @@ dp_eta(PG_FUNCTION_ARGS)
 	int64		completed;
 	int64		total;
 	int64		remaining;
-	double		speed;
-	double		usecs;
 	Interval   *result;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -293,22 +318,34 @@ dp_eta(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	/* completed is clamped to 0..total, so the difference cannot overflow */
 	remaining = completed >= total ? 0 : total - Max(completed, 0);
-	if (remaining == 0)
-		usecs = 0;
-	else
-	{
-		if (PG_ARGISNULL(2))
-			PG_RETURN_NULL();
-		speed = PG_GETARG_FLOAT8(2);
-		if (!(speed > 0))
-			PG_RETURN_NULL();
-		usecs = rint((double) remaining / speed * USECS_PER_SEC);
-		/* 2^63 is exactly representable; everything below it fits */
-		if (!(usecs < (double) PG_INT64_MAX))
-			PG_RETURN_NULL();
-	}
-	result = (Interval *) palloc0(sizeof(Interval));
-	result->time = (int64) usecs;
+	result = dp_eta_interval((double) remaining, PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_FLOAT8(2));
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_INTERVAL_P(result);
+}
+
+/*
+ * deploy_progress.eta(percent double precision, speed double precision)
+ * interval: the time left from "percent" done at "speed" percent per
+ * second, for a table with a percent column.  Zero at 100; NULL when the
+ * percent is unknown or not within 0..100 (NaN included), and as eta()
+ * for the speed.
+ */
+PG_FUNCTION_INFO_V1(dp_eta_percent);
+Datum
+dp_eta_percent(PG_FUNCTION_ARGS)
+{
+	double		percent;
+	Interval   *result;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	percent = PG_GETARG_FLOAT8(0);
+	if (!(percent >= 0 && percent <= 100))
+		PG_RETURN_NULL();
+	result = dp_eta_interval(100.0 - percent, PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_FLOAT8(1));
+	if (result == NULL)
+		PG_RETURN_NULL();
 	PG_RETURN_INTERVAL_P(result);
 }
 
@@ -631,10 +668,10 @@ dp_append_duration(StringInfo buf, double seconds)
 /*
  * A speed: whole items per second from 10 up (with separators), one
  * decimal below; rates under one per second are given per minute, and
- * under one per minute per hour.
+ * under one per minute per hour.  "percent": in percent ("2.5%/s").
  */
 static void
-dp_append_speed(StringInfo buf, double speed)
+dp_append_speed(StringInfo buf, double speed, bool percent)
 {
 	const char *unit = "s";
 
@@ -656,7 +693,10 @@ dp_append_speed(StringInfo buf, double speed)
 		dp_append_count(buf, (int64) floor(speed + 0.5));
 	else
 		appendStringInfo(buf, "%g", speed);
-	appendStringInfo(buf, " items/%s", unit);
+	if (percent)
+		appendStringInfo(buf, "%%/%s", unit);
+	else
+		appendStringInfo(buf, " items/%s", unit);
 }
 
 /* "health_check" -> "Health check". */
@@ -680,10 +720,11 @@ dp_display_name(const char *phase)
  * One human line for a row's figures, as deploy_progress.progress()
  * returns them (keys phase, kind, completed, total, speed, eta_seconds,
  * phase_elapsed_seconds, elapsed_seconds, since_progress_seconds, stalled,
- * reason; missing keys count as unknown):
+ * reason, and percent for a row without counters; missing keys count as unknown):
  *
  *	active      Transferring: 12,400/31,344 (39.6%) · 85 items/s · ETA 3m42s
  *	stalled     Transferring: 12,400/31,344 (39.6%) · stalled, no progress for 2m10s
+ *	percent     Building: 40.0% · 2.5%/s · ETA 24s
  *	no counters Building for 2m10s
  *	pending     Queued for 45s
  *	waiting     Waiting for 3m12s
@@ -707,6 +748,8 @@ dp_describe(PG_FUNCTION_ARGS)
 	int64		total = 0;
 	bool		has_completed;
 	bool		has_total;
+	double		percent = 0;
+	bool		has_percent;
 	double		speed = 0;
 	double		eta = 0;
 	double		in_phase = 0;
@@ -743,6 +786,9 @@ dp_describe(PG_FUNCTION_ARGS)
 
 	has_completed = dp_figure_int64(jb, "completed", &completed);
 	has_total = dp_figure_int64(jb, "total", &total) && total >= 0;
+	/* without counters, the percent of a percent column, and speeds in %/s */
+	has_percent = !has_completed && dp_figure_double(jb, "percent", &percent) &&
+		percent >= 0 && percent <= 100;
 	has_speed = dp_figure_double(jb, "speed", &speed) && speed >= 0;
 	has_eta = dp_figure_double(jb, "eta_seconds", &eta) && eta >= 0;
 	has_in_phase = dp_figure_double(jb, "phase_elapsed_seconds", &in_phase) && in_phase >= 0;
@@ -761,7 +807,7 @@ dp_describe(PG_FUNCTION_ARGS)
 	switch (kind)
 	{
 		case DP_KIND_ACTIVE:
-			if (!has_completed)
+			if (!has_completed && !has_percent)
 			{
 				if (has_in_phase)
 				{
@@ -771,8 +817,17 @@ dp_describe(PG_FUNCTION_ARGS)
 				break;
 			}
 			appendStringInfoString(&buf, ": ");
-			dp_append_count(&buf, completed);
-			if (has_total)
+			if (has_percent)
+			{
+				/* only 100 is shown as 100 */
+				if (percent < 100 && percent >= 99.95)
+					appendStringInfoString(&buf, "99.9%");
+				else
+					appendStringInfo(&buf, "%.1f%%", percent);
+			}
+			else
+				dp_append_count(&buf, completed);
+			if (has_total && !has_percent)
 			{
 				double		p = 0;
 
@@ -797,7 +852,7 @@ dp_describe(PG_FUNCTION_ARGS)
 			if (has_speed)
 			{
 				appendStringInfoString(&buf, sep);
-				dp_append_speed(&buf, speed);
+				dp_append_speed(&buf, speed, has_percent);
 			}
 			if (has_eta)
 			{

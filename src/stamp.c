@@ -20,7 +20,10 @@
  * counters are checked either way.
  *
  * The checks (dp_classify()) are shared with the side-storage trigger of
- * side.c, which applies the same rules to the side table.
+ * side.c, which applies the same rules to the side table.  A move back that
+ * the table's backward_moves says to ignore is undone here, before the row
+ * is written: the row keeps its old phase, so neither the side-storage
+ * trigger nor the history trigger (WHEN the phase changed) sees a move.
  *
  * IDENTIFICATION
  *	  src/stamp.c
@@ -28,6 +31,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -40,7 +45,9 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
@@ -54,6 +61,74 @@ dp_phase_same(DpTrack *t, Datum a, Datum b)
 	if (t->phase_is_enum)
 		return DatumGetObjectId(a) == DatumGetObjectId(b);
 	return dp_text_equal(a, b);
+}
+
+/*
+ * The value of a percent column as a double, checked: within 0..100, and
+ * neither NaN nor infinite (a numeric is compared exactly, before it is
+ * rounded to a double).
+ */
+static double
+dp_percent_checked(DpTrack *t, Relation rel, Datum d)
+{
+	Oid			typid = t->atttype[DP_ROLE_PERCENT];
+	double		v;
+	bool		finite = true;
+	bool		in_range;
+
+	switch (typid)
+	{
+		case NUMERICOID:
+			{
+				Numeric		n = DatumGetNumeric(d);
+
+				if (numeric_is_nan(n) || numeric_is_inf(n))
+				{
+					finite = false;
+					in_range = false;
+					v = 0;
+					break;
+				}
+				in_range =
+					DatumGetInt32(DirectFunctionCall2(numeric_cmp, d,
+													  NumericGetDatum(int64_to_numeric(0)))) >= 0 &&
+					DatumGetInt32(DirectFunctionCall2(numeric_cmp, d,
+													  NumericGetDatum(int64_to_numeric(100)))) <= 0;
+				v = DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+				break;
+			}
+		case FLOAT4OID:
+		case FLOAT8OID:
+			v = typid == FLOAT4OID ? (double) DatumGetFloat4(d) : DatumGetFloat8(d);
+			finite = !isnan(v) && !isinf(v);
+			in_range = finite && v >= 0 && v <= 100;
+			break;
+		default:
+			v = (double) dp_counter(d, typid);
+			in_range = v >= 0 && v <= 100;
+			break;
+	}
+	if (!in_range)
+	{
+		Oid			outfn;
+		bool		varlena;
+		const char *relname = RelationGetRelationName(rel);
+		const char *col = get_attname(RelationGetRelid(rel), t->att[DP_ROLE_PERCENT], false);
+
+		getTypeOutputInfo(typid, &outfn, &varlena);
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 finite ?
+				 errmsg("percent of a row of \"%s\" must be between 0 and 100: %s = %s",
+						relname, col, OidOutputFunctionCall(outfn, d)) :
+				 errmsg("percent of a row of \"%s\" must be a finite number: %s = %s",
+						relname, col, OidOutputFunctionCall(outfn, d)),
+				 errdetail("Column \"%s\" is the table's percent column: how much of the current phase is done, from 0 to 100.", col),
+				 finite ?
+				 errhint("Clamp the value to 0..100 before writing it, or write NULL while it is unknown.") :
+				 errhint("Write NULL while the percent is unknown.")));
+	}
+	return v;
 }
 
 /*
@@ -80,6 +155,10 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 	ch->completed_moved = ch->counters_moved = false;
 	ch->new_idx = ch->old_idx = -1;
 	ch->entered = false;
+	ch->percent = ch->old_percent = 0;
+	ch->percent_null = ch->old_percent_null = true;
+	ch->percent_moved = false;
+	ch->phase_ignored = false;
 
 	/*
 	 * An UPDATE whose SET list leaves the phase alone keeps it: nothing to
@@ -115,6 +194,41 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 		if (oldslot && !old_isnull)
 			ch->old_idx = dp_phase_index(t, old_phase);
 		Assert(ch->old_idx >= -1 && ch->old_idx < t->nphases);
+		if (ch->old_idx >= 0)
+		{
+			DpKind		old_kind = t->phases[ch->old_idx].kind;
+			DpKind		new_kind = t->phases[ch->new_idx].kind;
+			bool		leaves_terminal = DP_KIND_IS_TERMINAL(old_kind) && !t->allow_restart;
+
+			/*
+			 * A move back: from a pending or active phase to an earlier
+			 * pending or active one (waiting phases are entered and left
+			 * freely), or out of a terminal phase without restarts.
+			 */
+			if (t->backward_moves == DP_BACKWARD_IGNORE &&
+				(leaves_terminal ||
+				 ((old_kind == DP_KIND_PENDING || old_kind == DP_KIND_ACTIVE) &&
+				  (new_kind == DP_KIND_PENDING || new_kind == DP_KIND_ACTIVE) &&
+				  ch->new_idx < ch->old_idx)))
+			{
+				/* the row keeps its phase: no phase entered (stamp() puts it back) */
+				ch->phase_ignored = true;
+				ch->entered = false;
+				ch->new_idx = ch->old_idx = -1;
+				goto counters;
+			}
+			if (t->backward_moves == DP_BACKWARD_ERROR && !DP_KIND_IS_TERMINAL(old_kind) &&
+				old_kind != DP_KIND_WAITING &&
+				(new_kind == DP_KIND_PENDING || new_kind == DP_KIND_ACTIVE) &&
+				ch->new_idx < ch->old_idx)
+				ereport(ERROR,
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("cannot move a row of \"%s\" back from phase \"%s\" to earlier phase \"%s\"",
+								RelationGetRelationName(rel),
+								t->phases[ch->old_idx].name, t->phases[ch->new_idx].name),
+						 errdetail("The table is tracked with backward_moves => 'error': a write cannot move a row to a pending or active phase that comes before its current one in the lifecycle."),
+						 errhint("Write only later phases, or track the table with backward_moves => 'ignore' to keep the row's phase and apply the rest of such writes.")));
+		}
 		if (ch->old_idx >= 0 && DP_KIND_IS_TERMINAL(t->phases[ch->old_idx].kind) &&
 			!t->allow_restart)
 			ereport(ERROR,
@@ -146,10 +260,59 @@ counters:
 		if (oldslot)
 			old_total = dp_slot_counter(t, oldslot, DP_ROLE_TOTAL_ITEMS, &old_total_null);
 	}
+	if (t->att[DP_ROLE_PERCENT])
+	{
+		Datum		d = slot_getattr(newslot, t->att[DP_ROLE_PERCENT], &ch->percent_null);
+		Datum		od = (Datum) 0;
+		bool		od_null = true;
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), t->att[DP_ROLE_PERCENT] - 1);
+
+		if (oldslot)
+			od = slot_getattr(oldslot, t->att[DP_ROLE_PERCENT], &od_null);
+		ch->old_percent_null = od_null;
+		/* the old value was checked when it was written */
+		if (!ch->old_percent_null)
+		{
+			bool		err = false;
+
+			switch (t->atttype[DP_ROLE_PERCENT])
+			{
+				case NUMERICOID:
+					err = numeric_is_nan(DatumGetNumeric(od)) || numeric_is_inf(DatumGetNumeric(od));
+					ch->old_percent = err ? 0 : DatumGetFloat8(DirectFunctionCall1(numeric_float8, od));
+					break;
+				case FLOAT4OID:
+					ch->old_percent = DatumGetFloat4(od);
+					break;
+				case FLOAT8OID:
+					ch->old_percent = DatumGetFloat8(od);
+					break;
+				default:
+					ch->old_percent = (double) dp_counter(od, t->atttype[DP_ROLE_PERCENT]);
+					break;
+			}
+			if (err || isnan(ch->old_percent))
+				ch->old_percent_null = true;	/* written before the check: unknown */
+		}
+		if (!ch->percent_null)
+		{
+			/* an unchanged value is not checked again, as counters are not */
+			if (od_null || !datumIsEqual(d, od, att->attbyval, att->attlen))
+				ch->percent = dp_percent_checked(t, rel, d);
+			else
+			{
+				ch->percent = ch->old_percent;
+				ch->percent_null = ch->old_percent_null;
+			}
+		}
+		ch->percent_moved = oldslot != NULL &&
+			(ch->percent_null != ch->old_percent_null ||
+			 (!ch->percent_null && ch->percent != ch->old_percent));
+	}
 	ch->completed_moved = oldslot != NULL &&
 		(ch->completed_null != ch->old_completed_null || ch->completed != ch->old_completed);
-	ch->counters_moved = ch->completed_moved || (oldslot != NULL &&
-												 (total_null != old_total_null || total != old_total));
+	ch->counters_moved = ch->completed_moved || ch->percent_moved ||
+		(oldslot != NULL && (total_null != old_total_null || total != old_total));
 
 	if (oldslot == NULL || ch->counters_moved)
 	{
@@ -383,9 +546,9 @@ dp_stamp(PG_FUNCTION_ARGS)
 	DpTrack    *t;
 	DpChange	ch;
 	TimestampTz now;
-	int			cols[DP_NUM_ROLES];
-	Datum		vals[DP_NUM_ROLES];
-	bool		nulls[DP_NUM_ROLES];
+	int			cols[DP_NUM_ROLES + 1];	/* the timings, the speed, the phase */
+	Datum		vals[DP_NUM_ROLES + 1];
+	bool		nulls[DP_NUM_ROLES + 1];
 	DpWant		w;
 	Datum		speed = (Datum) 0;
 	bool		speed_null = true;
@@ -424,15 +587,27 @@ dp_stamp(PG_FUNCTION_ARGS)
 		counters_kept = !((t->att[DP_ROLE_COMPLETED_ITEMS] &&
 						   bms_is_member(t->att[DP_ROLE_COMPLETED_ITEMS] - FirstLowInvalidHeapAttributeNumber, upd)) ||
 						  (t->att[DP_ROLE_TOTAL_ITEMS] &&
-						   bms_is_member(t->att[DP_ROLE_TOTAL_ITEMS] - FirstLowInvalidHeapAttributeNumber, upd)));
+						   bms_is_member(t->att[DP_ROLE_TOTAL_ITEMS] - FirstLowInvalidHeapAttributeNumber, upd)) ||
+						  (t->att[DP_ROLE_PERCENT] &&
+						   bms_is_member(t->att[DP_ROLE_PERCENT] - FirstLowInvalidHeapAttributeNumber, upd)));
 		owned_kept = !bms_overlap(upd, t->owned_cols);
 	}
 	dp_classify(t, trigdata->tg_relation, oldslot, newslot, phase_kept, counters_kept, &ch);
 
+	/* a backward move ignored: the row keeps its phase, the rest applies */
+	if (ch.phase_ignored)
+	{
+		cols[ncols] = t->att_phase;
+		vals[ncols] = slot_getattr(oldslot, t->att_phase, &nulls[ncols]);
+		ncols++;
+	}
+
 	if (!dp_stamping)
 		dp_check_stamping_off(t);
 	if (!dp_stamping || t->side)
-		return PointerGetDatum(newtuple);
+		return ncols == 0 ? PointerGetDatum(newtuple) :
+			PointerGetDatum(dp_modify_tuple(t, trigdata->tg_relation, newslot, newtuple,
+											ncols, cols, vals, nulls));
 	if (oldslot == NULL && dp_is_moved_row(t, trigdata->tg_relation, newslot))
 		return PointerGetDatum(newtuple);
 
@@ -508,20 +683,31 @@ dp_stamp(PG_FUNCTION_ARGS)
 	else if (ch.counters_moved)
 		dp_want_set(t, &w, DP_ROLE_PROGRESS_UPDATED_AT, TimestampTzGetDatum(now), false);
 
-	/* smoothed speed: one O(1) step per move of completed_items */
+	/*
+	 * smoothed speed: one O(1) step per move of completed_items (items per
+	 * second), or of the percent column (percent per second)
+	 */
 	if (t->att[DP_ROLE_ITEMS_PER_SECOND])
 	{
+		bool		by_percent = t->att[DP_ROLE_PERCENT] != InvalidAttrNumber;
+		bool		moved = by_percent ? ch.percent_moved : ch.completed_moved;
+		bool		reset = by_percent ?
+			(ch.percent_null || ch.old_percent_null || ch.percent < ch.old_percent) :
+			(ch.completed_null || ch.old_completed_null || ch.completed < ch.old_completed);
+		double		delta = by_percent ? ch.percent - ch.old_percent :
+			(double) (ch.completed - ch.old_completed);
+
 		if (oldslot == NULL || ch.entered)
 		{
 			speed_null = true;
 			speed_set = true;
 		}
-		else if (ch.completed_moved)
+		else if (moved)
 		{
 			speed = slot_getattr(w.src, t->att[DP_ROLE_ITEMS_PER_SECOND], &speed_null);
 			speed_set = true;
 			dp_want_load(t, &w, DP_ROLE_SPEED_UPDATED_AT);
-			if (ch.completed_null || ch.old_completed_null || ch.completed < ch.old_completed)
+			if (reset)
 			{
 				/* counter reset or went backwards: start over */
 				speed_null = true;
@@ -545,7 +731,7 @@ dp_stamp(PG_FUNCTION_ARGS)
 						elapsed = (double) (now - DatumGetTimestampTz(w.v[DP_ROLE_PHASE_UPDATED_AT])) /
 							USECS_PER_SEC;
 					rate = dp_speed_step(speed_null ? 0 : DatumGetFloat8(speed), speed_null,
-										 (double) (ch.completed - ch.old_completed),
+										 delta,
 										 (double) (now - last) / USECS_PER_SEC,
 										 elapsed, t->speed_tau);
 					speed = Float8GetDatum(rate);

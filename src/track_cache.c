@@ -86,6 +86,7 @@ static const Oid dp_counter_types[] = {INT2OID, INT4OID, INT8OID};
 static const Oid dp_timing_types[] = {TIMESTAMPTZOID, TIMESTAMPOID};
 static const Oid dp_float8_types[] = {FLOAT8OID};
 static const Oid dp_text_types[] = {TEXTOID, VARCHAROID};
+static const Oid dp_percent_types[] = {INT2OID, INT4OID, INT8OID, NUMERICOID, FLOAT4OID, FLOAT8OID};
 
 #define DP_TYPES(a) (a), lengthof(a)
 #define DP_STAMP (DP_ROLE_TIMING | DP_ROLE_OWNED)
@@ -101,6 +102,7 @@ static const DpRoleDef dp_roles[DP_NUM_ROLES] = {
 	[DP_ROLE_ITEMS_PER_SECOND] = {"items_per_second", DP_TYPES(dp_float8_types), DP_ROLE_OWNED, "speed_column"},
 	[DP_ROLE_SPEED_UPDATED_AT] = {"speed_updated_at", DP_TYPES(dp_timing_types), DP_STAMP, "speed_updated_column"},
 	[DP_ROLE_FAILURE_REASON] = {"failure_reason", DP_TYPES(dp_text_types), 0, "reason_column"},
+	[DP_ROLE_PERCENT] = {"percent", DP_TYPES(dp_percent_types), 0, NULL},
 };
 
 /*
@@ -325,7 +327,8 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
  *
  * The time zone of timestamp (without time zone) timing columns is
  * tracked.time_zone from schema 1.1 on; schema 1.0 accepts timestamptz
- * columns only, and its query gives 'UTC'.
+ * columns only, and its query gives 'UTC'.  So for tracked.backward_moves:
+ * schema 1.0 applied every move, and its query gives 'allow'.
  */
 #define DP_CONFIG_OPTIONS \
 	"SELECT t.relid::pg_catalog.oid AS tracked_relid," \
@@ -342,7 +345,7 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
 	" ORDER BY a.ord LIMIT 1"
 
 #define DP_CONFIG_ROLES_1_1 \
-	", t.time_zone, r.role_names, r.role_columns"
+	", t.time_zone, t.backward_moves, r.role_names, r.role_columns"
 #define DP_CONFIG_ROLES_FROM_1_1 \
 	"  CROSS JOIN LATERAL (SELECT pg_catalog.array_agg(e.key ORDER BY e.key)," \
 	"                             pg_catalog.array_agg(e.value ORDER BY e.key)" \
@@ -367,7 +370,8 @@ dp_config_query(DpSchema schema)
 		switch (schema)
 		{
 			case DP_SCHEMA_1_0:
-				appendStringInfoString(&buf, ", 'UTC'::pg_catalog.text AS time_zone, ARRAY[");
+				appendStringInfoString(&buf, ", 'UTC'::pg_catalog.text AS time_zone,"
+									   " 'allow'::pg_catalog.text AS backward_moves, ARRAY[");
 				sep = "";
 				for (r = 0; r < DP_NUM_ROLES; r++)
 					if (dp_roles[r].column_1_0)
@@ -469,8 +473,19 @@ dp_resolve_roles(DpTrack *t, Relation rel)
 									  dp_roles[r].types, dp_roles[r].ntypes, &t->atttype[r]);
 	}
 
-	/* the smoothed speed follows the completed items */
-	if (!t->att[DP_ROLE_ITEMS_PER_SECOND] || !t->att[DP_ROLE_COMPLETED_ITEMS])
+	/*
+	 * Progress is counted or given as a percent, not both (track() refuses
+	 * both; a configuration written otherwise keeps the counters)
+	 */
+	if (t->att[DP_ROLE_COMPLETED_ITEMS] || t->att[DP_ROLE_TOTAL_ITEMS])
+	{
+		t->att[DP_ROLE_PERCENT] = InvalidAttrNumber;
+		t->atttype[DP_ROLE_PERCENT] = InvalidOid;
+	}
+
+	/* the smoothed speed follows the completed items, or the percent */
+	if (!t->att[DP_ROLE_ITEMS_PER_SECOND] ||
+		!(t->att[DP_ROLE_COMPLETED_ITEMS] || t->att[DP_ROLE_PERCENT]))
 	{
 		t->att[DP_ROLE_ITEMS_PER_SECOND] = t->att[DP_ROLE_SPEED_UPDATED_AT] = InvalidAttrNumber;
 		t->atttype[DP_ROLE_ITEMS_PER_SECOND] = t->atttype[DP_ROLE_SPEED_UPDATED_AT] = InvalidOid;
@@ -597,6 +612,13 @@ dp_build_track(DpTrack *t, Relation rel)
 	dp_resolve_roles(t, rel);
 	t->side = strcmp(dp_spi_text(0, "storage"), "side") == 0;
 	t->allow_restart = strcmp(dp_spi_text(0, "allow_restart"), "t") == 0;
+	{
+		const char *moves = dp_spi_text(0, "backward_moves");
+
+		t->backward_moves = moves == NULL ? DP_BACKWARD_ALLOW :
+			strcmp(moves, "error") == 0 ? DP_BACKWARD_ERROR :
+			strcmp(moves, "ignore") == 0 ? DP_BACKWARD_IGNORE : DP_BACKWARD_ALLOW;
+	}
 	t->speed_tau = strtod(dp_spi_text(0, "tau"), NULL);
 	if (!(t->speed_tau > 0))
 		t->speed_tau = 15.0;

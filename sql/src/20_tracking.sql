@@ -41,7 +41,10 @@ VALUES
     ('speed_updated_at',     9, '{timestamptz,timestamp}', 'timestamp with or without time zone', 'timestamptz', 'none',
      'When the smoothed speed was last updated'),
     ('failure_reason',      10, '{text,character varying}', 'text or varchar', 'text', 'row',
-     'Why the row failed (written by fail_stuck())');
+     'Why the row failed (written by fail_stuck())'),
+    ('percent',             11, '{smallint,integer,bigint,numeric,real,double precision}',
+     'smallint, integer, bigint, numeric, real or double precision', 'double precision', 'row',
+     'How much of the current phase is done, 0..100, for a table without counters');
 
 CREATE TABLE @extschema@.tracked (
     relid                   regclass PRIMARY KEY,
@@ -62,12 +65,16 @@ CREATE TABLE @extschema@.tracked (
     tracked_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
     columns                 jsonb NOT NULL DEFAULT '{}'
                             CHECK (pg_catalog.jsonb_typeof(columns) OPERATOR(pg_catalog.=) 'object'),
-    time_zone               text NOT NULL DEFAULT 'UTC'
+    time_zone               text NOT NULL DEFAULT 'UTC',
+    backward_moves          text NOT NULL DEFAULT 'allow'
+                            CHECK (backward_moves OPERATOR(pg_catalog.=) ANY (ARRAY['allow', 'error', 'ignore']))
 );
 COMMENT ON TABLE @extschema@.tracked IS
     'One row per tracked table: its lifecycle, phase column, options and, in "columns", the column playing each role of deploy_progress.column_roles (roles the table lacks are absent); written by track() and untrack()';
 COMMENT ON COLUMN @extschema@.tracked.time_zone IS
     'The time zone whose local time the table''s timestamp (without time zone) timing columns hold';
+COMMENT ON COLUMN @extschema@.tracked.backward_moves IS
+    'What a write that moves a row back to an earlier pending or active phase, or out of a terminal phase without allow_restart, does: allow (restarts aside, it is applied), error (refused) or ignore (the row keeps its phase, the rest of the write applies)';
 
 CREATE TABLE @extschema@.timings (
     relid               regclass NOT NULL,
@@ -372,7 +379,8 @@ CREATE OR REPLACE FUNCTION @extschema@.track(
     notify_channel          text     DEFAULT 'deploy_progress',
     create_index            boolean  DEFAULT true,
     columns                 jsonb    DEFAULT NULL,
-    time_zone               text     DEFAULT 'UTC')
+    time_zone               text     DEFAULT 'UTC',
+    backward_moves          text     DEFAULT 'allow')
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -392,7 +400,11 @@ DECLARE
                    'heartbeat_at', heartbeat_at, 'started_at', started_at, 'finished_at', finished_at,
                    'items_per_second', items_per_second, 'speed_updated_at', speed_updated_at,
                    'failure_reason', failure_reason);
+    -- the roles with a parameter of their own
+    params     text[] := ARRAY(SELECT pg_catalog.jsonb_object_keys(given));
     resolved   jsonb := '{}';
+    -- how the user leaves a role out: by its parameter, or in "columns"
+    role_off   text;
     relkind    "char";
     k          name;
     bad        text;
@@ -456,6 +468,12 @@ BEGIN
         given := given || columns;
     END IF;
     PERFORM @extschema@._check_time_zone(time_zone);
+    IF backward_moves IS NULL OR backward_moves NOT IN ('allow', 'error', 'ignore') THEN
+        RAISE EXCEPTION 'invalid backward_moves "%"', coalesce(backward_moves, '(null)')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'backward_moves says what a write that moves a row back to an earlier pending or active phase, or out of a terminal phase without allow_restart, does.',
+                  HINT = 'Pass ''allow'' (apply it; the default), ''error'' (refuse it) or ''ignore'' (keep the row''s phase and apply the rest of the write).';
+    END IF;
     -- keep writers out while the table is checked and its triggers replaced
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
 
@@ -503,13 +521,16 @@ BEGIN
         IF col IS NULL THEN
             CONTINUE;
         END IF;
+        role_off := CASE WHEN r.role = ANY (params)
+                         THEN format('%s => NULL', r.role)
+                         ELSE format('columns => ''{"%s": null}''', r.role) END;
         typ := @extschema@._column_type(tbl, col);
         IF typ IS NULL THEN
             IF col <> r.role THEN
                 RAISE EXCEPTION 'column "%" of table % does not exist', col, tbl
                     USING ERRCODE = 'undefined_column',
                           DETAIL = format('It was named as the %s column.', r.role),
-                          HINT = format('Pass %s => NULL if the table has no such column.', r.role);
+                          HINT = format('Pass %s if the table has no such column.', role_off);
             END IF;
             CONTINUE;
         END IF;
@@ -517,7 +538,7 @@ BEGIN
             RAISE EXCEPTION '% column "%" of table % has type %', r.role, col, tbl, typ
                 USING ERRCODE = 'datatype_mismatch',
                       DETAIL = format('The %s column must be of type %s.', r.role, r.types_text),
-                      HINT = format('Change the column''s type, or pass %s => NULL to leave the role out.', r.role);
+                      HINT = format('Change the column''s type, or pass %s to leave the role out.', role_off);
         END IF;
         resolved := resolved || pg_catalog.jsonb_build_object(r.role, col);
     END LOOP;
@@ -558,9 +579,21 @@ BEGIN
                       HINT = 'Make it text or a longer varchar, or pass failure_reason => NULL.';
         END IF;
     END IF;
-    IF resolved ? 'items_per_second' AND NOT resolved ? 'completed_items' THEN
-        RAISE EXCEPTION 'the smoothed speed needs a completed_items column'
-            USING ERRCODE = 'invalid_parameter_value';
+    -- progress is counted (completed of total items) or given as a percent
+    IF resolved ? 'percent' AND (resolved ? 'completed_items' OR resolved ? 'total_items') THEN
+        RAISE EXCEPTION 'table % has both counters and a percent column', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Counter columns: %s; percent column: %s. A table''s progress comes from its counters (completed_items, total_items) or from its percent column, not both.',
+                                  concat_ws(', ', quote_ident(resolved ->> 'completed_items'), quote_ident(resolved ->> 'total_items')),
+                                  quote_ident(resolved ->> 'percent')),
+                  HINT = 'Pass completed_items => NULL, total_items => NULL to track the percent column, or columns => ''{"percent": null}'' to track the counters.';
+    END IF;
+    IF resolved ? 'items_per_second' AND NOT (resolved ? 'completed_items' OR resolved ? 'percent') THEN
+        RAISE EXCEPTION 'the smoothed speed needs a completed_items or a percent column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Columns %s and %s would hold the smoothed speed, but the table has no completed_items or percent column for it to measure.',
+                                  resolved ->> 'items_per_second', resolved ->> 'speed_updated_at'),
+                  HINT = 'Add a completed_items or percent column, or pass items_per_second => NULL, speed_updated_at => NULL.';
     END IF;
     IF speed_time_constant IS NULL OR speed_time_constant <= '0'::interval THEN
         RAISE EXCEPTION 'speed_time_constant must be a positive interval'
@@ -636,6 +669,7 @@ BEGIN
     cfg.tracked_at := coalesce(prev.tracked_at, now());
     cfg.columns := resolved;
     cfg.time_zone := time_zone;
+    cfg.backward_moves := backward_moves;
     DELETE FROM @extschema@.tracked tr WHERE tr.relid = tbl;
     INSERT INTO @extschema@.tracked SELECT cfg.* RETURNING * INTO cfg;
     -- the side table keeps timings only while the table is tracked that way
@@ -659,7 +693,7 @@ BEGIN
     RETURN cfg;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb, text) IS
+COMMENT ON FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean, jsonb, text, text) IS
     'Starts (or reconfigures) tracking of a table: checks its columns and phase values and installs the stamping triggers';
 
 CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean DEFAULT false)

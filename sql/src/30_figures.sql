@@ -62,6 +62,13 @@ AS 'MODULE_PATHNAME', 'dp_eta';
 COMMENT ON FUNCTION @extschema@.eta(bigint, bigint, double precision) IS
     'Time left at speed items per second: zero when done, NULL when the total is unknown, the speed is zero, negative or unknown, or the result does not fit an interval';
 
+CREATE OR REPLACE FUNCTION @extschema@.eta(percent double precision, speed double precision)
+RETURNS interval
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dp_eta_percent';
+COMMENT ON FUNCTION @extschema@.eta(double precision, double precision) IS
+    'Time left from percent done (0..100) at speed percent per second: zero at 100, NULL when the percent is unknown or not within 0..100, the speed is zero, negative or unknown, or the result does not fit an interval';
+
 CREATE OR REPLACE FUNCTION @extschema@._elapsed_seconds(since timestamptz, as_of timestamptz)
 RETURNS double precision
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE

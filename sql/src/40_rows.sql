@@ -37,7 +37,8 @@ COMMENT ON FUNCTION @extschema@._in_flight_predicate(@extschema@.tracked, text) 
 -- The SQL expression of every column role in a tracked table's rows (alias
 -- t; the side table's row, when joined, is s): the table's column, the
 -- side table's column for the timings of a table in side storage, or a
--- typed NULL where the table has no column for the role.  A timestamp
+-- typed NULL where the table has no column for the role; the percent of a
+-- table without a percent column is that of its counters.  A timestamp
 -- (without time zone) timing column holds local times of the table's time
 -- zone, and is read as the timestamptz it stands for, as the triggers read
 -- it (dp_timing_from_column()), whatever the session's TimeZone.
@@ -46,7 +47,8 @@ RETURNS TABLE (role name, expr text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT r.role,
+    WITH e AS (
+    SELECT r.role, r.position, c.col,
            CASE WHEN cfg.storage OPERATOR(pg_catalog.=) 'side' AND r.under_side OPERATOR(pg_catalog.=) 'side'
                 THEN pg_catalog.format('s.%I', r.role)
                 WHEN c.col IS NOT NULL
@@ -56,12 +58,25 @@ AS $$
                 WHEN c.col IS NOT NULL
                 THEN pg_catalog.format('t.%I::%I.%I', c.col, n.nspname, ty.typname)
                 ELSE pg_catalog.format('NULL::%I.%I', n.nspname, ty.typname)
-           END
+           END AS expr
       FROM @extschema@.column_roles r
       JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) r.value_type
       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ty.typnamespace
      CROSS JOIN LATERAL (SELECT @extschema@._role_column(cfg, r.role)) AS c(col)
-     ORDER BY r.position
+    )
+    -- the percent is the percent column's value where it is within 0..100
+    -- (the trigger keeps it there), else the percent of the counters
+    SELECT e.role,
+           CASE WHEN e.role OPERATOR(pg_catalog.<>) 'percent' THEN e.expr
+                WHEN e.col IS NOT NULL
+                THEN pg_catalog.format('CASE WHEN %1$s OPERATOR(pg_catalog.>=) 0::pg_catalog.float8'
+                                       ' AND %1$s OPERATOR(pg_catalog.<=) 100::pg_catalog.float8 THEN %1$s END', e.expr)
+                ELSE pg_catalog.format('@extschema@.percent(%s, %s)',
+                                       (SELECT c.expr FROM e c WHERE c.role OPERATOR(pg_catalog.=) 'completed_items'),
+                                       (SELECT c.expr FROM e c WHERE c.role OPERATOR(pg_catalog.=) 'total_items'))
+           END
+      FROM e
+     ORDER BY e.position
 $$;
 COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS
     'Internal: the SQL expression giving each column role''s value in a tracked table''s rows (NULL where the table has no such column)';
@@ -143,7 +158,9 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
     'Internal: SQL selecting a tracked table''s rows (in-flight ones by default) with every column role under its name and the stuck reason as of $1';
 
 -- _rows_sql()'s rows (given as "rows") with the figures of each as of $1:
---   percent, average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only;
+--   average_speed, smoothed_speed, speed, eta   speeds and ETA of an active phase only
+--                         (items per second, or percent per second for a table with a
+--                         percent column; the percent is a role, from _rows_sql());
 --                         no ETA for a stalled row (its decayed speed would give one
 --                         of years: fiction)
 --   since_progress, stalled   seconds since the counters or phase last moved; whether
@@ -159,13 +176,13 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
-        'SELECT r.*, f.percent, f.average_speed, f.smoothed_speed, f.speed,'
+        'SELECT r.*, f.average_speed, f.smoothed_speed, f.speed,'
         '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
-        '            THEN @extschema@.eta(r.completed_items, r.total_items, f.speed) END AS eta,'
+        '            THEN %7$s END AS eta,'
         '       f.since_progress, f.stalled,'
         '       CASE WHEN r.position IS NOT NULL'
         '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
-        '                                               coalesce(f.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
+        '                                               coalesce(r.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
         '       @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS phase_elapsed_seconds,'
         '       @extschema@._elapsed_seconds(r.started_at, coalesce(r.finished_at, $1)) AS elapsed_seconds,'
         '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.phase_updated_at THEN $1 OPERATOR(pg_catalog.-) r.phase_updated_at END AS in_phase,'
@@ -174,22 +191,33 @@ AS $$
         '  FROM (%1$s) r'
         '  CROSS JOIN LATERAL (SELECT b.*,'
         '                             coalesce(b.since_progress OPERATOR(pg_catalog.>=) %3$L::pg_catalog.float8'
-        '                                      AND r.completed_items IS NOT NULL'
-        '                                      AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items), false) AS stalled'
-        '                        FROM (SELECT a.percent, a.average_speed, a.smoothed_speed,'
+        '                                      AND %8$s, false) AS stalled'
+        '                        FROM (SELECT a.average_speed, a.smoothed_speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                  THEN coalesce(a.smoothed_speed, a.average_speed) END AS speed,'
         '                             CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                  THEN @extschema@._elapsed_seconds(coalesce(r.progress_updated_at, r.speed_updated_at), $1) END AS since_progress'
-        '                        FROM (SELECT @extschema@.percent(r.completed_items, r.total_items) AS percent,'
-        '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
-        '                                          THEN @extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1) END AS average_speed,'
+        '                        FROM (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          THEN %9$s END AS average_speed,'
         '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
         '                             ) a) b) f',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
-        lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'))
+        lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'),
+        -- ETA, work left and average speed: of the percent column (percent
+        -- per second), or of the counters (items per second)
+        CASE WHEN p.by_percent THEN '@extschema@.eta(r.percent, f.speed)'
+             ELSE '@extschema@.eta(r.completed_items, r.total_items, f.speed)' END,
+        CASE WHEN p.by_percent THEN 'r.percent OPERATOR(pg_catalog.<) 100::pg_catalog.float8'
+             ELSE 'r.completed_items IS NOT NULL'
+                  ' AND (r.total_items IS NULL OR r.completed_items OPERATOR(pg_catalog.<) r.total_items)' END,
+        CASE WHEN p.by_percent
+             THEN '(SELECT r.percent OPERATOR(pg_catalog./) e.s'
+                  '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
+                  '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
+             ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END)
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
+     CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;
 COMMENT ON FUNCTION @extschema@._figures_sql(@extschema@.tracked, text) IS
     'Internal: SQL adding the figures (percent, speeds, ETA, stall, overall progress, elapsed times) as of $1 to _rows_sql()''s rows';

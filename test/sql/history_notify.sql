@@ -3,42 +3,8 @@
 -- sentinel notification from a third session and reads everything the
 -- listener received before it (notifications arrive in commit order).
 SET TimeZone = 'UTC';
-CREATE EXTENSION IF NOT EXISTS dblink;
-SELECT format('dbname=%s port=%s host=%s', current_database(), current_setting('port'),
-              split_part(current_setting('unix_socket_directories'), ',', 1)) AS connstr \gset
-SELECT dblink_connect('listener', :'connstr');
-SELECT dblink_connect('sender', :'connstr');
-SELECT dblink_exec('listener', 'LISTEN deploy_progress');
+\i test/include/notify_listener.sql
 SELECT dblink_exec('listener', 'LISTEN dp_events');
-
--- The notifications the listener received since the last call, in order.
-CREATE FUNCTION pg_temp.received()
-RETURNS TABLE (n integer, channel text, payload text)
-LANGUAGE plpgsql AS $$
-DECLARE
-    chans text[] := '{}';
-    got   text[] := '{}';
-    r     record;
-    tries integer := 0;
-BEGIN
-    PERFORM dblink_exec('sender', $q$NOTIFY deploy_progress, 'sentinel'$q$);
-    LOOP
-        PERFORM dblink_exec('listener', 'DO $d$BEGIN END$d$');
-        FOR r IN SELECT * FROM dblink_get_notify('listener') LOOP
-            IF r.extra = 'sentinel' THEN
-                RETURN QUERY SELECT u.n::integer, u.c, u.p FROM unnest(chans, got) WITH ORDINALITY AS u(c, p, n);
-                RETURN;
-            END IF;
-            chans := chans || r.notify_name;
-            got := got || r.extra;
-        END LOOP;
-        tries := tries + 1;
-        IF tries > 1000 THEN
-            RAISE EXCEPTION 'the sentinel notification did not arrive';
-        END IF;
-        PERFORM pg_sleep(0.01);
-    END LOOP;
-END $$;
 
 -- The same, with each payload's time checked against the row it describes
 -- and shown as "...": the payload is otherwise exactly what listeners get.
