@@ -3,8 +3,8 @@
 # A migration creates the steps table and tracks it, the Step model writes
 # phases and progress, and the read-only InFlight model reads the
 # deploy_progress.in_flight view; structure.sql, dumped and loaded by
-# ActiveRecord's database tasks, keeps the table tracked.  Connects with the PG* environment
-# variables (test/clients/run.sh sets them).
+# ActiveRecord's database tasks, keeps the table tracked.  Connects with
+# the PG* environment variables (test/clients/run.sh sets them).
 #
 #   ruby test_steps.rb
 require "json"
