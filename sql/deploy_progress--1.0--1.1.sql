@@ -21,6 +21,9 @@
 --     (timings.partition), filled in for the rows 1.0 wrote
 --   * history rows record their transaction (history.txid), the order of
 --     the durable event stream events_since()
+--   * the stamp trigger of a tracked table carries its configuration as
+--     its argument (confirmed by the trigger's comment), and recreates it
+--     after a schema-only restore; existing triggers are rewritten
 
 \echo Use "ALTER EXTENSION deploy_progress UPDATE TO '1.1'" to load this file. \quit
 
@@ -329,6 +332,143 @@ CREATE INDEX history_txid_brin ON @extschema@.history USING brin (txid);
 COMMENT ON COLUMN @extschema@.history.txid IS
     'The id of the top-level transaction that recorded the row (pg_current_xact_id()), the order of the event stream; NULL for rows recorded before 1.1';
 
+--------------------------------------------------------------------------
+-- Stamp triggers carry the tracking configuration (schema-only dumps)
+--------------------------------------------------------------------------
+
+-- The argument of a trigger that has one (tgargs holds each argument
+-- followed by a zero byte), NULL otherwise.
+CREATE OR REPLACE FUNCTION @extschema@._trigger_arg(tgargs bytea, tgnargs smallint)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN tgnargs OPERATOR(pg_catalog.=) 1
+                THEN pg_catalog.convert_from(pg_catalog.substr(tgargs, 1, pg_catalog.length(tgargs) OPERATOR(pg_catalog.-) 1),
+                                             pg_catalog.getdatabaseencoding())
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._trigger_arg(bytea, smallint) IS
+    'Internal: the text of the single argument of a trigger, NULL when it has not exactly one';
+
+-- The comment of a stamp trigger whose argument is "arg": it confirms the
+-- argument, since only the table's owner can comment on its triggers.
+CREATE OR REPLACE FUNCTION @extschema@._trigger_comment(arg text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'deploy_progress: stamps the rows of this table; its argument is the table''s tracking configuration, '
+           'restored from it by the first write after a schema-only restore (sha256 '
+           OPERATOR(pg_catalog.||) pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(arg, pg_catalog.getdatabaseencoding())), 'hex')
+           OPERATOR(pg_catalog.||) ')'
+$$;
+COMMENT ON FUNCTION @extschema@._trigger_comment(text) IS
+    'Internal: the comment of a stamp trigger, with the checksum of its argument (only the table''s owner can write it)';
+
+-- The argument of a tracked table's stamp trigger: {"v": 1, "tracked": the
+-- tracked row but its relid, "phases": the phases of a lifecycle that is
+-- not built in (as define_lifecycle() takes them)}; NULL when the table is
+-- not tracked.  Written under fixed settings, so that it is the same text
+-- in every session.
+CREATE OR REPLACE FUNCTION @extschema@._trigger_config(tbl regclass)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET "TimeZone" = 'UTC'
+SET "IntervalStyle" = 'postgres'
+SET extra_float_digits = 1
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+               'v', 1,
+               'tracked', pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.-) 'relid',
+               'phases', (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls(pg_catalog.to_jsonb(p)
+                                                          OPERATOR(pg_catalog.-) 'lifecycle' OPERATOR(pg_catalog.-) 'position')
+                                                      ORDER BY p.position)
+                            FROM @extschema@.lifecycle_phases p
+                            JOIN @extschema@.lifecycles l ON l.name OPERATOR(pg_catalog.=) p.lifecycle
+                           WHERE p.lifecycle OPERATOR(pg_catalog.=) t.lifecycle AND NOT l.builtin))::text
+      FROM @extschema@.tracked t
+     WHERE t.relid OPERATOR(pg_catalog.=) tbl
+$$;
+COMMENT ON FUNCTION @extschema@._trigger_config(regclass) IS
+    'Internal: the tracking configuration of a table as its stamp trigger carries it (versioned JSON text), NULL when it is not tracked';
+
+-- (Re)creates the stamp trigger of a table, with the table's configuration
+-- as its argument and the comment that confirms it, or without argument
+-- when the table is not tracked; leaves a trigger that is already so alone.
+-- With the caller's rights: the caller owns the table.
+CREATE OR REPLACE FUNCTION @extschema@._write_stamp_trigger(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    arg text := @extschema@._trigger_config(tbl);
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                WHERE tg.tgrelid = tbl AND tg.tgname = 'zz_deploy_progress_stamp' AND tg.tgparentid = 0
+                  AND @extschema@._trigger_arg(tg.tgargs, tg.tgnargs) IS NOT DISTINCT FROM arg
+                  AND obj_description(tg.oid, 'pg_trigger') IS NOT DISTINCT FROM @extschema@._trigger_comment(arg)) THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                WHERE tg.tgrelid = tbl AND tg.tgname = 'zz_deploy_progress_stamp' AND tg.tgparentid = 0) THEN
+        EXECUTE format('DROP TRIGGER zz_deploy_progress_stamp ON %s', tbl);
+    END IF;
+    EXECUTE format('CREATE TRIGGER zz_deploy_progress_stamp BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp(%s)', tbl, coalesce(quote_literal(arg), ''));
+    IF arg IS NOT NULL THEN
+        EXECUTE format('COMMENT ON TRIGGER zz_deploy_progress_stamp ON %s IS %L', tbl, @extschema@._trigger_comment(arg));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._write_stamp_trigger(regclass) IS
+    'Internal: (re)creates the stamp trigger of a table with its tracking configuration as argument, confirmed by the trigger''s comment';
+
+-- After a direct UPDATE or DELETE of deploy_progress.tracked (the guard has
+-- checked that the caller owns the table): the stamp trigger follows.
+CREATE OR REPLACE FUNCTION @extschema@._sync_tracked()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN SELECT DISTINCT r.relid FROM (VALUES (OLD.relid), (CASE TG_OP WHEN 'UPDATE' THEN NEW.relid END)) AS r(relid)
+                WHERE EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                               WHERE tg.tgrelid = r.relid AND tg.tgname = 'zz_deploy_progress_stamp' AND tg.tgparentid = 0)
+    LOOP
+        PERFORM @extschema@._write_stamp_trigger(rel);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._sync_tracked() IS
+    'Internal: rewrites the stamp trigger of a table whose tracked row was updated or deleted, so that its argument follows';
+
+CREATE TRIGGER sync AFTER UPDATE OR DELETE ON @extschema@.tracked
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._sync_tracked();
+
+-- the stamp triggers of the tables tracked under 1.0 get their argument
+-- and comment (after every change above to the tracked table's shape)
+DO $$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN SELECT t.relid FROM @extschema@.tracked t
+                WHERE EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                               WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.relid
+                                 AND tg.tgname OPERATOR(pg_catalog.=) 'zz_deploy_progress_stamp'
+                                 AND tg.tgparentid OPERATOR(pg_catalog.=) 0)
+                ORDER BY t.relid::pg_catalog.oid
+    LOOP
+        PERFORM @extschema@._write_stamp_trigger(rel);
+    END LOOP;
+END
+$$;
+
 -- functions whose signature changes
 DROP FUNCTION @extschema@.track(regclass, text, name, name, name, name, name, name, name, name, name, name, name[], text, boolean, interval, boolean, name, interval, interval, interval, interval, text, text, boolean);
 DROP FUNCTION @extschema@._key_condition(@extschema@.tracked);
@@ -546,6 +686,8 @@ BEGIN
     LOOP
         PERFORM @extschema@._check_phase_values(t.relid, t.phase_column, lc_name);
     END LOOP;
+    -- their stamp triggers carry the lifecycle's phases (schema-only dumps)
+    PERFORM @extschema@._sync_stamp_triggers(lc_name);
 
     RETURN QUERY SELECT * FROM @extschema@.lifecycle_phases p
                   WHERE p.lifecycle = lc_name ORDER BY p.position;
@@ -1009,8 +1151,8 @@ BEGIN
     -- the triggers; "zz_" makes them fire after the table's own BEFORE
     -- triggers, so the stamps describe the row as it is finally written
     PERFORM @extschema@._drop_triggers(tbl);
-    EXECUTE format('CREATE TRIGGER zz_deploy_progress_stamp BEFORE INSERT OR UPDATE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp()', tbl);
+    -- (its argument and comment carry the configuration: schema-only dumps)
+    PERFORM @extschema@._write_stamp_trigger(tbl);
     IF storage = 'side' THEN
         EXECUTE format('CREATE TRIGGER zz_deploy_progress_side AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp_side()', tbl);
@@ -1057,6 +1199,153 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
     'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
+
+-- Keeps the stamp triggers of the tables tracked with a lifecycle in step
+-- with its phases, after define_lifecycle().  As the extension's owner,
+-- since the lifecycle's owner need not own those tables; what it writes is
+-- the tables' own configuration, so it may be called by anyone.  Only
+-- existing stamp triggers are rewritten.
+CREATE OR REPLACE FUNCTION @extschema@._sync_stamp_triggers(lc text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN SELECT t.relid FROM @extschema@.tracked t
+                WHERE t.lifecycle = lc
+                  AND EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                               WHERE tg.tgrelid = t.relid AND tg.tgname = 'zz_deploy_progress_stamp' AND tg.tgparentid = 0)
+                ORDER BY t.relid::oid
+    LOOP
+        PERFORM @extschema@._write_stamp_trigger(rel);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._sync_stamp_triggers(text) IS
+    'Internal: rewrites the stamp triggers of the tables tracked with a lifecycle, so that their arguments carry its current phases';
+
+-- The stamp trigger (on a partition: the one it was cloned from) that
+-- fires on a table, NULL when it has none.
+CREATE OR REPLACE FUNCTION @extschema@._stamp_trigger(tbl regclass)
+RETURNS oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(oid, parent) AS (
+        SELECT tg.oid, tg.tgparentid FROM pg_catalog.pg_trigger tg
+         WHERE tg.tgrelid OPERATOR(pg_catalog.=) tbl AND tg.tgname OPERATOR(pg_catalog.=) 'zz_deploy_progress_stamp'
+           AND tg.tgfoid OPERATOR(pg_catalog.=) '@extschema@.stamp()'::pg_catalog.regprocedure
+        UNION ALL
+        SELECT tg.oid, tg.tgparentid FROM up JOIN pg_catalog.pg_trigger tg ON tg.oid OPERATOR(pg_catalog.=) up.parent
+    )
+    SELECT up.oid FROM up WHERE up.parent OPERATOR(pg_catalog.=) 0
+$$;
+COMMENT ON FUNCTION @extschema@._stamp_trigger(regclass) IS
+    'Internal: the stamp trigger that fires on a table (on a partition, the partitioned table''s), NULL when it has none';
+
+-- Recreates the configuration of the table whose stamp trigger fires on
+-- "tbl" from the trigger's argument, when it has none: the lifecycle if it
+-- is missing (owned by the caller), then the tracked row, as the table's
+-- owner could write them by hand.  The stamp trigger calls it (through the
+-- C, as the table's owner in a security-restricted operation) when it
+-- finds no configuration; false when another transaction recreated it
+-- first.
+CREATE OR REPLACE FUNCTION @extschema@._retrack(tbl regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg     pg_catalog.pg_trigger;
+    arg     text;
+    cfg     jsonb;
+    lc      text;
+    cols    text;
+    inserted bigint;
+    hint    text := 'Run deploy_progress.track() on the table as its owner.';
+BEGIN
+    SELECT tg.* INTO trg FROM pg_catalog.pg_trigger tg WHERE tg.oid = @extschema@._stamp_trigger(tbl);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % has no deploy_progress stamp trigger', tbl
+            USING ERRCODE = 'undefined_object', HINT = hint;
+    END IF;
+    tbl := trg.tgrelid;
+    IF NOT @extschema@._owns(tbl) THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the owner of a table can restore its tracking configuration.';
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
+        RETURN false;
+    END IF;
+    arg := @extschema@._trigger_arg(trg.tgargs, trg.tgnargs);
+    IF arg IS NULL THEN
+        RAISE EXCEPTION 'table % is not tracked', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Its trigger zz_deploy_progress_stamp carries no tracking configuration.',
+                  HINT = 'Run deploy_progress.track() on the table, or drop its zz_deploy_progress triggers.';
+    END IF;
+    IF obj_description(trg.oid, 'pg_trigger') IS DISTINCT FROM @extschema@._trigger_comment(arg) THEN
+        RAISE EXCEPTION 'the tracking configuration in trigger zz_deploy_progress_stamp of table % is not confirmed by the trigger''s comment', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A role with the TRIGGER privilege can create triggers on a table, but only its owner can comment on them: track() writes a comment with the checksum of the configuration, which pg_dump keeps (unless run with --no-comments).',
+                  HINT = hint;
+    END IF;
+    BEGIN
+        cfg := arg::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        cfg := NULL;
+    END;
+    IF cfg IS NULL OR jsonb_typeof(cfg) <> 'object' OR cfg -> 'v' IS DISTINCT FROM '1'::jsonb
+       OR jsonb_typeof(cfg -> 'tracked') IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'the argument of trigger zz_deploy_progress_stamp of table % is not a tracking configuration this version reads', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It begins %s.', left(arg, 40)),
+                  HINT = hint;
+    END IF;
+
+    -- the lifecycle, when missing (two tables restored with it may be
+    -- written at once: one defines it, the other waits and finds it)
+    lc := cfg -> 'tracked' ->> 'lifecycle';
+    PERFORM pg_advisory_xact_lock(hashtext('deploy_progress lifecycle'), hashtext(coalesce(lc, '')));
+    IF lc IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.lifecycles l WHERE l.name = lc) THEN
+        IF jsonb_typeof(cfg -> 'phases') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'lifecycle "%" of table % does not exist', lc, tbl
+                USING ERRCODE = 'undefined_object',
+                      DETAIL = 'The configuration in its trigger zz_deploy_progress_stamp names a lifecycle it does not define.',
+                      HINT = 'Define it with deploy_progress.define_lifecycle().';
+        END IF;
+        BEGIN
+            PERFORM @extschema@.define_lifecycle(lc, cfg -> 'phases');
+        EXCEPTION WHEN unique_violation THEN
+            RAISE EXCEPTION 'lifecycle "%" was defined by a concurrent transaction', lc
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'Retry the transaction.';
+        END;
+    END IF;
+
+    -- the tracked row: the columns the argument gives, the defaults for the others
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = '@extschema@.tracked'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname <> 'relid' AND (cfg -> 'tracked') ? a.attname::text;
+    EXECUTE format('INSERT INTO @extschema@.tracked (relid, %1$s) SELECT $1, %1$s'
+                   ' FROM pg_catalog.jsonb_populate_record(NULL::@extschema@.tracked, $2)'
+                   ' ON CONFLICT (relid) DO NOTHING', cols)
+       USING tbl, cfg -> 'tracked';
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    IF inserted = 0 THEN
+        RETURN false;
+    END IF;
+    RAISE LOG 'deploy_progress: restored the tracking configuration of table % from its trigger', tbl;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._retrack(regclass) IS
+    'Internal: recreates the tracking configuration (and a missing lifecycle) of a table from its stamp trigger''s argument, as the table''s owner';
 
 -- Whether the current role can read the row of a tracked table with a given
 -- key text, through the table's privileges and row-level security: what

@@ -35,6 +35,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
@@ -500,6 +501,84 @@ dp_resolve_roles(DpTrack *t, Relation rel)
 	}
 }
 
+/* What dp_retrack() is doing, for the context of its errors. */
+static void
+dp_retrack_error_context(void *arg)
+{
+	errcontext("restoring the tracking configuration of table \"%s\" from its trigger zz_deploy_progress_stamp",
+			   (const char *) arg);
+}
+
+/*
+ * A tracked table restored from a schema-only dump has its triggers but no
+ * configuration: the stamp trigger carries it in its argument (confirmed by
+ * the trigger's comment, see _retrack() in sql/src/20_tracking.sql).  When
+ * "rel" has such a trigger, recreate the configuration of the table the
+ * trigger belongs to (rel, or the partitioned table rel is a partition of)
+ * with deploy_progress._retrack(), as that table's owner inside a
+ * security-restricted operation: the writer needs no right on the
+ * configuration, lends none of its own, and the result is what the owner
+ * could have written by hand.  Called inside the SPI session of
+ * dp_build_track(); true when it ran a query there, so that the caller
+ * reads the configuration again (another transaction may have written it
+ * first: _retrack() waits for that one to end).
+ */
+static bool
+dp_retrack(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+	bool		has_arg = false;
+	bool		isnull;
+	Oid			root;
+	HeapTuple	tup;
+	Oid			owner;
+	DpSavedUser saved;
+	ErrorContextCallback errcb;
+	int			ret;
+	int			i;
+
+	for (i = 0; trigdesc && i < trigdesc->numtriggers; i++)
+		if (trigdesc->triggers[i].tgnargs == 1 &&
+			strcmp(trigdesc->triggers[i].tgname, "zz_deploy_progress_stamp") == 0)
+			has_arg = true;
+	if (!has_arg)
+		return false;
+
+	/* the table whose trigger it is (a catalog read, with the writer's rights) */
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	ret = SPI_execute_with_args("SELECT tg.tgrelid FROM pg_catalog.pg_trigger tg"
+								" WHERE tg.oid OPERATOR(pg_catalog.=) " DP_SCHEMA "._stamp_trigger($1::pg_catalog.regclass)",
+								1, argtypes, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "looking up the stamp trigger failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return true;
+	root = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		return true;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(root));
+	if (!HeapTupleIsValid(tup))
+		return true;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	errcb.callback = dp_retrack_error_context;
+	errcb.arg = get_rel_name(root);
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	dp_spi_connect_as(owner, &saved);
+	args[0] = ObjectIdGetDatum(root);
+	ret = SPI_execute_with_args("SELECT " DP_SCHEMA "._retrack($1::pg_catalog.regclass)",
+								1, argtypes, args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "restoring the tracking configuration failed: %s", SPI_result_code_string(ret));
+	dp_spi_finish_as(&saved);
+	error_context_stack = errcb.previous;
+	return true;
+}
+
 /*
  * Read the configuration of "rel" (or of the partitioned table it is a
  * partition of) into t.  Runs SPI; everything kept goes into t->cxt.
@@ -564,9 +643,22 @@ dp_build_track(DpTrack *t, Relation rel)
 		error_context_stack = &errcb;
 		ret = dp_spi_execute_latest(dp_config_query(ctx.schema), 1, argtypes, args, 1);
 		error_context_stack = errcb.previous;
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading tracking configuration failed: %s", SPI_result_code_string(ret));
+
+		/*
+		 * No configuration: after a schema-only restore, the stamp trigger
+		 * carries it (schema 1.1 on).  Recreate it, and read again.
+		 */
+		if (SPI_processed == 0 && ctx.schema >= DP_SCHEMA_1_1 && dp_retrack(rel))
+		{
+			error_context_stack = &errcb;
+			ret = dp_spi_execute_latest(dp_config_query(ctx.schema), 1, argtypes, args, 1);
+			error_context_stack = errcb.previous;
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "reading tracking configuration failed: %s", SPI_result_code_string(ret));
+		}
 	}
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading tracking configuration failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -335,6 +335,8 @@ BEGIN
     LOOP
         PERFORM @extschema@._check_phase_values(t.relid, t.phase_column, lc_name);
     END LOOP;
+    -- their stamp triggers carry the lifecycle's phases (schema-only dumps)
+    PERFORM @extschema@._sync_stamp_triggers(lc_name);
 
     RETURN QUERY SELECT * FROM @extschema@.lifecycle_phases p
                   WHERE p.lifecycle = lc_name ORDER BY p.position;

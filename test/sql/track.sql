@@ -11,7 +11,10 @@ LANGUAGE sql AS $$
                             (t.columns ->> 'started_at'), (t.columns ->> 'finished_at'), t.key_columns, t.storage, t.allow_restart)
       FROM deploy_progress.tracked t WHERE t.relid = tbl
     UNION ALL
-    SELECT 'trigger', pg_get_triggerdef(g.oid)
+    -- (the stamp trigger's argument is the configuration: schema_only_dump.sql)
+    SELECT 'trigger', regexp_replace(pg_get_triggerdef(g.oid), 'stamp\(''.*''\)$', 'stamp(<configuration>)')
+                      || CASE WHEN g.tgnargs = 1 AND deploy_progress._trigger_arg(g.tgargs, g.tgnargs)
+                                  IS DISTINCT FROM deploy_progress._trigger_config(tbl) THEN ' (stale)' ELSE '' END
       FROM pg_trigger g WHERE g.tgrelid = tbl AND NOT g.tgisinternal
     ORDER BY 1, 2
 $$;

@@ -266,6 +266,19 @@ sub walk
 		is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'deploy_progress'}),
 			$to, "$label: updated to $to");
 		is($node->safe_psql($db, $lost_sql), '', "$label: $to keeps the data and configuration");
+		# from 1.1 on the stamp trigger carries the table's configuration,
+		# confirmed by its comment, as track() writes it (schema-only dumps)
+		if ($node->safe_psql($db, q{SELECT to_regproc('deploy_progress._trigger_config') IS NOT NULL}) eq 't')
+		{
+			is( $node->safe_psql($db, q{
+SELECT string_agg(tg.tgrelid::regclass || ':'
+                  || (deploy_progress._trigger_arg(tg.tgargs, tg.tgnargs) = deploy_progress._trigger_config(tg.tgrelid))
+                  || (obj_description(tg.oid, 'pg_trigger') = deploy_progress._trigger_comment(deploy_progress._trigger_config(tg.tgrelid))),
+                  ' ' ORDER BY tg.tgrelid::regclass::text)
+  FROM pg_trigger tg WHERE tg.tgname = 'zz_deploy_progress_stamp' AND tg.tgparentid = 0}),
+				'deployments:truetrue jobs:truetrue',
+				"$label: after $to the stamp triggers carry the configuration");
+		}
 		check_tracking($node, $db, "$label: $to", 100 + $n++);
 	}
 

@@ -2,11 +2,13 @@
 #
 # A migration creates the steps table and tracks it, the Step model writes
 # phases and progress, and the read-only InFlight model reads the
-# deploy_progress.in_flight view.  Connects with the PG* environment
-# variables (test/clients/run.sh sets them).
+# deploy_progress.in_flight view; structure.sql, dumped and loaded by
+# ActiveRecord's database tasks, keeps the table tracked.  Connects with
+# the PG* environment variables (test/clients/run.sh sets them).
 #
 #   ruby test_steps.rb
 require "json"
+require "tmpdir"
 require "minitest/autorun"
 require_relative "models"
 
@@ -95,7 +97,39 @@ class StepsTest < Minitest::Test
     assert_equal "23514", sqlstate(error)
   end
 
-  def test_6_migration_down_untracks
+  # structure.sql (config.active_record.schema_format = :sql) as
+  # db:schema:dump writes it and db:test:prepare loads it into a new
+  # database: the first write recreates the tracking configuration from the
+  # stamp trigger and is stamped
+  def test_6_structure_sql_round_trip
+    source = ActiveRecord::Base.connection_db_config
+    file = File.join(Dir.tmpdir, "dp_structure_#{Process.pid}.sql")
+    ActiveRecord::Tasks::DatabaseTasks.structure_dump(source, file)
+    assert_match(/EXECUTE FUNCTION deploy_progress\.stamp\('\{"v": 1, /, File.read(file))
+    config_sql = "SELECT (to_jsonb(t) - 'relid')::text FROM deploy_progress.tracked t WHERE relid = 'steps'::regclass"
+    expected = connection.select_value(config_sql)
+    target = ActiveRecord::DatabaseConfigurations::HashConfig.new(
+      "test", "structure", source.configuration_hash.merge(database: "#{source.database}_structure"))
+    ActiveRecord::Tasks::DatabaseTasks.create(target)
+    begin
+      ActiveRecord::Tasks::DatabaseTasks.structure_load(target, file)
+      ActiveRecord::Base.establish_connection(target)
+      assert_nil connection.select_value(config_sql), "a schema-only load has no configuration"
+      Step.reset_column_information
+      step = Step.create!(name: "after db:test:prepare", total_items: 4)
+      step.advance!("transferring", completed_items: 1)
+      refute_nil step.phase_updated_at
+      refute_nil step.started_at
+      assert_equal expected, connection.select_value(config_sql)
+    ensure
+      # (drop connects to the maintenance database: reconnect afterwards)
+      ActiveRecord::Tasks::DatabaseTasks.drop(target)
+      ActiveRecord::Base.establish_connection(source)
+      File.delete(file) if File.exist?(file)
+    end
+  end
+
+  def test_7_migration_down_untracks
     MIGRATIONS.rollback(1)
     assert_equal [], MIGRATIONS.get_all_versions
     assert_nil connection.select_value("SELECT relid::text FROM deploy_progress.tracked WHERE relid::text = 'steps'")
