@@ -499,6 +499,46 @@ DROP FUNCTION @extschema@._in_flight_counts();
 -- Functions and views as sql/src defines them in 1.1
 --------------------------------------------------------------------------
 
+-- The readers measure ages and deadlines from as_of: an infinite as_of has
+-- none.  PostgreSQL 17 and later would compute infinite intervals where
+-- earlier versions raise halfway; this gives the same error on every
+-- version, checked before anything is read.  (NULL passes.)
+CREATE OR REPLACE FUNCTION @extschema@._check_as_of(as_of timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite time'
+            USING ERRCODE = 'datetime_field_overflow',
+                  DETAIL = format('The value given is %s.', as_of),
+                  HINT = 'Pass a time such as now() or now() + interval ''1 hour''.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_as_of(timestamptz) IS
+    'Internal: refuses an infinite as_of of a reader (22008)';
+
+-- The error of an age measured from an infinite stamp of a row (-infinity,
+-- written with stamping off): the same on every version (PostgreSQL 17 and
+-- later would give an infinite age, earlier versions "cannot subtract
+-- infinite timestamps").  The generated SQL calls it only for such a row.
+CREATE OR REPLACE FUNCTION @extschema@._infinite_stamp(key text, role text, value timestamptz)
+RETURNS interval
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'the row with key % has an infinite %', quote_literal(key), role
+        USING ERRCODE = 'datetime_field_overflow',
+              DETAIL = format('%s is %s: no age or deadline is measured from an infinite time.', role, value),
+              HINT = format('Set %s of the row to a finite time, or to NULL.', role);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._infinite_stamp(text, text, timestamptz) IS
+    'Internal: raises the error (22008) of an age measured from an infinite stamp of a row';
+
 -- Whether the current role may administer a table: it exists and the role
 -- owns it (or is a member of the owning role).  An OID that names no
 -- relation is owned by nobody: configuration for a table that does not
@@ -1692,7 +1732,8 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --                         smoothing time constant
 --   overall_progress      weighted over the lifecycle's phases
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
---   in_phase, elapsed     the same as intervals, NULL when negative
+--   in_phase, elapsed     the same as intervals, NULL when negative; a -infinity
+--                         stamp raises (_infinite_stamp())
 --   reason                the failure reason of a failed or cancelled row
 CREATE OR REPLACE FUNCTION @extschema@._figures_sql(cfg @extschema@.tracked, rows text)
 RETURNS text
@@ -1709,8 +1750,12 @@ AS $$
         '                                               coalesce(r.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
         '       @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS phase_elapsed_seconds,'
         '       @extschema@._elapsed_seconds(r.started_at, coalesce(r.finished_at, $1)) AS elapsed_seconds,'
-        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.phase_updated_at THEN $1 OPERATOR(pg_catalog.-) r.phase_updated_at END AS in_phase,'
-        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at THEN $1 OPERATOR(pg_catalog.-) r.started_at END AS elapsed,'
+        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.phase_updated_at'
+        '            THEN CASE WHEN pg_catalog.isfinite(r.phase_updated_at) THEN $1 OPERATOR(pg_catalog.-) r.phase_updated_at'
+        '                      ELSE @extschema@._infinite_stamp(r.key, ''phase_updated_at'', r.phase_updated_at) END END AS in_phase,'
+        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at'
+        '            THEN CASE WHEN pg_catalog.isfinite(r.started_at) THEN $1 OPERATOR(pg_catalog.-) r.started_at'
+        '                      ELSE @extschema@._infinite_stamp(r.key, ''started_at'', r.started_at) END END AS elapsed,'
         '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[]) THEN r.failure_reason END AS reason'
         '  FROM (%1$s) r'
         '  CROSS JOIN LATERAL (SELECT b.*,'
@@ -2041,15 +2086,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    -- ages and deadlines are measured from as_of: an infinite one has none
-    -- (PostgreSQL 17 and later would give infinite ages, earlier versions
-    -- an error halfway; the same error on every version)
-    IF NOT isfinite(as_of) THEN
-        RAISE EXCEPTION 'as_of must be a finite time'
-            USING ERRCODE = 'datetime_field_overflow',
-                  DETAIL = format('The value given is %s.', as_of),
-                  HINT = 'Pass a time such as now() or now() + interval ''1 hour''.';
-    END IF;
+    PERFORM @extschema@._check_as_of(as_of);
     RETURN QUERY
     SELECT * FROM @extschema@.tracked t
      WHERE (tbl IS NULL OR t.relid = tbl)
@@ -2059,6 +2096,24 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@._configs(regclass, timestamptz, text, text[]) IS
     'Internal: the tracking configurations a global reader or sweep goes through (all tables, or one), those on which the caller has the given privileges';
+
+-- The query stuck() runs for one table ($1: as of).
+CREATE OR REPLACE FUNCTION @extschema@._stuck_query(cfg @extschema@.tracked)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.stuck_reason, r.stuck_clock, r.stuck_deadline,'
+        ' CASE WHEN pg_catalog.isfinite(r.stuck_clock)'
+        '      THEN $1 OPERATOR(pg_catalog.-) (r.stuck_clock OPERATOR(pg_catalog.+) r.stuck_deadline)'
+        '      ELSE @extschema@._infinite_stamp(r.key, (SELECT sr.clock FROM @extschema@._stuck_reasons() sr'
+        '                                              WHERE sr.reason OPERATOR(pg_catalog.=) r.stuck_reason), r.stuck_clock) END'
+        ' FROM (%s) r ORDER BY 7 DESC, 2',
+        cfg.relid::oid, @extschema@._rows_sql(cfg, 'st.reason IS NOT NULL'))
+$$;
+COMMENT ON FUNCTION @extschema@._stuck_query(@extschema@.tracked) IS
+    'Internal: the query stuck() runs for one tracked table';
 
 -- The rows a global reader (stuck, in_flight) returns: its query for each
 -- table _configs() gives, a table whose query fails skipped with a warning
@@ -2489,6 +2544,7 @@ DECLARE
     k text := @extschema@._key_text(tbl, key);
 BEGIN
     PERFORM @extschema@._check_readable(tbl);
+    PERFORM @extschema@._check_as_of(as_of);
     RETURN QUERY
     SELECT h.to_phase, h.to_kind, h.at, h.next_at,
            CASE WHEN h.next_at IS NOT NULL THEN h.next_at - h.at

@@ -454,7 +454,11 @@ dp_history_flush(void)
 			dp_history_fill(slots[i], target, &dp_rows[first + done + i],
 							defaults, GetPerTupleExprContext(estate));
 			if (target->generated)
+#if PG_VERSION_NUM >= 140000
 				ExecComputeStoredGenerated(rri, estate, slots[i], CMD_INSERT);
+#else
+				ExecComputeStoredGenerated(estate, slots[i], CMD_INSERT);
+#endif
 		}
 		if (chunk == 1)
 			table_tuple_insert(rel, slots[0], cid, 0, bistate);

@@ -54,6 +54,12 @@
 
 #include "deploy_progress.h"
 
+#if PG_VERSION_NUM < 140000
+/* PostgreSQL 13: numeric has no infinity, and no int64_to_numeric() */
+#define numeric_is_inf(n) false
+#define int64_to_numeric(v) DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(v)))
+#endif
+
 /* Whether two non-null phase values are the same phase. */
 static inline bool
 dp_phase_same(DpTrack *t, Datum a, Datum b)

@@ -106,3 +106,62 @@ stop_cluster() {
     fi
     CLUSTER_DIR=
 }
+
+# The suites against the running cluster (start_cluster): each prints what
+# failed and returns non-zero.  The regression and isolation suites run
+# separately, so that a regression failure does not hide the isolation
+# results.
+run_regression() {
+    log "regression suite (make installcheck)"
+    if ! make -C "$REPO" installcheck PG_CONFIG="$PG_CONFIG" TAP_TESTS= ISOLATION= ; then
+        [ -f "$REPO/regression.diffs" ] && cat "$REPO/regression.diffs"
+        return 1
+    fi
+}
+
+# pg_isolation_regress ships with the server's development files (Debian's
+# PostgreSQL 13 has none); isolation_available says whether it is there.
+isolation_available() {
+    local pgxs_dir
+    pgxs_dir="$(dirname "$("$PG_CONFIG" --pgxs)")/.."
+    [ -x "$pgxs_dir/test/isolation/pg_isolation_regress" ] || [ -x "$PGBIN/pg_isolation_regress" ]
+}
+
+run_isolation() {
+    log "isolation suite (make installcheck)"
+    if ! make -C "$REPO" installcheck PG_CONFIG="$PG_CONFIG" TAP_TESTS= REGRESS= ; then
+        [ -f "$REPO/output_iso/regression.diffs" ] && cat "$REPO/output_iso/regression.diffs"
+        [ -f "$REPO/regression.diffs" ] && cat "$REPO/regression.diffs"
+        return 1
+    fi
+}
+
+# run_tap [test/t/NNN_name.pl...]: the TAP tests (default all of test/t).
+# The TAP framework starts clusters of its own, which must not run as
+# root: prove runs as the server's OS user, with its logs in a directory
+# that user owns (what "make installcheck" would do with TAP_TESTS).
+run_tap() {
+    local tests=("$@") pgxs_dir tap_dir tap_src rc=0
+    [ ${#tests[@]} -gt 0 ] || tests=($(cd "$REPO" && ls test/t/*.pl 2>/dev/null))
+    [ ${#tests[@]} -gt 0 ] || return 0
+    log "TAP suite"
+    pgxs_dir="$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)"
+    tap_dir="$(mktemp -d /tmp/deploy_progress_tap.XXXXXX)"
+    tap_src="$REPO"
+    if [ "$(id -u)" = 0 ]; then
+        # postgres may not be able to read the tree (a clone under /root):
+        # the tests run from a copy it owns
+        tap_src="$tap_dir/src"
+        mkdir "$tap_src"
+        tar -C "$REPO" --exclude=./.git --exclude=./tmp_check -cf - . | tar -C "$tap_src" -xf -
+        chown -R postgres: "$tap_dir"
+    fi
+    if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" \
+            PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
+            prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} "${tests[@]}"); then
+        rc=1
+        find "$tap_dir" -name 'regress_log_*' -exec tail -n 60 {} + 2>/dev/null || true
+    fi
+    rm -rf "$tap_dir"
+    return $rc
+}

@@ -99,6 +99,46 @@ $$;
 COMMENT ON FUNCTION @extschema@._stuck_reasons() IS
     'Internal: the stuck reasons in order of priority, with the kind of phase each applies to, its clock (a timing role) and its deadline (a tracked option)';
 
+-- The readers measure ages and deadlines from as_of: an infinite as_of has
+-- none.  PostgreSQL 17 and later would compute infinite intervals where
+-- earlier versions raise halfway; this gives the same error on every
+-- version, checked before anything is read.  (NULL passes.)
+CREATE OR REPLACE FUNCTION @extschema@._check_as_of(as_of timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite time'
+            USING ERRCODE = 'datetime_field_overflow',
+                  DETAIL = format('The value given is %s.', as_of),
+                  HINT = 'Pass a time such as now() or now() + interval ''1 hour''.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_as_of(timestamptz) IS
+    'Internal: refuses an infinite as_of of a reader (22008)';
+
+-- The error of an age measured from an infinite stamp of a row (-infinity,
+-- written with stamping off): the same on every version (PostgreSQL 17 and
+-- later would give an infinite age, earlier versions "cannot subtract
+-- infinite timestamps").  The generated SQL calls it only for such a row.
+CREATE OR REPLACE FUNCTION @extschema@._infinite_stamp(key text, role text, value timestamptz)
+RETURNS interval
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'the row with key % has an infinite %', quote_literal(key), role
+        USING ERRCODE = 'datetime_field_overflow',
+              DETAIL = format('%s is %s: no age or deadline is measured from an infinite time.', role, value),
+              HINT = format('Set %s of the row to a finite time, or to NULL.', role);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._infinite_stamp(text, text, timestamptz) IS
+    'Internal: raises the error (22008) of an age measured from an infinite stamp of a row';
+
 --------------------------------------------------------------------------
 -- Shared helpers
 --------------------------------------------------------------------------

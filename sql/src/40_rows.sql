@@ -168,7 +168,8 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --                         smoothing time constant
 --   overall_progress      weighted over the lifecycle's phases
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
---   in_phase, elapsed     the same as intervals, NULL when negative
+--   in_phase, elapsed     the same as intervals, NULL when negative; a -infinity
+--                         stamp raises (_infinite_stamp())
 --   reason                the failure reason of a failed or cancelled row
 CREATE OR REPLACE FUNCTION @extschema@._figures_sql(cfg @extschema@.tracked, rows text)
 RETURNS text
@@ -185,8 +186,12 @@ AS $$
         '                                               coalesce(r.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
         '       @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS phase_elapsed_seconds,'
         '       @extschema@._elapsed_seconds(r.started_at, coalesce(r.finished_at, $1)) AS elapsed_seconds,'
-        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.phase_updated_at THEN $1 OPERATOR(pg_catalog.-) r.phase_updated_at END AS in_phase,'
-        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at THEN $1 OPERATOR(pg_catalog.-) r.started_at END AS elapsed,'
+        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.phase_updated_at'
+        '            THEN CASE WHEN pg_catalog.isfinite(r.phase_updated_at) THEN $1 OPERATOR(pg_catalog.-) r.phase_updated_at'
+        '                      ELSE @extschema@._infinite_stamp(r.key, ''phase_updated_at'', r.phase_updated_at) END END AS in_phase,'
+        '       CASE WHEN $1 OPERATOR(pg_catalog.>=) r.started_at'
+        '            THEN CASE WHEN pg_catalog.isfinite(r.started_at) THEN $1 OPERATOR(pg_catalog.-) r.started_at'
+        '                      ELSE @extschema@._infinite_stamp(r.key, ''started_at'', r.started_at) END END AS elapsed,'
         '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[]) THEN r.failure_reason END AS reason'
         '  FROM (%1$s) r'
         '  CROSS JOIN LATERAL (SELECT b.*,'

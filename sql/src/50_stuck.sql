@@ -164,15 +164,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    -- ages and deadlines are measured from as_of: an infinite one has none
-    -- (PostgreSQL 17 and later would give infinite ages, earlier versions
-    -- an error halfway; the same error on every version)
-    IF NOT isfinite(as_of) THEN
-        RAISE EXCEPTION 'as_of must be a finite time'
-            USING ERRCODE = 'datetime_field_overflow',
-                  DETAIL = format('The value given is %s.', as_of),
-                  HINT = 'Pass a time such as now() or now() + interval ''1 hour''.';
-    END IF;
+    PERFORM @extschema@._check_as_of(as_of);
     RETURN QUERY
     SELECT * FROM @extschema@.tracked t
      WHERE (tbl IS NULL OR t.relid = tbl)
@@ -191,7 +183,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
         'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.stuck_reason, r.stuck_clock, r.stuck_deadline,'
-        ' $1 OPERATOR(pg_catalog.-) (r.stuck_clock OPERATOR(pg_catalog.+) r.stuck_deadline)'
+        ' CASE WHEN pg_catalog.isfinite(r.stuck_clock)'
+        '      THEN $1 OPERATOR(pg_catalog.-) (r.stuck_clock OPERATOR(pg_catalog.+) r.stuck_deadline)'
+        '      ELSE @extschema@._infinite_stamp(r.key, (SELECT sr.clock FROM @extschema@._stuck_reasons() sr'
+        '                                              WHERE sr.reason OPERATOR(pg_catalog.=) r.stuck_reason), r.stuck_clock) END'
         ' FROM (%s) r ORDER BY 7 DESC, 2',
         cfg.relid::oid, @extschema@._rows_sql(cfg, 'st.reason IS NOT NULL'))
 $$;

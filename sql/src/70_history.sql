@@ -316,6 +316,7 @@ DECLARE
     k text := @extschema@._key_text(tbl, key);
 BEGIN
     PERFORM @extschema@._check_readable(tbl);
+    PERFORM @extschema@._check_as_of(as_of);
     RETURN QUERY
     SELECT h.to_phase, h.to_kind, h.at, h.next_at,
            CASE WHEN h.next_at IS NOT NULL THEN h.next_at - h.at

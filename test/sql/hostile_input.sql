@@ -6,7 +6,14 @@
 -- (XX000), which must never happen; a crash would end the test.
 SET timezone = 'UTC';
 SET client_min_messages = warning;
-SELECT setseed(0.20261124);
+-- The generator is fz_random(), not random(): PostgreSQL 15 changed
+-- random()'s algorithm, and the same calls must be made on every version.
+-- (A Lehmer generator, its state in a setting of the session.)
+CREATE FUNCTION fz_random() RETURNS double precision LANGUAGE sql VOLATILE AS $$
+    SELECT set_config('fz.state', (current_setting('fz.state')::bigint * 48271 % 2147483647)::text, false)::bigint
+           / 2147483647.0::double precision
+$$;
+SELECT set_config('fz.state', '20261124', false) IS NOT NULL AS seeded;
 
 CREATE TABLE fz_seen (area text, sqlstate text);
 CREATE TABLE fz_internal (area text, input text, message text);
@@ -23,16 +30,16 @@ DECLARE
         convert_from('\xf09f9a80'::bytea, 'UTF8'), convert_from(decode(repeat('e282ac', 22), 'hex'), 'UTF8'),
         'NaN', 'Infinity', '-Infinity', '1e309', '-0', '99999999999999999999', 'null', '{}', '[]',
         'queued', 'building', 'succeeded', 'failed', 'phase', 'ID', 'a,b', 'x"y', 'Phase'];
-    r double precision := random();
+    r double precision := fz_random();
 BEGIN
     IF r < 0.7 THEN
-        RETURN pool[1 + floor(random() * cardinality(pool))::int];
+        RETURN pool[1 + floor(fz_random() * cardinality(pool))::int];
     ELSIF r < 0.85 THEN
-        RETURN pool[1 + floor(random() * cardinality(pool))::int] || pool[1 + floor(random() * cardinality(pool))::int];
+        RETURN pool[1 + floor(fz_random() * cardinality(pool))::int] || pool[1 + floor(fz_random() * cardinality(pool))::int];
     ELSE
         -- random printable and control bytes of the ASCII range (no NUL)
-        RETURN (SELECT string_agg(chr(1 + floor(random() * 126)::int), '')
-                  FROM generate_series(1, 1 + floor(random() * 80)::int));
+        RETURN (SELECT string_agg(chr(1 + floor(fz_random() * 126)::int), '')
+                  FROM generate_series(1, 1 + floor(fz_random() * 80)::int));
     END IF;
 END $fz$;
 
@@ -40,29 +47,29 @@ END $fz$;
 -- arrays and objects, and phase-like objects with valid and invalid keys
 CREATE FUNCTION fz_json(depth int DEFAULT 0) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-    r double precision := random();
+    r double precision := fz_random();
     nums text[] := ARRAY['0', '-1', '1', '1e308', '-1e308', '1e-320', '0.5', '123456789012345678901234567890', '1e400'];
     kinds text[] := ARRAY['pending', 'active', 'waiting', 'succeeded', 'failed', 'cancelled', 'Active', '', 'done'];
     deadlines text[] := ARRAY['10 minutes', '-1 day', '0', '178000000 years', 'infinity', '1 microsecond', 'soon', '1e10 days'];
     obj jsonb := '{}';
 BEGIN
     IF depth > 3 OR r < 0.25 THEN
-        RETURN CASE floor(random() * 5)::int
+        RETURN CASE floor(fz_random() * 5)::int
                    WHEN 0 THEN 'null'::jsonb
-                   WHEN 1 THEN to_jsonb(random() < 0.5)
-                   WHEN 2 THEN nums[1 + floor(random() * cardinality(nums))::int]::jsonb
+                   WHEN 1 THEN to_jsonb(fz_random() < 0.5)
+                   WHEN 2 THEN nums[1 + floor(fz_random() * cardinality(nums))::int]::jsonb
                    ELSE to_jsonb(fz_str()) END;
     ELSIF r < 0.45 THEN
-        RETURN (SELECT coalesce(jsonb_agg(fz_json(depth + 1)), '[]') FROM generate_series(1, floor(random() * 4)::int));
+        RETURN (SELECT coalesce(jsonb_agg(fz_json(depth + 1)), '[]') FROM generate_series(1, floor(fz_random() * 4)::int));
     ELSIF r < 0.55 THEN
-        RETURN (SELECT coalesce(jsonb_object_agg(fz_str(), fz_json(depth + 1)), '{}') FROM generate_series(1, floor(random() * 4)::int));
+        RETURN (SELECT coalesce(jsonb_object_agg(fz_str(), fz_json(depth + 1)), '{}') FROM generate_series(1, floor(fz_random() * 4)::int));
     ELSE
         -- a phase-like object
-        IF random() < 0.9 THEN obj := obj || jsonb_build_object('phase', CASE WHEN random() < 0.8 THEN to_jsonb(fz_str()) ELSE fz_json(depth + 1) END); END IF;
-        IF random() < 0.9 THEN obj := obj || jsonb_build_object('kind', kinds[1 + floor(random() * cardinality(kinds))::int]); END IF;
-        IF random() < 0.4 THEN obj := obj || jsonb_build_object('weight', CASE WHEN random() < 0.8 THEN nums[1 + floor(random() * cardinality(nums))::int]::jsonb ELSE fz_json(depth + 1) END); END IF;
-        IF random() < 0.4 THEN obj := obj || jsonb_build_object('deadline', CASE WHEN random() < 0.8 THEN to_jsonb(deadlines[1 + floor(random() * cardinality(deadlines))::int]) ELSE fz_json(depth + 1) END); END IF;
-        IF random() < 0.1 THEN obj := obj || jsonb_build_object(fz_str(), fz_json(depth + 1)); END IF;
+        IF fz_random() < 0.9 THEN obj := obj || jsonb_build_object('phase', CASE WHEN fz_random() < 0.8 THEN to_jsonb(fz_str()) ELSE fz_json(depth + 1) END); END IF;
+        IF fz_random() < 0.9 THEN obj := obj || jsonb_build_object('kind', kinds[1 + floor(fz_random() * cardinality(kinds))::int]); END IF;
+        IF fz_random() < 0.4 THEN obj := obj || jsonb_build_object('weight', CASE WHEN fz_random() < 0.8 THEN nums[1 + floor(fz_random() * cardinality(nums))::int]::jsonb ELSE fz_json(depth + 1) END); END IF;
+        IF fz_random() < 0.4 THEN obj := obj || jsonb_build_object('deadline', CASE WHEN fz_random() < 0.8 THEN to_jsonb(deadlines[1 + floor(fz_random() * cardinality(deadlines))::int]) ELSE fz_json(depth + 1) END); END IF;
+        IF fz_random() < 0.1 THEN obj := obj || jsonb_build_object(fz_str(), fz_json(depth + 1)); END IF;
         RETURN obj;
     END IF;
 END $$;
@@ -81,11 +88,11 @@ DECLARE
     nm text; ph jsonb; st text; msg text;
 BEGIN
     FOR i IN 1 .. 400 LOOP
-        nm := CASE WHEN random() < 0.5 THEN 'fz_lc_' || i ELSE fz_str() END;
-        ph := CASE WHEN random() < 0.3 THEN fz_json()
-                   ELSE (SELECT jsonb_agg(fz_json(1)) FROM generate_series(1, 1 + floor(random() * 6)::int)) END;
+        nm := CASE WHEN fz_random() < 0.5 THEN 'fz_lc_' || i ELSE fz_str() END;
+        ph := CASE WHEN fz_random() < 0.3 THEN fz_json()
+                   ELSE (SELECT jsonb_agg(fz_json(1)) FROM generate_series(1, 1 + floor(fz_random() * 6)::int)) END;
         -- often make it nearly valid, so that the later checks are reached
-        IF random() < 0.5 AND jsonb_typeof(ph) = 'array' THEN
+        IF fz_random() < 0.5 AND jsonb_typeof(ph) = 'array' THEN
             ph := ph || '[{"phase": "fz_ok", "kind": "succeeded"}, {"phase": "fz_ko", "kind": "failed"}]';
         END IF;
         BEGIN
@@ -121,9 +128,9 @@ DECLARE
     p text; c bigint; t bigint; st text; msg text;
 BEGIN
     FOR i IN 1 .. 400 LOOP
-        p := CASE WHEN random() < 0.5 THEN phases[1 + floor(random() * cardinality(phases))::int] ELSE fz_str() END;
-        c := counts[1 + floor(random() * cardinality(counts))::int];
-        t := counts[1 + floor(random() * cardinality(counts))::int];
+        p := CASE WHEN fz_random() < 0.5 THEN phases[1 + floor(fz_random() * cardinality(phases))::int] ELSE fz_str() END;
+        c := counts[1 + floor(fz_random() * cardinality(counts))::int];
+        t := counts[1 + floor(fz_random() * cardinality(counts))::int];
         BEGIN
             IF i % 4 = 0 THEN
                 INSERT INTO fz_text (phase, completed_items, total_items) VALUES (p, c, t);
@@ -160,20 +167,20 @@ BEGIN
     FOR i IN 1 .. 250 LOOP
         -- the phase column is often a real one, the other roles often off,
         -- so that some calls get through to the triggers
-        n := ARRAY[CASE WHEN random() < 0.8 THEN (ARRAY['phase', 'Phase'])[1 + floor(random() * 2)::int] ELSE fz_str() END];
+        n := ARRAY[CASE WHEN fz_random() < 0.8 THEN (ARRAY['phase', 'Phase'])[1 + floor(fz_random() * 2)::int] ELSE fz_str() END];
         FOR j IN 2 .. 6 LOOP
-            n := n || CASE WHEN random() < 0.4 THEN NULL
-                           WHEN random() < 0.7 THEN cols[1 + floor(random() * cardinality(cols))::int] ELSE fz_str() END;
+            n := n || CASE WHEN fz_random() < 0.4 THEN NULL
+                           WHEN fz_random() < 0.7 THEN cols[1 + floor(fz_random() * cardinality(cols))::int] ELSE fz_str() END;
         END LOOP;
         ok := false;
         BEGIN
             PERFORM deploy_progress.track('fz_cols',
-                        lifecycle => CASE WHEN n[1] = 'phase' OR random() < 0.2 THEN 'fz_text' END,
+                        lifecycle => CASE WHEN n[1] = 'phase' OR fz_random() < 0.2 THEN 'fz_text' END,
                         phase => n[1], completed_items => n[2], total_items => n[3],
                         heartbeat_at => n[4], items_per_second => n[5],
-                        key => CASE WHEN random() < 0.6 THEN ARRAY[n[6]]::name[]
-                                    WHEN random() < 0.5 THEN ARRAY['ID', n[6]]::name[] END,
-                        storage => (ARRAY['auto', 'row', 'side', fz_str()])[1 + floor(random() * 4)::int]);
+                        key => CASE WHEN fz_random() < 0.6 THEN ARRAY[n[6]]::name[]
+                                    WHEN fz_random() < 0.5 THEN ARRAY['ID', n[6]]::name[] END,
+                        storage => (ARRAY['auto', 'row', 'side', fz_str()])[1 + floor(fz_random() * 4)::int]);
             ok := true;
             st := 'ok'; msg := NULL;
         EXCEPTION WHEN OTHERS THEN
@@ -218,37 +225,37 @@ BEGIN
         BEGIN
             CASE area
             WHEN 'percent' THEN
-                PERFORM deploy_progress.percent(big[1 + floor(random() * 7)::int], big[1 + floor(random() * 7)::int]);
+                PERFORM deploy_progress.percent(big[1 + floor(fz_random() * 7)::int], big[1 + floor(fz_random() * 7)::int]);
             WHEN 'transfer_speed' THEN
-                PERFORM deploy_progress.transfer_speed(big[1 + floor(random() * 7)::int], ts[1 + floor(random() * 8)::int],
-                                                       ts[1 + floor(random() * 8)::int]);
+                PERFORM deploy_progress.transfer_speed(big[1 + floor(fz_random() * 7)::int], ts[1 + floor(fz_random() * 8)::int],
+                                                       ts[1 + floor(fz_random() * 8)::int]);
             WHEN 'smoothed_speed' THEN
-                PERFORM deploy_progress.smoothed_speed(dbl[1 + floor(random() * 11)::int], ts[1 + floor(random() * 8)::int],
-                                                       ts[1 + floor(random() * 8)::int], iv[1 + floor(random() * 9)::int]);
+                PERFORM deploy_progress.smoothed_speed(dbl[1 + floor(fz_random() * 11)::int], ts[1 + floor(fz_random() * 8)::int],
+                                                       ts[1 + floor(fz_random() * 8)::int], iv[1 + floor(fz_random() * 9)::int]);
             WHEN 'eta' THEN
-                PERFORM deploy_progress.eta(big[1 + floor(random() * 7)::int], big[1 + floor(random() * 7)::int],
-                                            dbl[1 + floor(random() * 11)::int]);
+                PERFORM deploy_progress.eta(big[1 + floor(fz_random() * 7)::int], big[1 + floor(fz_random() * 7)::int],
+                                            dbl[1 + floor(fz_random() * 11)::int]);
             WHEN 'weighted_progress' THEN
-                n := floor(random() * 6)::int;
-                SELECT array_agg(dbl[1 + floor(random() * 11)::int]) INTO w FROM generate_series(1, n);
-                SELECT array_agg(kinds[1 + floor(random() * 9)::int]) INTO k
-                  FROM generate_series(1, CASE WHEN random() < 0.8 THEN n ELSE floor(random() * 6)::int END);
+                n := floor(fz_random() * 6)::int;
+                SELECT array_agg(dbl[1 + floor(fz_random() * 11)::int]) INTO w FROM generate_series(1, n);
+                SELECT array_agg(kinds[1 + floor(fz_random() * 9)::int]) INTO k
+                  FROM generate_series(1, CASE WHEN fz_random() < 0.8 THEN n ELSE floor(fz_random() * 6)::int END);
                 input := concat_ws(' ', w, k);
-                PERFORM deploy_progress.weighted_progress(coalesce(w, '{}'), coalesce(k, '{}'), pos[1 + floor(random() * 9)::int],
-                                                          dbl[1 + floor(random() * 11)::int]);
+                PERFORM deploy_progress.weighted_progress(coalesce(w, '{}'), coalesce(k, '{}'), pos[1 + floor(fz_random() * 9)::int],
+                                                          dbl[1 + floor(fz_random() * 11)::int]);
             WHEN '_speed_step' THEN
-                PERFORM deploy_progress._speed_step(dbl[1 + floor(random() * 11)::int], ts[1 + floor(random() * 8)::int],
-                                                    big[1 + floor(random() * 7)::int], ts[1 + floor(random() * 8)::int],
-                                                    iv[1 + floor(random() * 9)::int], ts[1 + floor(random() * 8)::int]);
+                PERFORM deploy_progress._speed_step(dbl[1 + floor(fz_random() * 11)::int], ts[1 + floor(fz_random() * 8)::int],
+                                                    big[1 + floor(fz_random() * 7)::int], ts[1 + floor(fz_random() * 8)::int],
+                                                    iv[1 + floor(fz_random() * 9)::int], ts[1 + floor(fz_random() * 8)::int]);
             WHEN '_elapsed_seconds' THEN
-                PERFORM deploy_progress._elapsed_seconds(ts[1 + floor(random() * 8)::int], ts[1 + floor(random() * 8)::int]);
+                PERFORM deploy_progress._elapsed_seconds(ts[1 + floor(fz_random() * 8)::int], ts[1 + floor(fz_random() * 8)::int]);
             WHEN 'overall_progress' THEN
-                PERFORM deploy_progress.overall_progress(CASE WHEN random() < 0.5 THEN 'default' ELSE fz_str() END,
-                                                         CASE WHEN random() < 0.5 THEN 'building' ELSE fz_str() END,
-                                                         big[1 + floor(random() * 7)::int], big[1 + floor(random() * 7)::int]);
+                PERFORM deploy_progress.overall_progress(CASE WHEN fz_random() < 0.5 THEN 'default' ELSE fz_str() END,
+                                                         CASE WHEN fz_random() < 0.5 THEN 'building' ELSE fz_str() END,
+                                                         big[1 + floor(fz_random() * 7)::int], big[1 + floor(fz_random() * 7)::int]);
             ELSE
                 input := fz_json()::text;
-                PERFORM deploy_progress.describe(CASE WHEN random() < 0.5 THEN input::jsonb
+                PERFORM deploy_progress.describe(CASE WHEN fz_random() < 0.5 THEN input::jsonb
                     ELSE jsonb_build_object('phase', fz_json(3), 'kind', fz_json(3), 'completed', fz_json(3),
                                             'total', fz_json(3), 'percent', fz_json(3), 'speed', fz_json(3),
                                             'eta_seconds', fz_json(3), 'stalled', fz_json(3),
@@ -278,18 +285,18 @@ BEGIN
         BEGIN
             CASE area
             WHEN 'progress' THEN
-                PERFORM deploy_progress.progress(tbls[1 + floor(random() * 5)::int],
-                                                 CASE WHEN random() < 0.3 THEN '1' ELSE fz_str() END,
-                                                 ts[1 + floor(random() * 6)::int]);
+                PERFORM deploy_progress.progress(tbls[1 + floor(fz_random() * 5)::int],
+                                                 CASE WHEN fz_random() < 0.3 THEN '1' ELSE fz_str() END,
+                                                 ts[1 + floor(fz_random() * 6)::int]);
             WHEN 'stuck' THEN
-                PERFORM count(*) FROM deploy_progress.stuck(tbls[1 + floor(random() * 5)::int], ts[1 + floor(random() * 6)::int]);
+                PERFORM count(*) FROM deploy_progress.stuck(tbls[1 + floor(fz_random() * 5)::int], ts[1 + floor(fz_random() * 6)::int]);
             WHEN 'in_flight' THEN
-                PERFORM count(*) FROM deploy_progress.in_flight(tbls[1 + floor(random() * 5)::int], ts[1 + floor(random() * 6)::int]);
+                PERFORM count(*) FROM deploy_progress.in_flight(tbls[1 + floor(fz_random() * 5)::int], ts[1 + floor(fz_random() * 6)::int]);
             WHEN 'fail_stuck' THEN
-                PERFORM count(*) FROM deploy_progress.fail_stuck(tbls[1 + floor(random() * 5)::int],
-                                                                sizes[1 + floor(random() * 5)::int], ts[1 + floor(random() * 6)::int]);
+                PERFORM count(*) FROM deploy_progress.fail_stuck(tbls[1 + floor(fz_random() * 5)::int],
+                                                                sizes[1 + floor(fz_random() * 5)::int], ts[1 + floor(fz_random() * 6)::int]);
             ELSE
-                PERFORM count(*) FROM deploy_progress.timings(tbls[1 + floor(random() * 5)::int], fz_str());
+                PERFORM count(*) FROM deploy_progress.timings(tbls[1 + floor(fz_random() * 5)::int], fz_str());
             END CASE;
             st := 'ok'; msg := NULL;
         EXCEPTION WHEN OTHERS THEN

@@ -39,14 +39,14 @@ SELECT storage FROM deploy_progress.track('sw_jobs', heartbeat_deadline => '1 mi
 -- six rows whose worker stopped a day ago (the trigger fires on UPDATE only)
 CREATE FUNCTION sw_reset() RETURNS void LANGUAGE sql
 SET deploy_progress.stamping = off
-BEGIN ATOMIC
+AS $$
     DELETE FROM sw_jobs;
     INSERT INTO sw_jobs
     SELECT i, CASE WHEN i <= 2 THEN 'sw_tenant_a' ELSE 'sw_tenant_b' END, 'building',
            now() - interval '1 day', now() - interval '1 day', now() - interval '1 day'
       FROM generate_series(1, 6) i;
     DELETE FROM sw_log;
-END;
+$$;
 SELECT sw_reset();
 GRANT SELECT, UPDATE ON sw_jobs TO sw_sweeper, sw_tenant_a;
 GRANT SELECT ON sw_jobs TO sw_nobody;
