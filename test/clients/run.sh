@@ -34,7 +34,7 @@ suite_node() {
     cd "$HERE/node"
     # the versions pinned in package-lock.json, nothing else
     npm ci --no-audit --no-fund --loglevel=error
-    PGDATABASE=dp_client_node node --test --test-reporter=spec deployments.test.js
+    PGDATABASE=dp_client_node node --test --test-reporter=spec deployments.test.js drizzle_kit.test.js
 }
 
 suite_python() {
