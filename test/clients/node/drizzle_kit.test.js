@@ -5,7 +5,8 @@
 // the extension's schema, enum and view from deploy_progress.js.  So
 // `drizzle-kit generate` writes the app's CREATE TABLEs and no DDL for the
 // extension's objects, `drizzle-kit migrate` applies them to a database
-// with the extension, and the tables are tracked and stamped as any other.
+// with the extension and a custom migration (generate --custom) that
+// tracks the tables, and writes through Drizzle are stamped.
 // Neither a second generate nor `drizzle-kit push` finds anything to change
 // afterwards.  Connects with the PG* environment variables
 // (test/clients/run.sh sets them).
@@ -62,6 +63,7 @@ after(async () => {
   await db.execute(sql`DROP SCHEMA IF EXISTS drizzle CASCADE`);
   await pool.end();
   fs.rmSync(path.join(HERE, OUT), { recursive: true, force: true });
+  try { fs.rmdirSync(path.join(HERE, '.tmp')); } catch { /* not empty: another run's */ }
 });
 
 describe('drizzle-kit generate over tables that use the extension', () => {
@@ -92,18 +94,39 @@ describe('drizzle-kit generate over tables that use the extension', () => {
   });
 });
 
-describe('the migration applied by drizzle-kit migrate, then tracked', () => {
+// The tables are tracked by a custom migration (generate --custom), which
+// migrate applies after the one that creates them.
+const trackSql = `
+SELECT deploy_progress.track('kit_deployments');
+--> statement-breakpoint
+SELECT deploy_progress.define_lifecycle('kit_deploy', '${JSON.stringify([
+  { phase: 'queued', kind: 'pending' },
+  { phase: 'building', kind: 'active' },
+  { phase: 'deploying', kind: 'active' },
+  { phase: 'live', kind: 'succeeded' },
+  { phase: 'failed', kind: 'failed' },
+])}');
+--> statement-breakpoint
+SELECT deploy_progress.track('kit_jobs', lifecycle => 'kit_deploy');
+`;
+
+describe('the migrations applied by drizzle-kit migrate: the tables, then track()', () => {
   before(async () => {
+    await kit('generate', '--custom', '--name', 'track');
+    const files = migrations();
+    assert.equal(files.length, 2, `an empty custom migration: ${files}`);
+    assert.match(files[1], /^0001_track\.sql$/);
+    fs.appendFileSync(path.join(HERE, OUT, files[1]), trackSql);
     await kit('migrate');
-    await db.execute(sql`SELECT deploy_progress.track('kit_deployments')`);
-    await db.execute(sql`SELECT deploy_progress.define_lifecycle('kit_deploy', ${JSON.stringify([
-      { phase: 'queued', kind: 'pending' },
-      { phase: 'building', kind: 'active' },
-      { phase: 'deploying', kind: 'active' },
-      { phase: 'live', kind: 'succeeded' },
-      { phase: 'failed', kind: 'failed' },
-    ])}::jsonb)`);
-    await db.execute(sql`SELECT deploy_progress.track('kit_jobs', lifecycle => 'kit_deploy')`);
+  });
+
+  test('both tables are tracked', async () => {
+    const { rows } = await db.execute(sql`SELECT relid::text, lifecycle FROM deploy_progress.tracked
+      WHERE relid IN ('kit_deployments'::regclass, 'kit_jobs'::regclass) ORDER BY 1`);
+    assert.deepEqual(rows, [
+      { relid: 'kit_deployments', lifecycle: 'default' },
+      { relid: 'kit_jobs', lifecycle: 'kit_deploy' },
+    ]);
   });
 
   test('the enum column: writes are stamped and in_flight reads them', async () => {
@@ -165,13 +188,13 @@ describe('the migration applied by drizzle-kit migrate, then tracked', () => {
     // migrations folder; it does not read the database
     const output = await kit('generate');
     assert.match(output, /No schema changes, nothing to migrate/);
-    assert.equal(migrations().length, 1);
+    assert.equal(migrations().length, 2);
   });
 
   test('push finds nothing to change: the triggers and in-flight indexes are known', async () => {
     // push compares the schema files with the database; the tables declare
     // the in-flight indexes track() made, which push would drop otherwise
-    const output = await kit('push', '--strict');
+    const output = await kit('push', '--strict', '--verbose');
     assert.match(output, /No changes detected/);
   });
 });
