@@ -99,15 +99,12 @@ describe('drizzle-kit generate over tables that use the extension', () => {
 const trackSql = `
 SELECT deploy_progress.track('kit_deployments');
 --> statement-breakpoint
-SELECT deploy_progress.define_lifecycle('kit_deploy', '${JSON.stringify([
-  { phase: 'queued', kind: 'pending' },
-  { phase: 'building', kind: 'active' },
-  { phase: 'deploying', kind: 'active' },
-  { phase: 'live', kind: 'succeeded' },
-  { phase: 'failed', kind: 'failed' },
-])}');
+SELECT deploy_progress.define_lifecycle('kit_deploy', $$[
+    {"phase": "queued", "kind": "pending"}, {"phase": "building", "kind": "active"},
+    {"phase": "deploying", "kind": "active"}, {"phase": "live", "kind": "succeeded"},
+    {"phase": "failed", "kind": "failed"}]$$);
 --> statement-breakpoint
-SELECT deploy_progress.track('kit_jobs', lifecycle => 'kit_deploy');
+SELECT relid, storage, time_zone FROM deploy_progress.track('kit_jobs', lifecycle => 'kit_deploy');
 `;
 
 describe('the migrations applied by drizzle-kit migrate: the tables, then track()', () => {
@@ -126,6 +123,20 @@ describe('the migrations applied by drizzle-kit migrate: the tables, then track(
     assert.deepEqual(rows, [
       { relid: 'kit_deployments', lifecycle: 'default' },
       { relid: 'kit_jobs', lifecycle: 'kit_deploy' },
+    ]);
+  });
+
+  test('track() took over the in-flight indexes the first migration created', async () => {
+    // same names; track() rebuilt each as its own (its comment is the statement)
+    const { rows } = await db.execute(sql`
+      SELECT c.relname AS name,
+             obj_description(c.oid, 'pg_class') = deploy_progress.in_flight_index_statement(i.indrelid::regclass, false) AS own
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+       WHERE i.indrelid IN ('kit_deployments'::regclass, 'kit_jobs'::regclass) AND NOT i.indisprimary
+       ORDER BY 1`);
+    assert.deepEqual(rows, [
+      { name: 'kit_deployments_dp_in_flight_idx', own: true },
+      { name: 'kit_jobs_dp_in_flight_idx', own: true },
     ]);
   });
 
