@@ -72,17 +72,7 @@
 #include <wchar.h>
 
 #include "libpq-fe.h"
-
-/* the extension's default_version, passed by the Makefile */
-#ifndef DEPLOY_PROGRESS_VERSION
-#define DEPLOY_PROGRESS_VERSION "unknown"
-#endif
-
-#define EXIT_SUCCEEDED		0
-#define EXIT_FAILED			1
-#define EXIT_CANCELLED		2
-#define EXIT_ERROR			3
-#define EXIT_INTERRUPTED	4
+#include "watch.h"
 
 /* no exit status decided yet: keep watching */
 #define KEEP_WATCHING		(-1)
@@ -125,9 +115,11 @@ typedef struct Buf
 	size_t		cap;
 } Buf;
 
-typedef struct Watch
+struct Watch
 {
 	PGconn	   *conn;
+	const char *client_encoding;	/* asked of the server, NULL for the default */
+	bool		reconnecting;	/* the connection is lost, not yet back */
 	const char *table_arg;		/* -t as given */
 	char	   *relid;			/* its OID as text, NULL for all tables */
 	char	   *table;			/* its canonical name */
@@ -148,7 +140,7 @@ typedef struct Watch
 	char	  **frame_text;		/* the lines of the frame drawn last, as shown */
 	int			frame_n;
 	int			frame_cap;
-} Watch;
+};
 
 /*
  * The figures of a row as a JSON object (keys in a fixed order), from a
@@ -239,15 +231,7 @@ static const char *const final_sql =
 #define STALLED_COLOR		"\033[33m"
 #define RESET				"\033[0m"
 
-#ifdef __GNUC__
-static void fatal(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
-static void print_message(Watch *w, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-#else
-static void fatal(const char *fmt,...);
-static void print_message(Watch *w, const char *fmt,...);
-#endif
-
-static volatile sig_atomic_t interrupted = 0;
+volatile sig_atomic_t interrupted = 0;
 static volatile sig_atomic_t resized = 0;
 static bool cursor_hidden = false;
 
@@ -270,9 +254,11 @@ handle_resize(int signo)
 static void
 usage(void)
 {
-	printf("deploy-progress-watch shows live progress of deploy_progress's tracked tables.\n\n"
+	printf("deploy-progress-watch shows live progress of deploy_progress's tracked tables,\n"
+		   "on a terminal or as a live web page.\n\n"
 		   "Usage:\n"
-		   "  deploy-progress-watch [OPTION]... [DBNAME]\n\n"
+		   "  deploy-progress-watch [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --serve=[ADDR:]PORT [OPTION]... [DBNAME]\n\n"
 		   "Options:\n"
 		   "  -t, --table=TABLE        watch one tracked table (default: every tracked table)\n"
 		   "  -k, --key=KEY            watch one row of TABLE; exit when it reaches a terminal phase\n"
@@ -283,12 +269,19 @@ usage(void)
 		   "      --once               print the rows once and exit\n"
 		   "  -V, --version            output version information, then exit\n"
 		   "  -?, --help               show this help, then exit\n\n"
+		   "Web page options (read-only; -t, -i and -c apply):\n"
+		   "      --serve=[ADDR:]PORT  serve the live page on ADDR (default 127.0.0.1) and PORT\n"
+		   "                           (0: any free port); the URL is printed on stdout\n"
+		   "      --token=TOKEN        require \"Authorization: Bearer TOKEN\" or ?token=TOKEN\n"
+		   "      --basic-auth=USER:PASSWORD  require HTTP basic authentication\n"
+		   "                           (an address that is not loopback needs one of them)\n\n"
 		   "Connection options:\n"
 		   "  -h, --host=HOSTNAME      database server host or socket directory\n"
 		   "  -p, --port=PORT          database server port\n"
 		   "  -U, --username=USERNAME  database user name\n"
 		   "  -d, --dbname=DBNAME      database name or connection string\n\n"
 		   "Exit status with -k: 0 succeeded, 1 failed, 2 cancelled, 3 error, 4 interrupted.\n"
+		   "Exit status of --serve: 0 ended by SIGINT or SIGTERM, 3 error.\n"
 		   "The usual PG* environment variables and ~/.pgpass apply.\n");
 }
 
@@ -303,7 +296,7 @@ restore_terminal(void)
 	}
 }
 
-static void
+void
 fatal(const char *fmt,...)
 {
 	va_list		ap;
@@ -317,7 +310,7 @@ fatal(const char *fmt,...)
 	exit(EXIT_ERROR);
 }
 
-static void *
+void *
 xmalloc(size_t size)
 {
 	void	   *p = malloc(size);
@@ -327,7 +320,7 @@ xmalloc(size_t size)
 	return p;
 }
 
-static char *
+char *
 xstrdup(const char *s)
 {
 	char	   *p;
@@ -341,7 +334,7 @@ xstrdup(const char *s)
 }
 
 /* The first line of a libpq error message, without its newline. */
-static char *
+char *
 first_line(const char *msg)
 {
 	char	   *s = xstrdup(msg ? msg : "unknown error");
@@ -353,7 +346,7 @@ first_line(const char *msg)
 }
 
 /* A JSON string literal for s. */
-static void
+void
 print_json_string(FILE *out, const char *s)
 {
 	const unsigned char *p;
@@ -1202,7 +1195,7 @@ refresh(Watch *w, const char *trigger)
 }
 
 /* LISTEN on the channel given, or on the watched tables' channels. */
-static void
+void
 listen_channels(Watch *w)
 {
 	int			i;
@@ -1315,7 +1308,7 @@ check_setup(Watch *w)
  * signals are blocked but while pselect() waits, so that none that comes
  * between the check of its flag and the wait is missed.
  */
-static const char *
+const char *
 wait_for_update(Watch *w)
 {
 	struct timeval deadline;
@@ -1394,7 +1387,7 @@ wait_for_update(Watch *w)
  * first line down: where that is the top of the screen, some terminals,
  * tmux among them, would move the whole screen into the scrollback.)
  */
-static void
+void
 print_message(Watch *w, const char *fmt,...)
 {
 	va_list		ap;
@@ -1453,9 +1446,8 @@ connect_db(Watch *w, const char *host, const char *port, const char *user, const
 	values[n++] = port;
 	keywords[n] = "user";
 	values[n++] = user;
-	/* on a terminal, text in the terminal's encoding, as psql does */
 	keywords[n] = "client_encoding";
-	values[n++] = w->mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL ? "auto" : NULL;
+	values[n++] = w->client_encoding;
 	keywords[n] = "dbname";
 	values[n++] = dbname;
 	keywords[n] = "fallback_application_name";
@@ -1470,6 +1462,45 @@ connect_db(Watch *w, const char *host, const char *port, const char *user, const
 		fatal("%s", first_line(PQerrorMessage(conn)));
 	PQsetNoticeProcessor(conn, print_notice, w);
 	return conn;
+}
+
+PGconn *
+watch_connection(Watch *w)
+{
+	return w->conn;
+}
+
+/*
+ * After a lost connection: reset it and LISTEN again; false while the
+ * server cannot be reached (the caller tries again after an interval).
+ */
+bool
+reconnect(Watch *w)
+{
+	if (!w->reconnecting)
+		print_message(w, "connection lost, reconnecting\n");
+	w->reconnecting = true;
+	PQreset(w->conn);
+	if (PQstatus(w->conn) != CONNECTION_OK)
+		return false;
+	print_message(w, "reconnected\n");
+	w->reconnecting = false;
+	listen_channels(w);
+	return true;
+}
+
+/* A number of seconds given as an option's value, or an error. */
+static double
+seconds_arg(const char *what, const char *arg, double min, double max)
+{
+	char	   *end;
+	double		v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno != 0 || end == arg || *end != '\0' || !(v >= min && v <= max))
+		fatal("invalid %s \"%s\": give seconds between %g and %g", what, arg, min, max);
+	return v;
 }
 
 int
@@ -1487,6 +1518,9 @@ main(int argc, char **argv)
 		{"json", no_argument, NULL, 1},
 		{"plain", no_argument, NULL, 2},
 		{"once", no_argument, NULL, 3},
+		{"serve", required_argument, NULL, 20},
+		{"token", required_argument, NULL, 21},
+		{"basic-auth", required_argument, NULL, 22},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, '?'},
 		{NULL, 0, NULL, 0}
@@ -1498,15 +1532,15 @@ main(int argc, char **argv)
 	bool		json = false;
 	bool		plain = false;
 	Watch		w;
+	ServeOptions serve;
 	struct sigaction sa;
 	sigset_t	blocked;
 	int			c;
 	int			status;
-	bool		reconnecting = false;
-	char	   *end;
 
 	memset(&w, 0, sizeof(w));
 	w.interval = 1.0;
+	memset(&serve, 0, sizeof(serve));
 
 	/* characters and their widths as the terminal's locale has them */
 	setlocale(LC_CTYPE, "");
@@ -1544,11 +1578,7 @@ main(int argc, char **argv)
 				w.key = optarg;
 				break;
 			case 'i':
-				errno = 0;
-				w.interval = strtod(optarg, &end);
-				if (errno != 0 || end == optarg || *end != '\0' ||
-					!(w.interval >= 0.01 && w.interval <= 86400))
-					fatal("invalid interval \"%s\": give seconds between 0.01 and 86400", optarg);
+				w.interval = seconds_arg("interval", optarg, 0.01, 86400);
 				break;
 			case 'c':
 				w.channel = optarg;
@@ -1561,6 +1591,15 @@ main(int argc, char **argv)
 				break;
 			case 3:
 				w.once = true;
+				break;
+			case 20:
+				serve.listen = optarg;
+				break;
+			case 21:
+				serve.token = optarg;
+				break;
+			case 22:
+				serve.basic_auth = optarg;
 				break;
 			case 'V':
 				printf("deploy-progress-watch (deploy_progress) %s\n", DEPLOY_PROGRESS_VERSION);
@@ -1578,7 +1617,22 @@ main(int argc, char **argv)
 		fatal("-k/--key needs -t/--table: keys are unique within one table");
 	if (json && plain)
 		fatal("--json and --plain cannot be used together");
+	if (serve.listen)
+	{
+		if (w.key || json || plain || w.once)
+			fatal("%s cannot be used with --serve: the page shows every in-flight row of the table (or of all tables)",
+				  w.key ? "-k/--key" : json ? "--json" : plain ? "--plain" : "--once");
+		serve_check_options(&serve);
+		plain = true;
+	}
+	else if (serve.token || serve.basic_auth)
+		fatal("%s needs --serve", serve.token ? "--token" : "--basic-auth");
 	w.mode = json ? OUTPUT_JSON : (plain || !isatty(STDOUT_FILENO)) ? OUTPUT_PLAIN : OUTPUT_TTY;
+	/* the web page's JSON is UTF-8; on a terminal, text in its encoding, as psql does */
+	if (serve.listen)
+		w.client_encoding = "UTF8";
+	else if (w.mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL)
+		w.client_encoding = "auto";
 
 	if (w.mode == OUTPUT_TTY)
 		setvbuf(stdout, NULL, _IOFBF, 1 << 16);	/* a frame is written at once */
@@ -1611,6 +1665,8 @@ main(int argc, char **argv)
 	check_setup(&w);
 	if (!w.once)
 		listen_channels(&w);
+	if (serve.listen)
+		return serve_run(&w, &serve, w.relid, w.in_flight_sql);
 
 	status = refresh(&w, "start");
 	while (status == KEEP_WATCHING || status == -2)
@@ -1622,20 +1678,10 @@ main(int argc, char **argv)
 		trigger = wait_for_update(&w);
 		if (trigger == NULL)
 			break;
-		if (status == -2 || PQstatus(w.conn) == CONNECTION_BAD)
+		if ((status == -2 || PQstatus(w.conn) == CONNECTION_BAD) && !reconnect(&w))
 		{
-			if (!reconnecting)
-				print_message(&w, "connection lost, reconnecting\n");
-			reconnecting = true;
-			PQreset(w.conn);
-			if (PQstatus(w.conn) != CONNECTION_OK)
-			{
-				status = -2;
-				continue;
-			}
-			print_message(&w, "reconnected\n");
-			reconnecting = false;
-			listen_channels(&w);
+			status = -2;
+			continue;
 		}
 		status = refresh(&w, trigger);
 	}
