@@ -489,9 +489,14 @@ respond_steps(Server *s, struct MHD_Connection *c)
 		return respond_error(c, MHD_HTTP_BAD_REQUEST, "give the row as ?table=TABLE&key=KEY");
 
 	pthread_mutex_lock(&s->db_lock);
-	if (PQstatus(s->db) == CONNECTION_BAD)
-		PQreset(s->db);
 	res = PQexecParams(s->db, steps_sql, 2, NULL, params, NULL, NULL, 0);
+	/* a connection lost since the last request: once more on a new one */
+	if (PQstatus(s->db) == CONNECTION_BAD)
+	{
+		PQclear(res);
+		PQreset(s->db);
+		res = PQexecParams(s->db, steps_sql, 2, NULL, params, NULL, NULL, 0);
+	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		ret = respond(c, MHD_HTTP_OK, "application/json", PQgetvalue(res, 0, 0));
 	else if (PQresultStatus(res) == PGRES_TUPLES_OK)

@@ -370,6 +370,40 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertIn("permission denied", body["error"])
 
+    def test_lost_connections_are_reset(self):
+        """The server's backends terminated: it reconnects (a snapshot taken
+        while it cannot would say so in "error"), LISTENs again, and
+        /api/steps resets its connection."""
+        self.sql("INSERT INTO web_deploys (id) VALUES ('r')")
+        s = self.serve("-t", "web_deploys", "-i", "0.2")
+        stream = Stream(s)
+        try:
+            until(lambda: stream.row("web_deploys", "r"), what="the first snapshot")
+            self.assertEqual(s.json("/api/steps?table=web_deploys&key=r")[0], 200)
+            self.sql("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+                     " WHERE application_name = 'deploy-progress-watch' AND datname = current_database()")
+            n = len(stream.snapshots)
+            until(lambda: len(stream.snapshots) > n and stream.snapshots[-1]["error"] is None
+                  and stream.row("web_deploys", "r"), what="the snapshots after the reconnection")
+            self.assertEqual(s.json("/api/steps?table=web_deploys&key=r")[0], 200)
+            self.move("r", "building")      # and LISTENs again
+            until(lambda: (stream.row("web_deploys", "r") or {}).get("phase") == "building",
+                  what="the new phase")
+        finally:
+            stream.close()
+        self.assertEqual(s.stop(), 0)
+        self.assertIn("connection lost, reconnecting", s.stderr)
+        self.assertIn("reconnected", s.stderr)
+
+    def test_head_requests(self):
+        s = self.serve("-t", "web_deploys")
+        for path in ("/", "/events", "/api/rows"):
+            with self.subTest(path=path):
+                req = urllib.request.Request(s.url + path.lstrip("/"), method="HEAD")
+                with urllib.request.urlopen(req, timeout=20) as r:
+                    self.assertEqual(r.status, 200)
+                    self.assertEqual(r.read(), b"")
+
     # -- shutdown ---------------------------------------------------------------
 
     def test_sigterm_ends_it_with_a_stream_open(self):
@@ -482,6 +516,9 @@ class ServeTest(unittest.TestCase):
             self.assertTrue(driver.save_screenshot(shot))
             print("\nscreenshot: %s" % shot)
             if os.environ.get("DP_SERVE_SCREENSHOT"):
+                # the README's picture, without the test's hostile key
+                self.sql("DELETE FROM web_deploys WHERE id LIKE '<%%'")
+                until(lambda: len(rows()) == 3, what="the row deleted on the page")
                 driver.save_screenshot(os.environ["DP_SERVE_SCREENSHOT"])
         finally:
             stop.set()
