@@ -506,6 +506,8 @@ class ServeTest(unittest.TestCase):
             self.assertEqual((steps["queued"], steps["fetching"], steps["preparing"], steps["health_check"]),
                              ("completed", "completed", "skipped", "pending"))
             self.assertIn("web-1", driver.find_element(By.ID, "steps-title").text)
+            # the steps' labels
+            self.assertIn("Fetching sources", driver.find_element(By.ID, "steps").text)
             until(lambda: "fetching → transferring" in driver.find_element(By.ID, "events").text,
                   what="the transition in the recent list")
             self.assertEqual(driver.find_element(By.ID, "live-text").text, "live")
