@@ -476,6 +476,7 @@ class ServeTest(unittest.TestCase):
             driver.get(s.url + "?token=tok")
             until(lambda: cell("web-1", "phase") == "queued", timeout=30, what="the page's first rows")
             # stuck first, highlighted
+            self.assertEqual(driver.title, "(1 stuck) 4 in flight · deploy_progress")
             first = rows()[0]
             self.assertEqual(first["key"], "cache-3")
             self.assertIn("stuck", first["classes"])
