@@ -370,6 +370,30 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertIn("permission denied", body["error"])
 
+    def test_row_level_security_applies(self):
+        self.sql("INSERT INTO web_deploys (id) VALUES ('pub-1'), ('hidden-1')")
+        self.move("pub-1", "building")
+        self.move("hidden-1", "building")
+        self.conn.execute("""
+            GRANT SELECT ON web_deploys TO dp_serve_nobody;
+            ALTER TABLE web_deploys ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY serve_pub ON web_deploys FOR SELECT TO dp_serve_nobody USING (id LIKE 'pub-%');
+        """)
+        try:
+            s = self.serve("-U", "dp_serve_nobody", "-t", "web_deploys")
+            status, snap = s.json("/api/rows")
+            self.assertEqual(status, 200)
+            self.assertEqual([r["key"] for r in snap["rows"]], ["pub-1"])
+            self.assertEqual({e["key"] for e in snap["events"]}, {"pub-1"})
+            self.assertEqual(s.json("/api/steps?table=web_deploys&key=pub-1")[0], 200)
+            self.assertEqual(s.json("/api/steps?table=web_deploys&key=hidden-1"), (404, {"error": "no such row"}))
+        finally:
+            self.conn.execute("""
+                DROP POLICY serve_pub ON web_deploys;
+                ALTER TABLE web_deploys DISABLE ROW LEVEL SECURITY;
+                REVOKE SELECT ON web_deploys FROM dp_serve_nobody;
+            """)
+
     def test_lost_connections_are_reset(self):
         """The server's backends terminated: it reconnects (a snapshot taken
         while it cannot would say so in "error"), LISTENs again, and
