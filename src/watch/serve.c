@@ -238,6 +238,11 @@ serve_check_options(ServeOptions *o)
 	else
 		fatal("cannot use --serve address \"%s\": not an IPv4 or IPv6 address", host);
 
+	/* from the environment, out of sight of ps */
+	if (o->token == NULL)
+		o->token = getenv("DEPLOY_PROGRESS_WATCH_TOKEN");
+	if (o->basic_auth == NULL)
+		o->basic_auth = getenv("DEPLOY_PROGRESS_WATCH_BASIC_AUTH");
 	if (o->token && o->token[0] == '\0')
 		fatal("--token cannot be empty");
 	if (o->basic_auth)

@@ -69,8 +69,8 @@ def http_get(url, headers=None):
 class Server:
     """deploy-progress-watch --serve running in the background."""
 
-    def __init__(self, *args, listen="127.0.0.1:0"):
-        self.proc = subprocess.Popen([WATCH, "--serve", listen, *args],
+    def __init__(self, *args, listen="127.0.0.1:0", env=None):
+        self.proc = subprocess.Popen([WATCH, "--serve", listen, *args], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         m = URL.search(line)
@@ -342,6 +342,20 @@ class ServeTest(unittest.TestCase):
             until(lambda: stream.snapshots, what="a snapshot with ?token=")
         finally:
             stream.close()
+
+    def test_credentials_from_the_environment(self):
+        env = dict(os.environ, DEPLOY_PROGRESS_WATCH_TOKEN="envtok", DEPLOY_PROGRESS_WATCH_BASIC_AUTH="u:p")
+        s = self.serve("-t", "web_deploys", env=env)
+        self.assertEqual(s.get("/api/rows")[0], 401)
+        self.assertEqual(s.get("/api/rows?token=envtok")[0], 200)
+        self.assertEqual(s.get("/api/rows", {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()})[0], 200)
+        # the option wins
+        s2 = self.serve("-t", "web_deploys", "--token", "opt", env=env)
+        self.assertEqual(s2.get("/api/rows?token=envtok")[0], 401)
+        self.assertEqual(s2.get("/api/rows?token=opt")[0], 200)
+        # and they admit an address that is not loopback
+        s3 = self.serve("-t", "web_deploys", listen="0.0.0.0:0", env=env)
+        self.assertTrue(s3.url.startswith("http://0.0.0.0:"), s3.url)
 
     def test_basic_auth(self):
         s = self.serve("-t", "web_deploys", "--basic-auth", "ops:pa:ss")
