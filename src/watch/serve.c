@@ -76,6 +76,8 @@
 #define KEEPALIVE_SECONDS	15
 /* at most this many HTTP connections (one thread each) */
 #define MAX_CONNECTIONS		64
+/* seconds after which an idle connection (a browser's keep-alive) is closed */
+#define IDLE_TIMEOUT		60
 
 typedef struct RecentEvent
 {
@@ -876,6 +878,7 @@ serve_run(Watch *w, ServeOptions *o, const char *relid, const char *in_flight_sq
 	d = MHD_start_daemon(flags, 0, NULL, NULL, handle_request, &s,
 						 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &bind_addr,
 						 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) MAX_CONNECTIONS,
+						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) IDLE_TIMEOUT,
 						 MHD_OPTION_END);
 	if (d == NULL)
 		fatal("cannot serve on %s:%u: %s", bind_host,

@@ -322,6 +322,34 @@ class ServeTest(unittest.TestCase):
         finally:
             stream.close()
 
+    def test_concurrent_clients(self):
+        """Streams and /api/steps requests at once, from several threads."""
+        self.sql("INSERT INTO web_deploys (id) VALUES ('p1'), ('p2')")
+        s = self.serve("-t", "web_deploys", "-i", "0.1")
+        streams = [Stream(s) for _ in range(6)]
+        results = []
+
+        def client(key):
+            for _ in range(15):
+                results.append(s.json("/api/steps?table=web_deploys&key=" + key)[0])
+                results.append(s.get("/api/rows")[0])
+
+        try:
+            threads = [threading.Thread(target=client, args=(k,)) for k in ("p1", "p2", "p1", "nope")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            self.assertEqual(sorted(set(results)), [200, 404])
+            self.assertEqual(results.count(404), 15)
+            self.move("p2", "building")
+            for st in streams:
+                until(lambda: (st.row("web_deploys", "p2") or {}).get("phase") == "building",
+                      what="the new phase on every stream")
+        finally:
+            for st in streams:
+                st.close()
+
     # -- credentials ----------------------------------------------------------
 
     def test_token(self):
