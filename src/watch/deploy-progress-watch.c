@@ -44,6 +44,10 @@
  * so there the redraw after narrowing starts above the frame and may
  * overwrite a few of the lines above it: it never leaves fragments.
  *
+ * With --serve the program serves a live web page of the rows instead
+ * (serve.c), with this file's connection, in_flight query, LISTEN and
+ * wait; what the files share is declared in watch.h.
+ *
  * IDENTIFICATION
  *	  src/watch/deploy-progress-watch.c
  *
