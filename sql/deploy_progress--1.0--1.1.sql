@@ -2299,6 +2299,37 @@ $$;
 COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
     'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures and stuck reason as of a time';
 
+-- A stalled fleet: a table whose queue waits while nothing works on it,
+-- the "23 queued, 0 in progress" of a dead runner pool, as one row instead
+-- of one stuck row per queued row.  A table is stalled as of a time when at
+-- least one of its pending rows is queue_overdue and none of its active rows
+-- is working: an active row works unless it is stuck for a reason that says
+-- its worker is gone or silent (every reason but phase_overdue, which a slow
+-- row that still reports progress can have).
+CREATE OR REPLACE FUNCTION @extschema@.stuck_tables(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, reason text, queue_overdue bigint, active bigint, active_stuck bigint,
+               queued_since timestamptz, last_activity_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.relid, 'fleet_stall'::text,
+           pg_catalog.count(*) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue'),
+           pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active'),
+           pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active' AND f.stuck_reason IS NOT NULL),
+           pg_catalog.min(f.phase_updated_at) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue'),
+           pg_catalog.max(GREATEST(f.phase_updated_at, f.progress_updated_at, f.heartbeat_at))
+               FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active')
+      FROM @extschema@.in_flight(tbl, as_of) f
+     GROUP BY f.relid
+    HAVING pg_catalog.count(*) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue') OPERATOR(pg_catalog.>) 0
+       AND pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active'
+                                        AND (f.stuck_reason IS NULL
+                                             OR f.stuck_reason OPERATOR(pg_catalog.=) 'phase_overdue')) OPERATOR(pg_catalog.=) 0
+     ORDER BY f.relid::text
+$$;
+COMMENT ON FUNCTION @extschema@.stuck_tables(regclass, timestamptz) IS
+    'Tracked tables (all, or one) whose fleet is stalled as of a time: rows wait past the queue deadline while no active row works (each active row is stuck for no_heartbeat, no_progress or another reason that says its worker is gone), with the counts and times an operator needs';
+
 -- The history is written by the trigger as the table's owner and read by
 -- everyone through views that show the rows of the tables they can read.
 CREATE OR REPLACE VIEW @extschema@.transitions
@@ -2726,6 +2757,7 @@ COMMENT ON FUNCTION @extschema@.prune(interval, boolean, integer, integer) IS
 --   in_flight  rows per non-terminal phase of the lifecycle (zero when
 --              empty), counted through the in-flight partial index
 --   stuck      stuck rows per reason, as stuck() reports them
+--   stalled    1 when the table's fleet is stalled (stuck_tables()), else 0
 --   skipped    1 when the table's queries raised (it is then reported with a
 --              WARNING and has no other rows here), else 0
 CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
@@ -2750,6 +2782,9 @@ BEGIN
                 ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
                 '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
                 ' UNION ALL'
+                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
+                '        (EXISTS (SELECT FROM @extschema@.stuck_tables(%1$L::pg_catalog.regclass, $1)))::integer'
+                ' UNION ALL'
                 ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
                 ' ORDER BY 2, 4, 3',
                 cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
@@ -2764,7 +2799,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._table_metrics() IS
-    'Internal: in-flight rows per phase, stuck rows per reason, and whether the table had to be skipped, for every tracked table the caller can read';
+    'Internal: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled, and whether the table had to be skipped, for every tracked table the caller can read';
 
 CREATE OR REPLACE VIEW @extschema@.metrics
 WITH (security_barrier)
@@ -2840,6 +2875,12 @@ SELECT 'deploy_progress_stuck',
  WHERE EXISTS (SELECT FROM live k WHERE k.relid OPERATOR(pg_catalog.=) t.relid
                                     AND k.metric OPERATOR(pg_catalog.=) 'skipped' AND k.value OPERATOR(pg_catalog.=) 0)
 UNION ALL
+SELECT 'deploy_progress_fleet_stalled',
+       pg_catalog.jsonb_build_object('table', t.label),
+       k.value
+  FROM live k JOIN tables t ON t.relid OPERATOR(pg_catalog.=) k.relid
+ WHERE k.metric OPERATOR(pg_catalog.=) 'stalled'
+UNION ALL
 SELECT 'deploy_progress_table_skipped',
        pg_catalog.jsonb_build_object('table', t.label),
        k.value
@@ -2874,7 +2915,7 @@ SELECT 'deploy_progress_phase_duration_seconds_count',
        s.n
   FROM stays_total s JOIN tables t ON t.relid OPERATOR(pg_catalog.=) s.relid;
 COMMENT ON VIEW @extschema@.metrics IS
-    'Metric samples (name, labels, value) of the tracked tables the current role can read: in-flight rows per phase, stuck rows per reason, transition and failure counters, phase-duration summaries; metrics_prometheus() renders them';
+    'Metric samples (name, labels, value) of the tracked tables the current role can read: in-flight rows per phase, stuck rows per reason, stalled fleets, transition and failure counters, phase-duration summaries; metrics_prometheus() renders them';
 GRANT SELECT ON @extschema@.metrics TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.metrics_prometheus()
@@ -2894,7 +2935,9 @@ AS $$
         ('deploy_progress_phase_duration_seconds', 'summary',
          'Time rows spent in a phase, over stays that did not end in a failed or cancelled phase.', 5),
         ('deploy_progress_table_skipped', 'gauge',
-         '1 when the tracked table could not be read at this scrape (its query raised; the server log has the warning), so that its other samples are missing; else 0.', 6)
+         '1 when the tracked table could not be read at this scrape (its query raised; the server log has the warning), so that its other samples are missing; else 0.', 6),
+        ('deploy_progress_fleet_stalled', 'gauge',
+         '1 when rows of the tracked table wait past the queue deadline while none of its active rows works (stuck_tables()); else 0.', 7)
     ), samples AS (
         SELECT f.ord, m.name, m.labels - 'quantile' AS series,
                m.name OPERATOR(pg_catalog.||)

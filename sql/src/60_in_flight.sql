@@ -56,3 +56,34 @@ SELECT * FROM @extschema@.in_flight(NULL, pg_catalog.now());
 COMMENT ON VIEW @extschema@.in_flight IS
     'Every in-flight (non-terminal) row of every tracked table the current role can read: phase, counters, percent, speeds, ETA, elapsed times, overall progress and stuck reason (NULL when healthy)';
 GRANT SELECT ON @extschema@.in_flight TO PUBLIC;
+
+-- A stalled fleet: a table whose queue waits while nothing works on it,
+-- the "23 queued, 0 in progress" of a dead runner pool, as one row instead
+-- of one stuck row per queued row.  A table is stalled as of a time when at
+-- least one of its pending rows is queue_overdue and none of its active rows
+-- is working: an active row works unless it is stuck for a reason that says
+-- its worker is gone or silent (every reason but phase_overdue, which a slow
+-- row that still reports progress can have).
+CREATE OR REPLACE FUNCTION @extschema@.stuck_tables(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, reason text, queue_overdue bigint, active bigint, active_stuck bigint,
+               queued_since timestamptz, last_activity_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.relid, 'fleet_stall'::text,
+           pg_catalog.count(*) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue'),
+           pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active'),
+           pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active' AND f.stuck_reason IS NOT NULL),
+           pg_catalog.min(f.phase_updated_at) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue'),
+           pg_catalog.max(GREATEST(f.phase_updated_at, f.progress_updated_at, f.heartbeat_at))
+               FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active')
+      FROM @extschema@.in_flight(tbl, as_of) f
+     GROUP BY f.relid
+    HAVING pg_catalog.count(*) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue') OPERATOR(pg_catalog.>) 0
+       AND pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active'
+                                        AND (f.stuck_reason IS NULL
+                                             OR f.stuck_reason OPERATOR(pg_catalog.=) 'phase_overdue')) OPERATOR(pg_catalog.=) 0
+     ORDER BY f.relid::text
+$$;
+COMMENT ON FUNCTION @extschema@.stuck_tables(regclass, timestamptz) IS
+    'Tracked tables (all, or one) whose fleet is stalled as of a time: rows wait past the queue deadline while no active row works (each active row is stuck for no_heartbeat, no_progress or another reason that says its worker is gone), with the counts and times an operator needs';
