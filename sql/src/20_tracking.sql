@@ -44,7 +44,13 @@ VALUES
      'Why the row failed (written by fail_stuck())'),
     ('percent',             11, '{smallint,integer,bigint,numeric,real,double precision}',
      'smallint, integer, bigint, numeric, real or double precision', 'double precision', 'row',
-     'How much of the current phase is done, 0..100, for a table without counters');
+     'How much of the current phase is done, 0..100, for a table without counters'),
+    ('message',             12, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'The worker''s status line, kept with each transition and carried by events'),
+    ('metadata',            13, '{jsonb}', 'jsonb', 'jsonb', 'row',
+     'Details of the row, kept with each transition (never in events)'),
+    ('label',               14, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'A human name for the row, shown instead of its key');
 
 CREATE TABLE @extschema@.tracked (
     relid                   regclass PRIMARY KEY,
@@ -408,6 +414,7 @@ DECLARE
     relkind    "char";
     k          name;
     bad        text;
+    other      text;
     width      integer;
 BEGIN
     IF tbl IS NULL THEN
@@ -558,6 +565,31 @@ BEGIN
         -- timings live in the side table only, and so there is no smoothed speed
         resolved := resolved - ARRAY(SELECT cr.role::text FROM @extschema@.column_roles cr
                                       WHERE cr.under_side <> 'row');
+    END IF;
+    -- a column plays one role: the phase, or one of column_roles
+    SELECT cr.role INTO bad FROM @extschema@.column_roles cr
+     WHERE (resolved ->> cr.role) = phase ORDER BY cr.position LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of table % cannot be both the phase column and the % column', phase, tbl, bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It was named as the %s column; a column plays one role.', bad),
+                  HINT = format('Name another column for the %s role, or pass %s to leave it out.', bad,
+                                CASE WHEN bad = ANY (params) THEN format('%s => NULL', bad)
+                                     ELSE format('columns => ''{"%s": null}''', bad) END);
+    END IF;
+    SELECT ra.role, rb.role INTO bad, other
+      FROM @extschema@.column_roles ra
+      JOIN @extschema@.column_roles rb ON rb.position > ra.position
+     WHERE (resolved ->> ra.role) = (resolved ->> rb.role)
+     ORDER BY ra.position, rb.position LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of table % cannot be both the % column and the % column',
+                        resolved ->> bad, tbl, bad, other
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It was named for the roles %s and %s; a column plays one role.', bad, other),
+                  HINT = format('Name another column for one of the roles, or pass %s to leave the %s role out.',
+                                CASE WHEN other = ANY (params) THEN format('%s => NULL', other)
+                                     ELSE format('columns => ''{"%s": null}''', other) END, other);
     END IF;
     IF (resolved ? 'items_per_second') <> (resolved ? 'speed_updated_at') THEN
         RAISE EXCEPTION 'the smoothed speed needs both an items_per_second and a speed_updated_at column'
