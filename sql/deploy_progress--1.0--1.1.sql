@@ -853,6 +853,19 @@ $$;
 COMMENT ON FUNCTION @extschema@._check_time_zone(text) IS
     'Internal: raises an error unless a name is a time zone PostgreSQL knows';
 
+-- How a caller of track() leaves a column role out: by the role's own
+-- parameter (one of "params") set to NULL, or with a null in "columns".
+CREATE OR REPLACE FUNCTION @extschema@._role_off(role text, params text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN role OPERATOR(pg_catalog.=) ANY (params) THEN pg_catalog.format('%s => NULL', role)
+                ELSE pg_catalog.format('columns => ''{"%s": null}''', role) END
+$$;
+COMMENT ON FUNCTION @extschema@._role_off(text, text[]) IS
+    'Internal: the argument of track() that leaves a column role out, for its hints';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -1023,9 +1036,7 @@ BEGIN
         IF col IS NULL THEN
             CONTINUE;
         END IF;
-        role_off := CASE WHEN r.role = ANY (params)
-                         THEN format('%s => NULL', r.role)
-                         ELSE format('columns => ''{"%s": null}''', r.role) END;
+        role_off := @extschema@._role_off(r.role, params);
         typ := @extschema@._column_type(tbl, col);
         IF typ IS NULL THEN
             IF col <> r.role THEN
@@ -1069,8 +1080,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('It was named as the %s column; a column plays one role.', bad),
                   HINT = format('Name another column for the %s role, or pass %s to leave it out.', bad,
-                                CASE WHEN bad = ANY (params) THEN format('%s => NULL', bad)
-                                     ELSE format('columns => ''{"%s": null}''', bad) END);
+                                @extschema@._role_off(bad, params));
     END IF;
     SELECT ra.role, rb.role INTO bad, other
       FROM @extschema@.column_roles ra
@@ -1083,8 +1093,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('It was named for the roles %s and %s; a column plays one role.', bad, other),
                   HINT = format('Name another column for one of the roles, or pass %s to leave the %s role out.',
-                                CASE WHEN other = ANY (params) THEN format('%s => NULL', other)
-                                     ELSE format('columns => ''{"%s": null}''', other) END, other);
+                                @extschema@._role_off(other, params), other);
     END IF;
     IF (resolved ? 'items_per_second') <> (resolved ? 'speed_updated_at') THEN
         RAISE EXCEPTION 'the smoothed speed needs both an items_per_second and a speed_updated_at column'
