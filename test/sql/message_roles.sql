@@ -192,6 +192,39 @@ SELECT t.columns = b.columns AS columns_kept,
   FROM deploy_progress.tracked t, mr_bad_before b WHERE t.relid = 'mr_bad'::regclass;
 SELECT count(*) AS metadata_role FROM deploy_progress.tracked WHERE relid = 'mr_json'::regclass AND columns ? 'metadata';
 
+-- 9. schema-only dumps: the stamp trigger's configuration carries the
+-- roles, and the first write after a restore recreates them (imitated:
+-- the configuration removed, the triggers put back as pg_dump writes them)
+CREATE TEMP TABLE mr_cfg AS
+    SELECT to_jsonb(t) - 'relid' - 'tracked_at' AS config FROM deploy_progress.tracked t
+     WHERE t.relid = 'mr_jobs'::regclass;
+DO $$
+DECLARE
+    defs text[];
+    comments text[];
+BEGIN
+    SELECT array_agg(pg_get_triggerdef(g.oid) ORDER BY g.tgname),
+           array_agg(coalesce(format('COMMENT ON TRIGGER %I ON mr_jobs IS %L', g.tgname,
+                                     obj_description(g.oid, 'pg_trigger')), '') ORDER BY g.tgname)
+      INTO defs, comments
+      FROM pg_trigger g WHERE g.tgrelid = 'mr_jobs'::regclass AND g.tgname LIKE 'zz_deploy_progress%';
+    PERFORM deploy_progress.untrack('mr_jobs');
+    FOR i IN 1 .. cardinality(defs) LOOP
+        EXECUTE defs[i];
+        IF comments[i] <> '' THEN
+            EXECUTE comments[i];
+        END IF;
+    END LOOP;
+END
+$$;
+SELECT count(*) AS tracked FROM deploy_progress.tracked WHERE relid = 'mr_jobs'::regclass;
+UPDATE mr_jobs SET phase = 'done', message = 'web is up', metadata = '{"url": "https://web.example"}' WHERE id = 1;
+SELECT (to_jsonb(t) - 'relid' - 'tracked_at') = c.config AS config_restored,
+       t.columns ->> 'label' AS label, t.columns ->> 'message' AS message, t.columns ->> 'metadata' AS metadata
+  FROM deploy_progress.tracked t, mr_cfg c WHERE t.relid = 'mr_jobs'::regclass;
+SELECT to_phase, label, message, metadata FROM deploy_progress.transitions
+ WHERE relid = 'mr_jobs'::regclass ORDER BY id DESC LIMIT 1;
+
 DROP TABLE mr_jobs, mr_side, mr_plain, mr_bad, mr_json;
 DROP ROLE mr_outsider, mr_web;
 SELECT count(*) FROM deploy_progress.drop_lifecycle('mr_lc');
