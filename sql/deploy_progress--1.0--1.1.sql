@@ -6,6 +6,8 @@
 --
 --   * phase kinds and stuck reasons are defined once (_kinds(),
 --     _stuck_reasons()); lifecycle_phases.kind is checked against _kinds()
+--   * lifecycle phases take a UI step label (lifecycle_phases.step,
+--     define_lifecycle()'s "step"); steps() lists steps, not phases
 --   * column roles get a catalogue, deploy_progress.column_roles, and the
 --     tracking configuration maps role names to column names in
 --     tracked.columns (jsonb) instead of ten *_column columns; existing
@@ -82,6 +84,21 @@ COMMENT ON FUNCTION @extschema@._stuck_reasons() IS
 ALTER TABLE @extschema@.lifecycle_phases
     DROP CONSTRAINT lifecycle_phases_kind_check,
     ADD CONSTRAINT lifecycle_phases_kind_check CHECK (kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds()));
+
+-- UI step labels: consecutive phases with one label are one step of steps();
+-- the built-in lifecycle's phases get human ones
+ALTER TABLE @extschema@.lifecycle_phases
+    ADD COLUMN step text
+        CHECK (step OPERATOR(pg_catalog.<>) '' AND pg_catalog.char_length(step) OPERATOR(pg_catalog.<=) 100);
+COMMENT ON TABLE @extschema@.lifecycle_phases IS
+    'One row per phase of a lifecycle: its position, kind (pending, active, waiting, succeeded, failed, cancelled), weight in overall progress, optional deadline and optional UI step label (consecutive phases with one label are one step of steps())';
+UPDATE @extschema@.lifecycle_phases p
+   SET step = l.step
+  FROM (VALUES ('queued', 'Queued'), ('preparing', 'Preparing'), ('fetching', 'Fetching sources'),
+               ('building', 'Building'), ('transferring', 'Transferring'), ('migrating', 'Migrating'),
+               ('starting', 'Starting'), ('health_check', 'Health check'), ('finishing', 'Finishing'),
+               ('succeeded', 'Done')) AS l(phase, step)
+ WHERE p.lifecycle OPERATOR(pg_catalog.=) 'default' AND p.phase OPERATOR(pg_catalog.=) l.phase;
 
 --------------------------------------------------------------------------
 -- Column roles and the tracking configuration
@@ -584,10 +601,14 @@ DECLARE
     pkind   text;
     pweight double precision;
     pdeadline interval;
+    pstep   text;
     seen    text[] := '{}';
     kinds   text[] := '{}';
     weights double precision[] := '{}';
     deadlines interval[] := '{}';
+    step_labels text[] := '{}';
+    split_step text;
+    split_phases text;
     bad_key text;
     t       record;
     all_kinds text[] := @extschema@._kinds();
@@ -614,11 +635,12 @@ BEGIN
                       HINT = 'Write each phase as {"phase": "name", "kind": "active", "weight": 1, "deadline": "10 minutes"}.';
         END IF;
         SELECT k INTO bad_key FROM jsonb_object_keys(elem) k
-         WHERE k NOT IN ('phase', 'kind', 'weight', 'deadline') LIMIT 1;
+         WHERE k NOT IN ('phase', 'kind', 'weight', 'deadline', 'step') LIMIT 1;
         IF bad_key IS NOT NULL THEN
             RAISE EXCEPTION 'unknown key "%" in phase % of lifecycle "%"', bad_key, pos, lc_name
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = 'The keys of a phase are phase, kind, weight and deadline.';
+                      DETAIL = 'The keys of a phase are phase, kind, weight, deadline and step.',
+                      HINT = 'Write each phase as {"phase": "name", "kind": "active", "weight": 1, "deadline": "10 minutes", "step": "Building"}; all but phase and kind are optional.';
         END IF;
         IF jsonb_typeof(elem -> 'phase') IS DISTINCT FROM 'string' OR elem ->> 'phase' = ''
            OR octet_length(elem ->> 'phase') > 63 THEN
@@ -676,8 +698,20 @@ BEGIN
                           HINT = 'Write a positive interval such as "10 minutes".';
             END IF;
         END IF;
+        pstep := NULL;
+        IF elem ? 'step' AND jsonb_typeof(elem -> 'step') <> 'null' THEN
+            pstep := elem ->> 'step';
+            IF jsonb_typeof(elem -> 'step') <> 'string' OR btrim(pstep) = '' OR char_length(pstep) > 100
+               OR pstep ~ '[[:cntrl:]]' OR pstep <> btrim(pstep) THEN
+                RAISE EXCEPTION 'phase "%" of lifecycle "%" has an invalid step label', pname, lc_name
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('The step given is %s.', elem -> 'step'),
+                          HINT = 'A step label is a string of 1 to 100 characters without control characters or surrounding spaces, such as "Installing dependencies"; leave "step" out for a phase that is a step of its own.';
+            END IF;
+        END IF;
         seen := seen || pname;
         kinds := kinds || pkind;
+        step_labels := step_labels || pstep;
         weights := weights || pweight;
         deadlines := deadlines || pdeadline;
     END LOOP;
@@ -687,6 +721,25 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Its kinds are %s.', array_to_string(kinds, ', ')),
                   HINT = 'Add phases of kind "succeeded" and "failed": deployments must be able to end either way.';
+    END IF;
+
+    -- a UI step is one run of consecutive phases: among the phases steps()
+    -- lists in order (all but failed and cancelled ones, and waiting ones
+    -- without a label), a label may not come back after another step
+    SELECT r.step, string_agg(format('"%s"', r.phase), ', ' ORDER BY r.ord)
+      INTO split_step, split_phases
+      FROM (SELECT u.*, lag(u.step) OVER (ORDER BY u.ord) AS prev
+              FROM unnest(seen, kinds, step_labels) WITH ORDINALITY AS u(phase, kind, step, ord)
+             WHERE u.kind NOT IN ('failed', 'cancelled') AND (u.kind <> 'waiting' OR u.step IS NOT NULL)) r
+     WHERE r.step IS NOT NULL
+     GROUP BY r.step
+    HAVING count(*) FILTER (WHERE r.step IS DISTINCT FROM r.prev) > 1
+     LIMIT 1;
+    IF split_step IS NOT NULL THEN
+        RAISE EXCEPTION 'step "%" of lifecycle "%" is split by other steps', split_step, lc_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Phases %s have that step label, but phases of other steps come between them.', split_phases),
+                  HINT = 'Give the phases of one step consecutive positions, or give the parts different labels.';
     END IF;
 
     IF EXISTS (SELECT 1 FROM @extschema@.lifecycles l WHERE l.name = lc_name) THEN
@@ -704,9 +757,9 @@ BEGIN
     ELSE
         INSERT INTO @extschema@.lifecycles (name) VALUES (lc_name);
     END IF;
-    INSERT INTO @extschema@.lifecycle_phases (lifecycle, position, phase, kind, weight, deadline)
-    SELECT lc_name, u.ord, u.phase, u.kind, u.weight, u.deadline
-      FROM unnest(seen, kinds, weights, deadlines) WITH ORDINALITY AS u(phase, kind, weight, deadline, ord);
+    INSERT INTO @extschema@.lifecycle_phases (lifecycle, position, phase, kind, weight, deadline, step)
+    SELECT lc_name, u.ord, u.phase, u.kind, u.weight, u.deadline, u.step
+      FROM unnest(seen, kinds, weights, deadlines, step_labels) WITH ORDINALITY AS u(phase, kind, weight, deadline, step, ord);
 
     -- tables already tracked with this lifecycle must still fit it
     FOR t IN SELECT tr.relid, tr.phase_column FROM @extschema@.tracked tr
@@ -722,7 +775,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.define_lifecycle(text, jsonb) IS
-    'Defines (or redefines) a lifecycle from a JSON array of {"phase", "kind", "weight", "deadline"} objects, in order';
+    'Defines (or redefines) a lifecycle from a JSON array of {"phase", "kind", "weight", "deadline", "step"} objects, in order';
 
 CREATE OR REPLACE FUNCTION @extschema@._guard_tracked()
 RETURNS trigger
@@ -2535,6 +2588,7 @@ DECLARE
     cur      text;
     cur_kind text;
     cur_pos  integer;
+    cur_step text;
     here     text;      -- the step the row is at (or was at when it ended)
     here_pos integer;
     v_phase  text[];    -- the visits of the current attempt, in order
@@ -2550,7 +2604,7 @@ BEGIN
     IF cur IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT p.kind, p.position INTO cur_kind, cur_pos
+    SELECT p.kind, p.position, p.step INTO cur_kind, cur_pos, cur_step
       FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.phase = cur;
 
@@ -2570,50 +2624,87 @@ BEGIN
                     WINDOW w AS (ORDER BY x.at, x.id)) h) a
      WHERE a.ord >= coalesce(a.attempt, 1);
 
-    -- where the row is: its phase, or for a waiting, failed or cancelled
-    -- row the last pending or active phase it was in
-    IF cur_kind IN ('pending', 'active', 'succeeded') THEN
+    -- where the row is: its phase when that is a step's (a pending, active
+    -- or succeeded phase, or one with a step label), or for a waiting,
+    -- failed or cancelled row the last such phase it was in
+    IF cur_kind IN ('pending', 'active', 'succeeded') OR cur_step IS NOT NULL THEN
         here := cur;
     ELSE
         SELECT u.phase INTO here
           FROM unnest(v_phase, v_kind) WITH ORDINALITY AS u(phase, kind, ord)
-         WHERE u.kind IN ('pending', 'active') ORDER BY u.ord DESC LIMIT 1;
+          JOIN @extschema@.lifecycle_phases p ON p.lifecycle = cfg.lifecycle AND p.phase = u.phase
+         WHERE u.kind IN ('pending', 'active') OR (u.kind = 'waiting' AND p.step IS NOT NULL)
+         ORDER BY u.ord DESC LIMIT 1;
     END IF;
     SELECT p.position INTO here_pos FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.phase = here;
 
+    -- the status of each phase that belongs to a step, then one entry per
+    -- step: consecutive phases with one label (define_lifecycle() keeps
+    -- them together), or a phase without a label on its own
     SELECT jsonb_agg(jsonb_build_object(
-               'phase', s.phase, 'kind', s.kind, 'status', s.status,
-               'started_at', s.started_at, 'ended_at', s.ended_at) ORDER BY s.position)
+               'step', st.step, 'phases', st.phases, 'phase', st.phase, 'kind', st.kind,
+               'status', st.status, 'started_at', st.started_at, 'ended_at', st.ended_at) ORDER BY st.position)
       INTO result
-      FROM (SELECT p.phase, p.kind, p.position, v.started_at, v.ended_at,
-                   CASE
-                       WHEN p.phase = here THEN
-                           CASE cur_kind WHEN 'succeeded' THEN 'completed'
-                                         WHEN 'failed' THEN 'failed'
-                                         WHEN 'cancelled' THEN 'skipped'
-                                         ELSE 'active' END
-                       WHEN p.kind = 'succeeded' OR here_pos IS NULL OR p.position > here_pos THEN
-                           CASE WHEN cur_kind = ANY (@extschema@._kinds('terminal')) THEN 'skipped'
-                                ELSE 'pending' END
-                       -- before the row's step: done, unless history shows it was not visited
-                       WHEN v.phase IS NOT NULL OR v_phase IS NULL THEN 'completed'
-                       ELSE 'skipped'
-                   END AS status
-              FROM @extschema@.lifecycle_phases p
-              LEFT JOIN LATERAL (SELECT u.phase, u.started_at, u.ended_at
-                                   FROM unnest(v_phase, v_start, v_end) WITH ORDINALITY AS u(phase, started_at, ended_at, ord)
-                                  WHERE u.phase = p.phase ORDER BY u.ord DESC LIMIT 1) v ON true
-             WHERE p.lifecycle = cfg.lifecycle AND p.kind IN ('pending', 'active', 'succeeded')
-            UNION ALL
-            -- a failed row whose history does not say where it failed
-            SELECT cur, cur_kind, cur_pos, NULL, NULL, 'failed'
-             WHERE cur_kind = 'failed' AND here IS NULL) s;
+      FROM (SELECT coalesce(s.step, s.phase) AS step,
+                   jsonb_agg(s.phase ORDER BY s.position) AS phases,
+                   -- the phase the row is in, else the one it was in last, else the first
+                   (array_agg(s.phase ORDER BY s.phase = here DESC, s.started_at DESC NULLS LAST, s.position))[1] AS phase,
+                   (array_agg(s.kind ORDER BY s.phase = here DESC, s.started_at DESC NULLS LAST, s.position))[1] AS kind,
+                   CASE WHEN bool_or(s.status = 'failed') THEN 'failed'
+                        WHEN bool_or(s.status = 'active')
+                             OR (bool_or(s.status = 'completed') AND bool_or(s.status = 'pending')) THEN 'active'
+                        WHEN bool_or(s.status = 'completed') THEN 'completed'
+                        WHEN bool_or(s.status = 'pending') THEN 'pending'
+                        ELSE 'skipped'
+                   END AS status,
+                   min(s.started_at) AS started_at,
+                   -- a failed step ended when the row failed
+                   CASE WHEN bool_or(s.status IN ('active', 'pending')) THEN NULL
+                        WHEN bool_or(s.status = 'failed') THEN max(coalesce(s.ended_at, s.started_at))
+                        ELSE max(s.ended_at) END AS ended_at,
+                   coalesce(min(s.position) FILTER (WHERE s.kind NOT IN ('failed', 'cancelled')), min(s.position)) AS position
+              FROM (SELECT p.phase, p.kind, p.position, p.step, v.started_at, v.ended_at,
+                           CASE
+                               WHEN p.phase = here THEN
+                                   CASE cur_kind WHEN 'succeeded' THEN 'completed'
+                                                 WHEN 'failed' THEN 'failed'
+                                                 -- a cancelled phase with a step of its own is
+                                                 -- reached; the step a row was cancelled in is not
+                                                 WHEN 'cancelled' THEN CASE WHEN p.phase = cur AND NOT x.shared
+                                                                            THEN 'completed' ELSE 'skipped' END
+                                                 ELSE 'active' END
+                               -- a failed or cancelled phase that shares another step's
+                               -- label counts only when the row ended in it
+                               WHEN x.shared THEN NULL
+                               WHEN p.kind = 'succeeded' OR here_pos IS NULL OR p.position > here_pos
+                                    OR p.kind IN ('failed', 'cancelled') THEN
+                                   CASE WHEN cur_kind = ANY (@extschema@._kinds('terminal')) THEN 'skipped'
+                                        ELSE 'pending' END
+                               -- before the row's step: done, unless history shows it was not visited
+                               WHEN v.phase IS NOT NULL OR v_phase IS NULL THEN 'completed'
+                               ELSE 'skipped'
+                           END AS status
+                      FROM @extschema@.lifecycle_phases p
+                      LEFT JOIN LATERAL (SELECT u.phase, u.started_at, u.ended_at
+                                           FROM unnest(v_phase, v_start, v_end) WITH ORDINALITY AS u(phase, started_at, ended_at, ord)
+                                          WHERE u.phase = p.phase ORDER BY u.ord DESC LIMIT 1) v ON true
+                      CROSS JOIN LATERAL (SELECT p.kind IN ('failed', 'cancelled')
+                                                 AND EXISTS (SELECT FROM @extschema@.lifecycle_phases q
+                                                              WHERE q.lifecycle = p.lifecycle AND q.step = p.step
+                                                                AND q.kind NOT IN ('failed', 'cancelled')) AS shared) x
+                     WHERE p.lifecycle = cfg.lifecycle
+                       AND (p.kind IN ('pending', 'active', 'succeeded') OR p.step IS NOT NULL)
+                    UNION ALL
+                    -- a failed row whose history does not say where it failed
+                    SELECT cur, cur_kind, cur_pos, NULL, NULL, NULL, 'failed'
+                     WHERE cur_kind = 'failed' AND here IS NULL) s
+             GROUP BY s.step IS NULL, coalesce(s.step, s.phase)) st;
     RETURN coalesce(result, '[]'::jsonb);
 END
 $$;
 COMMENT ON FUNCTION @extschema@.steps(regclass, text) IS
-    'The steps of one row for a UI: a JSON array of the pending, active and succeeded phases of its lifecycle with status completed, active, pending, failed (where a failed row failed) or skipped, and when each started and ended';
+    'The steps of one row for a UI: a JSON array of its lifecycle''s steps (consecutive phases with one step label, or a pending, active or succeeded phase without one) with status completed, active, pending, failed (where a failed row failed) or skipped, and when each started and ended';
 
 CREATE OR REPLACE FUNCTION @extschema@.prune(older_than interval, keep_failures boolean DEFAULT true,
                                   batch_size integer DEFAULT 10000, max_batches integer DEFAULT NULL)

@@ -40,29 +40,31 @@ CREATE TABLE @extschema@.lifecycle_phases (
     weight      double precision NOT NULL DEFAULT 0
                 CHECK (weight OPERATOR(pg_catalog.>=) 0 AND weight OPERATOR(pg_catalog.<) 'Infinity'::double precision),
     deadline    interval CHECK (deadline OPERATOR(pg_catalog.>) '0'::interval),
+    step        text
+                CHECK (step OPERATOR(pg_catalog.<>) '' AND pg_catalog.char_length(step) OPERATOR(pg_catalog.<=) 100),
     PRIMARY KEY (lifecycle, phase),
     UNIQUE (lifecycle, position)
 );
 COMMENT ON TABLE @extschema@.lifecycle_phases IS
-    'One row per phase of a lifecycle: its position, kind (pending, active, waiting, succeeded, failed, cancelled), weight in overall progress and optional deadline';
+    'One row per phase of a lifecycle: its position, kind (pending, active, waiting, succeeded, failed, cancelled), weight in overall progress, optional deadline and optional UI step label (consecutive phases with one label are one step of steps())';
 
 INSERT INTO @extschema@.lifecycles (name, builtin) VALUES ('default', true);
 
-INSERT INTO @extschema@.lifecycle_phases (lifecycle, position, phase, kind, weight, deadline)
+INSERT INTO @extschema@.lifecycle_phases (lifecycle, position, phase, kind, weight, deadline, step)
 VALUES
-    ('default',  1, 'queued',       'pending',   0, '15 minutes'),
-    ('default',  2, 'preparing',    'active',    1, NULL),
-    ('default',  3, 'fetching',     'active',    2, NULL),
-    ('default',  4, 'building',     'active',    3, NULL),
-    ('default',  5, 'transferring', 'active',    3, NULL),
-    ('default',  6, 'migrating',    'active',    2, NULL),
-    ('default',  7, 'starting',     'active',    1, NULL),
-    ('default',  8, 'health_check', 'active',    1, NULL),
-    ('default',  9, 'finishing',    'active',    1, NULL),
-    ('default', 10, 'waiting',      'waiting',   0, NULL),
-    ('default', 11, 'succeeded',    'succeeded', 0, NULL),
-    ('default', 12, 'failed',       'failed',    0, NULL),
-    ('default', 13, 'cancelled',    'cancelled', 0, NULL);
+    ('default',  1, 'queued',       'pending',   0, '15 minutes', 'Queued'),
+    ('default',  2, 'preparing',    'active',    1, NULL,         'Preparing'),
+    ('default',  3, 'fetching',     'active',    2, NULL,         'Fetching sources'),
+    ('default',  4, 'building',     'active',    3, NULL,         'Building'),
+    ('default',  5, 'transferring', 'active',    3, NULL,         'Transferring'),
+    ('default',  6, 'migrating',    'active',    2, NULL,         'Migrating'),
+    ('default',  7, 'starting',     'active',    1, NULL,         'Starting'),
+    ('default',  8, 'health_check', 'active',    1, NULL,         'Health check'),
+    ('default',  9, 'finishing',    'active',    1, NULL,         'Finishing'),
+    ('default', 10, 'waiting',      'waiting',   0, NULL,         NULL),
+    ('default', 11, 'succeeded',    'succeeded', 0, NULL,         'Done'),
+    ('default', 12, 'failed',       'failed',    0, NULL,         NULL),
+    ('default', 13, 'cancelled',    'cancelled', 0, NULL,         NULL);
 
 --------------------------------------------------------------------------
 -- Guards: lifecycles belong to their definers
@@ -205,10 +207,14 @@ DECLARE
     pkind   text;
     pweight double precision;
     pdeadline interval;
+    pstep   text;
     seen    text[] := '{}';
     kinds   text[] := '{}';
     weights double precision[] := '{}';
     deadlines interval[] := '{}';
+    step_labels text[] := '{}';
+    split_step text;
+    split_phases text;
     bad_key text;
     t       record;
     all_kinds text[] := @extschema@._kinds();
@@ -235,11 +241,12 @@ BEGIN
                       HINT = 'Write each phase as {"phase": "name", "kind": "active", "weight": 1, "deadline": "10 minutes"}.';
         END IF;
         SELECT k INTO bad_key FROM jsonb_object_keys(elem) k
-         WHERE k NOT IN ('phase', 'kind', 'weight', 'deadline') LIMIT 1;
+         WHERE k NOT IN ('phase', 'kind', 'weight', 'deadline', 'step') LIMIT 1;
         IF bad_key IS NOT NULL THEN
             RAISE EXCEPTION 'unknown key "%" in phase % of lifecycle "%"', bad_key, pos, lc_name
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = 'The keys of a phase are phase, kind, weight and deadline.';
+                      DETAIL = 'The keys of a phase are phase, kind, weight, deadline and step.',
+                      HINT = 'Write each phase as {"phase": "name", "kind": "active", "weight": 1, "deadline": "10 minutes", "step": "Building"}; all but phase and kind are optional.';
         END IF;
         IF jsonb_typeof(elem -> 'phase') IS DISTINCT FROM 'string' OR elem ->> 'phase' = ''
            OR octet_length(elem ->> 'phase') > 63 THEN
@@ -297,8 +304,20 @@ BEGIN
                           HINT = 'Write a positive interval such as "10 minutes".';
             END IF;
         END IF;
+        pstep := NULL;
+        IF elem ? 'step' AND jsonb_typeof(elem -> 'step') <> 'null' THEN
+            pstep := elem ->> 'step';
+            IF jsonb_typeof(elem -> 'step') <> 'string' OR btrim(pstep) = '' OR char_length(pstep) > 100
+               OR pstep ~ '[[:cntrl:]]' OR pstep <> btrim(pstep) THEN
+                RAISE EXCEPTION 'phase "%" of lifecycle "%" has an invalid step label', pname, lc_name
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('The step given is %s.', elem -> 'step'),
+                          HINT = 'A step label is a string of 1 to 100 characters without control characters or surrounding spaces, such as "Installing dependencies"; leave "step" out for a phase that is a step of its own.';
+            END IF;
+        END IF;
         seen := seen || pname;
         kinds := kinds || pkind;
+        step_labels := step_labels || pstep;
         weights := weights || pweight;
         deadlines := deadlines || pdeadline;
     END LOOP;
@@ -308,6 +327,25 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Its kinds are %s.', array_to_string(kinds, ', ')),
                   HINT = 'Add phases of kind "succeeded" and "failed": deployments must be able to end either way.';
+    END IF;
+
+    -- a UI step is one run of consecutive phases: among the phases steps()
+    -- lists in order (all but failed and cancelled ones, and waiting ones
+    -- without a label), a label may not come back after another step
+    SELECT r.step, string_agg(format('"%s"', r.phase), ', ' ORDER BY r.ord)
+      INTO split_step, split_phases
+      FROM (SELECT u.*, lag(u.step) OVER (ORDER BY u.ord) AS prev
+              FROM unnest(seen, kinds, step_labels) WITH ORDINALITY AS u(phase, kind, step, ord)
+             WHERE u.kind NOT IN ('failed', 'cancelled') AND (u.kind <> 'waiting' OR u.step IS NOT NULL)) r
+     WHERE r.step IS NOT NULL
+     GROUP BY r.step
+    HAVING count(*) FILTER (WHERE r.step IS DISTINCT FROM r.prev) > 1
+     LIMIT 1;
+    IF split_step IS NOT NULL THEN
+        RAISE EXCEPTION 'step "%" of lifecycle "%" is split by other steps', split_step, lc_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Phases %s have that step label, but phases of other steps come between them.', split_phases),
+                  HINT = 'Give the phases of one step consecutive positions, or give the parts different labels.';
     END IF;
 
     IF EXISTS (SELECT 1 FROM @extschema@.lifecycles l WHERE l.name = lc_name) THEN
@@ -325,9 +363,9 @@ BEGIN
     ELSE
         INSERT INTO @extschema@.lifecycles (name) VALUES (lc_name);
     END IF;
-    INSERT INTO @extschema@.lifecycle_phases (lifecycle, position, phase, kind, weight, deadline)
-    SELECT lc_name, u.ord, u.phase, u.kind, u.weight, u.deadline
-      FROM unnest(seen, kinds, weights, deadlines) WITH ORDINALITY AS u(phase, kind, weight, deadline, ord);
+    INSERT INTO @extschema@.lifecycle_phases (lifecycle, position, phase, kind, weight, deadline, step)
+    SELECT lc_name, u.ord, u.phase, u.kind, u.weight, u.deadline, u.step
+      FROM unnest(seen, kinds, weights, deadlines, step_labels) WITH ORDINALITY AS u(phase, kind, weight, deadline, step, ord);
 
     -- tables already tracked with this lifecycle must still fit it
     FOR t IN SELECT tr.relid, tr.phase_column FROM @extschema@.tracked tr
@@ -343,7 +381,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.define_lifecycle(text, jsonb) IS
-    'Defines (or redefines) a lifecycle from a JSON array of {"phase", "kind", "weight", "deadline"} objects, in order';
+    'Defines (or redefines) a lifecycle from a JSON array of {"phase", "kind", "weight", "deadline", "step"} objects, in order';
 
 CREATE OR REPLACE FUNCTION @extschema@.drop_lifecycle(name text)
 RETURNS void

@@ -352,6 +352,7 @@ DECLARE
     cur      text;
     cur_kind text;
     cur_pos  integer;
+    cur_step text;
     here     text;      -- the step the row is at (or was at when it ended)
     here_pos integer;
     v_phase  text[];    -- the visits of the current attempt, in order
@@ -367,7 +368,7 @@ BEGIN
     IF cur IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT p.kind, p.position INTO cur_kind, cur_pos
+    SELECT p.kind, p.position, p.step INTO cur_kind, cur_pos, cur_step
       FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.phase = cur;
 
@@ -387,50 +388,87 @@ BEGIN
                     WINDOW w AS (ORDER BY x.at, x.id)) h) a
      WHERE a.ord >= coalesce(a.attempt, 1);
 
-    -- where the row is: its phase, or for a waiting, failed or cancelled
-    -- row the last pending or active phase it was in
-    IF cur_kind IN ('pending', 'active', 'succeeded') THEN
+    -- where the row is: its phase when that is a step's (a pending, active
+    -- or succeeded phase, or one with a step label), or for a waiting,
+    -- failed or cancelled row the last such phase it was in
+    IF cur_kind IN ('pending', 'active', 'succeeded') OR cur_step IS NOT NULL THEN
         here := cur;
     ELSE
         SELECT u.phase INTO here
           FROM unnest(v_phase, v_kind) WITH ORDINALITY AS u(phase, kind, ord)
-         WHERE u.kind IN ('pending', 'active') ORDER BY u.ord DESC LIMIT 1;
+          JOIN @extschema@.lifecycle_phases p ON p.lifecycle = cfg.lifecycle AND p.phase = u.phase
+         WHERE u.kind IN ('pending', 'active') OR (u.kind = 'waiting' AND p.step IS NOT NULL)
+         ORDER BY u.ord DESC LIMIT 1;
     END IF;
     SELECT p.position INTO here_pos FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.phase = here;
 
+    -- the status of each phase that belongs to a step, then one entry per
+    -- step: consecutive phases with one label (define_lifecycle() keeps
+    -- them together), or a phase without a label on its own
     SELECT jsonb_agg(jsonb_build_object(
-               'phase', s.phase, 'kind', s.kind, 'status', s.status,
-               'started_at', s.started_at, 'ended_at', s.ended_at) ORDER BY s.position)
+               'step', st.step, 'phases', st.phases, 'phase', st.phase, 'kind', st.kind,
+               'status', st.status, 'started_at', st.started_at, 'ended_at', st.ended_at) ORDER BY st.position)
       INTO result
-      FROM (SELECT p.phase, p.kind, p.position, v.started_at, v.ended_at,
-                   CASE
-                       WHEN p.phase = here THEN
-                           CASE cur_kind WHEN 'succeeded' THEN 'completed'
-                                         WHEN 'failed' THEN 'failed'
-                                         WHEN 'cancelled' THEN 'skipped'
-                                         ELSE 'active' END
-                       WHEN p.kind = 'succeeded' OR here_pos IS NULL OR p.position > here_pos THEN
-                           CASE WHEN cur_kind = ANY (@extschema@._kinds('terminal')) THEN 'skipped'
-                                ELSE 'pending' END
-                       -- before the row's step: done, unless history shows it was not visited
-                       WHEN v.phase IS NOT NULL OR v_phase IS NULL THEN 'completed'
-                       ELSE 'skipped'
-                   END AS status
-              FROM @extschema@.lifecycle_phases p
-              LEFT JOIN LATERAL (SELECT u.phase, u.started_at, u.ended_at
-                                   FROM unnest(v_phase, v_start, v_end) WITH ORDINALITY AS u(phase, started_at, ended_at, ord)
-                                  WHERE u.phase = p.phase ORDER BY u.ord DESC LIMIT 1) v ON true
-             WHERE p.lifecycle = cfg.lifecycle AND p.kind IN ('pending', 'active', 'succeeded')
-            UNION ALL
-            -- a failed row whose history does not say where it failed
-            SELECT cur, cur_kind, cur_pos, NULL, NULL, 'failed'
-             WHERE cur_kind = 'failed' AND here IS NULL) s;
+      FROM (SELECT coalesce(s.step, s.phase) AS step,
+                   jsonb_agg(s.phase ORDER BY s.position) AS phases,
+                   -- the phase the row is in, else the one it was in last, else the first
+                   (array_agg(s.phase ORDER BY s.phase = here DESC, s.started_at DESC NULLS LAST, s.position))[1] AS phase,
+                   (array_agg(s.kind ORDER BY s.phase = here DESC, s.started_at DESC NULLS LAST, s.position))[1] AS kind,
+                   CASE WHEN bool_or(s.status = 'failed') THEN 'failed'
+                        WHEN bool_or(s.status = 'active')
+                             OR (bool_or(s.status = 'completed') AND bool_or(s.status = 'pending')) THEN 'active'
+                        WHEN bool_or(s.status = 'completed') THEN 'completed'
+                        WHEN bool_or(s.status = 'pending') THEN 'pending'
+                        ELSE 'skipped'
+                   END AS status,
+                   min(s.started_at) AS started_at,
+                   -- a failed step ended when the row failed
+                   CASE WHEN bool_or(s.status IN ('active', 'pending')) THEN NULL
+                        WHEN bool_or(s.status = 'failed') THEN max(coalesce(s.ended_at, s.started_at))
+                        ELSE max(s.ended_at) END AS ended_at,
+                   coalesce(min(s.position) FILTER (WHERE s.kind NOT IN ('failed', 'cancelled')), min(s.position)) AS position
+              FROM (SELECT p.phase, p.kind, p.position, p.step, v.started_at, v.ended_at,
+                           CASE
+                               WHEN p.phase = here THEN
+                                   CASE cur_kind WHEN 'succeeded' THEN 'completed'
+                                                 WHEN 'failed' THEN 'failed'
+                                                 -- a cancelled phase with a step of its own is
+                                                 -- reached; the step a row was cancelled in is not
+                                                 WHEN 'cancelled' THEN CASE WHEN p.phase = cur AND NOT x.shared
+                                                                            THEN 'completed' ELSE 'skipped' END
+                                                 ELSE 'active' END
+                               -- a failed or cancelled phase that shares another step's
+                               -- label counts only when the row ended in it
+                               WHEN x.shared THEN NULL
+                               WHEN p.kind = 'succeeded' OR here_pos IS NULL OR p.position > here_pos
+                                    OR p.kind IN ('failed', 'cancelled') THEN
+                                   CASE WHEN cur_kind = ANY (@extschema@._kinds('terminal')) THEN 'skipped'
+                                        ELSE 'pending' END
+                               -- before the row's step: done, unless history shows it was not visited
+                               WHEN v.phase IS NOT NULL OR v_phase IS NULL THEN 'completed'
+                               ELSE 'skipped'
+                           END AS status
+                      FROM @extschema@.lifecycle_phases p
+                      LEFT JOIN LATERAL (SELECT u.phase, u.started_at, u.ended_at
+                                           FROM unnest(v_phase, v_start, v_end) WITH ORDINALITY AS u(phase, started_at, ended_at, ord)
+                                          WHERE u.phase = p.phase ORDER BY u.ord DESC LIMIT 1) v ON true
+                      CROSS JOIN LATERAL (SELECT p.kind IN ('failed', 'cancelled')
+                                                 AND EXISTS (SELECT FROM @extschema@.lifecycle_phases q
+                                                              WHERE q.lifecycle = p.lifecycle AND q.step = p.step
+                                                                AND q.kind NOT IN ('failed', 'cancelled')) AS shared) x
+                     WHERE p.lifecycle = cfg.lifecycle
+                       AND (p.kind IN ('pending', 'active', 'succeeded') OR p.step IS NOT NULL)
+                    UNION ALL
+                    -- a failed row whose history does not say where it failed
+                    SELECT cur, cur_kind, cur_pos, NULL, NULL, NULL, 'failed'
+                     WHERE cur_kind = 'failed' AND here IS NULL) s
+             GROUP BY s.step IS NULL, coalesce(s.step, s.phase)) st;
     RETURN coalesce(result, '[]'::jsonb);
 END
 $$;
 COMMENT ON FUNCTION @extschema@.steps(regclass, text) IS
-    'The steps of one row for a UI: a JSON array of the pending, active and succeeded phases of its lifecycle with status completed, active, pending, failed (where a failed row failed) or skipped, and when each started and ended';
+    'The steps of one row for a UI: a JSON array of its lifecycle''s steps (consecutive phases with one step label, or a pending, active or succeeded phase without one) with status completed, active, pending, failed (where a failed row failed) or skipped, and when each started and ended';
 
 --------------------------------------------------------------------------
 -- Retention

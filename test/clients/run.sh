@@ -4,7 +4,7 @@
 # the deploy-progress-watch command, the Prometheus path (postgres_exporter,
 # alert rules, Grafana dashboard) and the packaging (META.json, make dist).
 #
-#   test/clients/run.sh [SUITE...]     SUITE: node python ruby watch prometheus dist (default: all)
+#   test/clients/run.sh [SUITE...]     SUITE: node python ruby watch prometheus cli dist (default: all)
 #
 # Runs against the server named by PGHOST/PGPORT/PGUSER, with the extension
 # and deploy-progress-watch installed from this tree (test/run_all.sh calls
@@ -47,6 +47,8 @@ suite_ruby() {
     fresh_db dp_client_ruby
     cd "$HERE/ruby"
     PGDATABASE=dp_client_ruby "$RUBY" test_steps.rb --verbose
+    fresh_db dp_client_rails
+    PGDATABASE=dp_client_rails "$RUBY" test_rails_tables.rb --verbose
 }
 
 suite_watch() {
@@ -61,12 +63,17 @@ suite_prometheus() {
     PGDATABASE=dp_client_prometheus "$PYTHON" -m unittest -v test_prometheus
 }
 
+suite_cli() {
+    fresh_db dp_client_cli
+    PGDATABASE=dp_client_cli "$HERE/cli/test_cli.sh"
+}
+
 suite_dist() {
     "$HERE/dist.sh"
 }
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(node python ruby watch prometheus dist)
+[ ${#suites[@]} -gt 0 ] || suites=(node python ruby watch prometheus cli dist)
 passed=0 failed=0 failures=()
 for s in "${suites[@]}"; do
     log "client suite: $s"

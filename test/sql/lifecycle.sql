@@ -119,7 +119,7 @@ DROP TYPE lc_step;
 -- (errors.sql), but a superuser may redefine it; its rows stay marked
 -- built-in and so are left out of dumps (see extcondition above)
 SELECT count(*) FROM deploy_progress.define_lifecycle('default', (
-    SELECT jsonb_agg(jsonb_build_object('phase', phase, 'kind', kind, 'weight', weight,
+    SELECT jsonb_agg(jsonb_build_object('phase', phase, 'kind', kind, 'weight', weight, 'step', step,
                                         'deadline', CASE WHEN phase = 'queued' THEN '30 minutes' END)
                      ORDER BY position)
       FROM deploy_progress.lifecycle_phases WHERE lifecycle = 'default'));
@@ -127,7 +127,7 @@ SELECT phase, deadline FROM deploy_progress.lifecycle_phases WHERE lifecycle = '
 SELECT builtin FROM deploy_progress.lifecycles WHERE name = 'default';
 -- (and back)
 SELECT count(*) FROM deploy_progress.define_lifecycle('default', (
-    SELECT jsonb_agg(jsonb_build_object('phase', phase, 'kind', kind, 'weight', weight,
+    SELECT jsonb_agg(jsonb_build_object('phase', phase, 'kind', kind, 'weight', weight, 'step', step,
                                         'deadline', CASE WHEN phase = 'queued' THEN '15 minutes' END)
                      ORDER BY position)
       FROM deploy_progress.lifecycle_phases WHERE lifecycle = 'default'));
