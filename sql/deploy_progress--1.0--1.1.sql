@@ -177,6 +177,16 @@ VALUES
      'smallint, integer, bigint, numeric, real or double precision', 'double precision', 'row',
      'How much of the current phase is done, 0..100, for a table without counters');
 
+-- the worker's status line, details and a human name for the row
+INSERT INTO @extschema@.column_roles (role, position, types, types_text, value_type, under_side, description)
+VALUES
+    ('message',             12, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'The worker''s status line, kept with each transition and carried by events'),
+    ('metadata',            13, '{jsonb}', 'jsonb', 'jsonb', 'row',
+     'Details of the row, kept with each transition (never in events)'),
+    ('label',               14, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'A human name for the row, shown instead of its key');
+
 -- what a late or out-of-order phase write does; 1.0 applied it
 ALTER TABLE @extschema@.tracked
     ADD COLUMN backward_moves text NOT NULL DEFAULT 'allow'
@@ -350,6 +360,21 @@ COMMENT ON COLUMN @extschema@.history.txid IS
     'The id of the top-level transaction that recorded the row (pg_current_xact_id()), the order of the event stream; NULL for rows recorded before 1.1';
 
 --------------------------------------------------------------------------
+-- History rows keep the row's label, message and metadata
+--------------------------------------------------------------------------
+
+ALTER TABLE @extschema@.history
+    ADD COLUMN label text,
+    ADD COLUMN message text,
+    ADD COLUMN metadata jsonb;
+COMMENT ON COLUMN @extschema@.history.label IS
+    'The row''s label (its label role column) as the transition wrote it, kept after the row is gone; NULL when the table has no label column';
+COMMENT ON COLUMN @extschema@.history.message IS
+    'The row''s message (its message role column) as the transition wrote it; NULL when the table has no message column';
+COMMENT ON COLUMN @extschema@.history.metadata IS
+    'The row''s metadata (its metadata role column) as the transition wrote it; never carried by events';
+
+--------------------------------------------------------------------------
 -- Stamp triggers carry the tracking configuration (schema-only dumps)
 --------------------------------------------------------------------------
 
@@ -494,6 +519,9 @@ DROP FUNCTION @extschema@._check_readable(regclass);
 -- the metrics view reads _table_metrics() instead of _in_flight_counts()
 DROP VIEW @extschema@.metrics;
 DROP FUNCTION @extschema@._in_flight_counts();
+-- in_flight gains the label and message columns
+DROP VIEW @extschema@.in_flight;
+DROP FUNCTION @extschema@.in_flight(regclass, timestamptz);
 
 --------------------------------------------------------------------------
 -- Functions and views as sql/src defines them in 1.1
@@ -878,6 +906,19 @@ $$;
 COMMENT ON FUNCTION @extschema@._check_time_zone(text) IS
     'Internal: raises an error unless a name is a time zone PostgreSQL knows';
 
+-- How a caller of track() leaves a column role out: by the role's own
+-- parameter (one of "params") set to NULL, or with a null in "columns".
+CREATE OR REPLACE FUNCTION @extschema@._role_off(role text, params text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN role OPERATOR(pg_catalog.=) ANY (params) THEN pg_catalog.format('%s => NULL', role)
+                ELSE pg_catalog.format('columns => ''{"%s": null}''', role) END
+$$;
+COMMENT ON FUNCTION @extschema@._role_off(text, text[]) IS
+    'Internal: the argument of track() that leaves a column role out, for its hints';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -934,6 +975,7 @@ DECLARE
     relkind    "char";
     k          name;
     bad        text;
+    other      text;
     width      integer;
 BEGIN
     IF tbl IS NULL THEN
@@ -1047,9 +1089,7 @@ BEGIN
         IF col IS NULL THEN
             CONTINUE;
         END IF;
-        role_off := CASE WHEN r.role = ANY (params)
-                         THEN format('%s => NULL', r.role)
-                         ELSE format('columns => ''{"%s": null}''', r.role) END;
+        role_off := @extschema@._role_off(r.role, params);
         typ := @extschema@._column_type(tbl, col);
         IF typ IS NULL THEN
             IF col <> r.role THEN
@@ -1084,6 +1124,29 @@ BEGIN
         -- timings live in the side table only, and so there is no smoothed speed
         resolved := resolved - ARRAY(SELECT cr.role::text FROM @extschema@.column_roles cr
                                       WHERE cr.under_side <> 'row');
+    END IF;
+    -- a column plays one role: the phase, or one of column_roles
+    SELECT cr.role INTO bad FROM @extschema@.column_roles cr
+     WHERE (resolved ->> cr.role) = phase ORDER BY cr.position LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of table % cannot be both the phase column and the % column', phase, tbl, bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It was named as the %s column; a column plays one role.', bad),
+                  HINT = format('Name another column for the %s role, or pass %s to leave it out.', bad,
+                                @extschema@._role_off(bad, params));
+    END IF;
+    SELECT ra.role, rb.role INTO bad, other
+      FROM @extschema@.column_roles ra
+      JOIN @extschema@.column_roles rb ON rb.position > ra.position
+     WHERE (resolved ->> ra.role) = (resolved ->> rb.role)
+     ORDER BY ra.position, rb.position LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of table % cannot be both the % column and the % column',
+                        resolved ->> bad, tbl, bad, other
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It was named for the roles %s and %s; a column plays one role.', bad, other),
+                  HINT = format('Name another column for one of the roles, or pass %s to leave the %s role out.',
+                                @extschema@._role_off(other, params), other);
     END IF;
     IF (resolved ? 'items_per_second') <> (resolved ? 'speed_updated_at') THEN
         RAISE EXCEPTION 'the smoothed speed needs both an items_per_second and a speed_updated_at column'
@@ -1874,7 +1937,7 @@ BEGIN
         EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'
                        ' x.smoothed_speed, x.speed, x.eta, x.phase_elapsed_seconds, x.elapsed_seconds,'
                        ' x.since_progress, x.stalled, x.overall_progress, x.reason, x.phase_updated_at,'
-                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at FROM (%s) x',
+                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at, x.label, x.message FROM (%s) x',
                        @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2),
                                                                            in_flight => false, source => tbl)))
            INTO STRICT r USING as_of, k;
@@ -1917,11 +1980,14 @@ BEGIN
         'progress_updated_at', r.progress_updated_at,
         'heartbeat_at', r.heartbeat_at,
         'started_at', r.started_at,
-        'finished_at', r.finished_at);
+        'finished_at', r.finished_at)
+        -- the label and the message of a table that has such columns
+        OPERATOR(pg_catalog.||) CASE WHEN cfg.columns ? 'label' THEN jsonb_build_object('label', r.label) ELSE '{}' END
+        OPERATOR(pg_catalog.||) CASE WHEN cfg.columns ? 'message' THEN jsonb_build_object('message', r.message) ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.progress(regclass, text, timestamptz) IS
-    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress';
+    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress, and the label and message of a table with such columns';
 
 -- Name of a table's in-flight index: the name of the one it has, or a free
 -- name in its schema: its name, cut (at a character boundary) to leave room
@@ -2269,7 +2335,7 @@ AS $$
         'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.kind, r.completed_items, r.total_items, r.percent,'
         '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
         '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
-        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason'
+        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason, r.label, r.message'
         '  FROM (%s) r ORDER BY r.key',
         cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
 $$;
@@ -2283,7 +2349,7 @@ RETURNS TABLE (relid regclass, key text, phase text, kind text,
                eta interval,
                phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
                started_at timestamptz, in_phase interval, elapsed interval,
-               overall_progress double precision, stuck_reason text)
+               overall_progress double precision, stuck_reason text, label text, message text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2294,10 +2360,16 @@ AS $$
              eta interval,
              phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
              started_at timestamptz, in_phase interval, elapsed interval,
-             overall_progress double precision, stuck_reason text)
+             overall_progress double precision, stuck_reason text, label text, message text)
 $$;
 COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
-    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures and stuck reason as of a time';
+    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures, stuck reason, label and message as of a time';
+
+CREATE OR REPLACE VIEW @extschema@.in_flight AS
+SELECT * FROM @extschema@.in_flight(NULL, pg_catalog.now());
+COMMENT ON VIEW @extschema@.in_flight IS
+    'Every in-flight (non-terminal) row of every tracked table the current role can read: phase, counters, percent, speeds, ETA, elapsed times, overall progress, stuck reason (NULL when healthy), and the row''s label and message (NULL when the table has no such column)';
+GRANT SELECT ON @extschema@.in_flight TO PUBLIC;
 
 -- A stalled fleet: a table whose queue waits while nothing works on it,
 -- the "23 queued, 0 in progress" of a dead runner pool, as one row instead
@@ -2336,13 +2408,14 @@ CREATE OR REPLACE VIEW @extschema@.transitions
 WITH (security_barrier)
 AS
 SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
-       h.time_in_previous, h.completed, h.total, h.reason, h.txid
+       h.time_in_previous, h.completed, h.total, h.reason, h.txid,
+       h.label, h.message, h.metadata
   FROM @extschema@.history h
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
  WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
    AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
 COMMENT ON VIEW @extschema@.transitions IS
-    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
+    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters, the reason, and the row''s label, message and metadata as the transition wrote them';
 GRANT SELECT ON @extschema@.transitions TO PUBLIC;
 
 -- The two numbers of a cursor, or an error.
@@ -2378,7 +2451,7 @@ CREATE OR REPLACE FUNCTION @extschema@.events_since(after text DEFAULT NULL, max
                                                     tbl regclass DEFAULT NULL)
 RETURNS TABLE (cursor text, id bigint, relid regclass, key text, from_phase text, to_phase text,
                to_kind text, at timestamptz, completed bigint, total bigint, percent double precision,
-               reason text)
+               reason text, label text, message text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2404,7 +2477,7 @@ BEGIN
     RETURN QUERY
         SELECT h.txid::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) h.id::text,
                h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at, h.completed, h.total,
-               @extschema@.percent(h.completed, h.total), h.reason
+               @extschema@.percent(h.completed, h.total), h.reason, h.label, h.message
           FROM @extschema@.transitions h
          WHERE h.txid OPERATOR(pg_catalog.>=) pos[1] AND h.txid OPERATOR(pg_catalog.<) horizon
            AND (h.txid OPERATOR(pg_catalog.>) pos[1] OR h.id OPERATOR(pg_catalog.>) pos[2])
@@ -2414,7 +2487,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.events_since(text, integer, regclass) IS
-    'The durable event stream: the transitions after a cursor (NULL: from the oldest), of every table the caller can read or of one, in an order that never changes, each with the cursor to resume after it; an event appears once every transaction older than it has ended';
+    'The durable event stream: the transitions after a cursor (NULL: from the oldest), of every table the caller can read or of one, in an order that never changes, each with the cursor to resume after it and the row''s label and message (never its metadata); an event appears once every transaction older than it has ended';
 
 CREATE OR REPLACE FUNCTION @extschema@.events_cursor()
 RETURNS text

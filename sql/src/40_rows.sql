@@ -354,7 +354,7 @@ BEGIN
         EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'
                        ' x.smoothed_speed, x.speed, x.eta, x.phase_elapsed_seconds, x.elapsed_seconds,'
                        ' x.since_progress, x.stalled, x.overall_progress, x.reason, x.phase_updated_at,'
-                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at FROM (%s) x',
+                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at, x.label, x.message FROM (%s) x',
                        @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2),
                                                                            in_flight => false, source => tbl)))
            INTO STRICT r USING as_of, k;
@@ -397,11 +397,14 @@ BEGIN
         'progress_updated_at', r.progress_updated_at,
         'heartbeat_at', r.heartbeat_at,
         'started_at', r.started_at,
-        'finished_at', r.finished_at);
+        'finished_at', r.finished_at)
+        -- the label and the message of a table that has such columns
+        OPERATOR(pg_catalog.||) CASE WHEN cfg.columns ? 'label' THEN jsonb_build_object('label', r.label) ELSE '{}' END
+        OPERATOR(pg_catalog.||) CASE WHEN cfg.columns ? 'message' THEN jsonb_build_object('message', r.message) ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.progress(regclass, text, timestamptz) IS
-    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress';
+    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress, and the label and message of a table with such columns';
 
 CREATE OR REPLACE FUNCTION @extschema@.describe(tbl regclass, key text, as_of timestamptz DEFAULT pg_catalog.now())
 RETURNS text

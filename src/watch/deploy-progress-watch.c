@@ -161,7 +161,8 @@ typedef struct Watch
 "  'speed', f.speed, 'average_speed', f.average_speed, 'smoothed_speed', f.smoothed_speed," \
 "  'eta_seconds', j->'eta_seconds', 'phase_elapsed_seconds', j->'phase_elapsed_seconds'," \
 "  'elapsed_seconds', j->'elapsed_seconds', 'overall_progress', f.overall_progress," \
-"  'stuck_reason', f.stuck_reason, 'reason', f.reason, 'description', deploy_progress.describe(j))::text"
+"  'stuck_reason', f.stuck_reason, 'reason', f.reason, 'description', deploy_progress.describe(j)," \
+"  'label', f.label, 'message', f.message)::text"
 
 /*
  * The in-flight rows of one table ($1, an OID, or all) and one key ($2, or
@@ -171,14 +172,16 @@ typedef struct Watch
  * stuck row's reason started (stuck()'s clock_started_at, read only when a
  * row is stuck).  A row whose counters have not moved for the table's
  * speed time constant is described as stalled, as progress() does.  The
- * %s is the label: the in_flight column "label" where the installed
- * version has one (the label role), else NULL.
+ * two %s are the label and the message: the in_flight columns "label" and
+ * "message" where the installed version has them (the label and message
+ * roles), else NULL.  The description shows the message; the label is the
+ * row's name on the terminal.
  */
 static const char *const in_flight_sql_format =
 "WITH f AS MATERIALIZED ("
 "  SELECT i.relid, i.key, i.phase, i.kind, i.completed, i.total, i.percent, i.speed, i.average_speed,"
 "         i.smoothed_speed, i.eta, i.in_phase, i.elapsed, i.progress_updated_at, i.overall_progress,"
-"         i.stuck_reason, %s AS label, 'in_flight' AS event, NULL::pg_catalog.text AS reason"
+"         i.stuck_reason, %s AS label, %s AS message, 'in_flight' AS event, NULL::pg_catalog.text AS reason"
 "    FROM deploy_progress.in_flight($1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.now()) i"
 "   WHERE $2::pg_catalog.text IS NULL OR i.key OPERATOR(pg_catalog.=) $2::pg_catalog.text),"
 " clocks AS MATERIALIZED ("
@@ -196,7 +199,7 @@ static const char *const in_flight_sql_format =
 "         'eta_seconds', pg_catalog.date_part('epoch', f.eta),"
 "         'phase_elapsed_seconds', pg_catalog.date_part('epoch', f.in_phase),"
 "         'elapsed_seconds', pg_catalog.date_part('epoch', f.elapsed),"
-"         'since_progress_seconds', s.since_progress,"
+"         'since_progress_seconds', s.since_progress, 'message', f.message,"
 "         'stalled', f.kind OPERATOR(pg_catalog.=) 'active' AND f.completed IS NOT NULL"
 "                    AND (f.total IS NULL OR f.completed OPERATOR(pg_catalog.<) f.total)"
 "                    AND s.since_progress OPERATOR(pg_catalog.>=) pg_catalog.date_part('epoch', t.speed_time_constant)) AS j"
@@ -210,12 +213,13 @@ static const char *const in_flight_sql_format =
 /*
  * One row ($1 table OID, $2 key) looked up with progress() after it left
  * the view: kind, state, description, JSON and label (where progress()
- * gives one).
+ * gives one).  The description leaves the label out: it is the row's name.
  */
 static const char *const final_sql =
 "SELECT f.kind, pg_catalog.concat_ws('|', f.phase, f.completed, f.total), deploy_progress.describe(j), " ROW_JSON ","
-"       j->>'label'"
-"  FROM deploy_progress.progress($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text) AS j"
+"       f.label"
+"  FROM deploy_progress.progress($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text) AS p"
+" CROSS JOIN LATERAL (SELECT p OPERATOR(pg_catalog.-) 'label' AS j) d"
 " CROSS JOIN LATERAL (SELECT"
 "         CASE WHEN j->>'kind' IN ('succeeded', 'failed', 'cancelled') THEN 'finished' ELSE 'in_flight' END AS event,"
 "         $1::pg_catalog.oid::pg_catalog.regclass AS relid, j->>'key' AS key, j->>'phase' AS phase, j->>'kind' AS kind,"
@@ -223,7 +227,7 @@ static const char *const final_sql =
 "         (j->>'percent')::float8 AS percent, (j->>'speed')::float8 AS speed,"
 "         (j->>'average_speed')::float8 AS average_speed, (j->>'smoothed_speed')::float8 AS smoothed_speed,"
 "         (j->>'overall_progress')::float8 AS overall_progress, NULL::text AS stuck_reason,"
-"         j->>'reason' AS reason) f";
+"         j->>'reason' AS reason, p->>'label' AS label, j->>'message' AS message) f";
 
 /* Frame layout: the first column's width, the bar's width. */
 #define LABEL_MIN_WIDTH		8
@@ -1255,7 +1259,7 @@ listen_channels(Watch *w)
 
 /*
  * Check that the extension and its view are there, see whether the view
- * has a label column (the label role, in versions that have it) and
+ * has label and message columns (the roles, in versions that have them) and
  * resolve -t to a tracked table.
  */
 static void
@@ -1263,11 +1267,14 @@ check_setup(Watch *w)
 {
 	PGresult   *res;
 	const char *label;
+	const char *message;
 
 	res = PQexec(w->conn,
 				 "SELECT p.oid IS NOT NULL,"
 				 "       EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(p.proargnames), pg_catalog.unnest(p.proargmodes)) AS a(name, mode)"
-				 "                WHERE a.name OPERATOR(pg_catalog.=) 'label' AND a.mode OPERATOR(pg_catalog.=) 't')"
+				 "                WHERE a.name OPERATOR(pg_catalog.=) 'label' AND a.mode OPERATOR(pg_catalog.=) 't'),"
+				 "       EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(p.proargnames), pg_catalog.unnest(p.proargmodes)) AS a(name, mode)"
+				 "                WHERE a.name OPERATOR(pg_catalog.=) 'message' AND a.mode OPERATOR(pg_catalog.=) 't')"
 				 "  FROM (SELECT pg_catalog.to_regprocedure('deploy_progress.in_flight(pg_catalog.regclass, pg_catalog.timestamptz)')::pg_catalog.oid AS oid) f"
 				 "  LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) f.oid");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -1277,8 +1284,9 @@ check_setup(Watch *w)
 			  "HINT:  Run CREATE EXTENSION deploy_progress (or ALTER EXTENSION deploy_progress UPDATE) there.",
 			  PQdb(w->conn));
 	label = strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? "i.label" : "NULL::pg_catalog.text";
-	w->in_flight_sql = xmalloc(strlen(in_flight_sql_format) + strlen(label));
-	sprintf(w->in_flight_sql, in_flight_sql_format, label);
+	message = strcmp(PQgetvalue(res, 0, 2), "t") == 0 ? "i.message" : "NULL::pg_catalog.text";
+	w->in_flight_sql = xmalloc(strlen(in_flight_sql_format) + strlen(label) + strlen(message));
+	sprintf(w->in_flight_sql, in_flight_sql_format, label, message);
 	PQclear(res);
 
 	if (w->table_arg)

@@ -41,7 +41,8 @@ DONE = {"succeeded": 0, "failed": 1, "cancelled": 2}
 
 JSON_KEYS = {"event", "at", "table", "key", "phase", "kind", "completed", "total", "percent",
              "speed", "average_speed", "smoothed_speed", "eta_seconds", "phase_elapsed_seconds",
-             "elapsed_seconds", "overall_progress", "stuck_reason", "reason", "description"}
+             "elapsed_seconds", "overall_progress", "stuck_reason", "reason", "description",
+             "label", "message"}
 
 
 def db():
