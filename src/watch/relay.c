@@ -421,6 +421,13 @@ discard_body(char *data, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+/* libcurl's progress callback: a signal (SIGINT, SIGTERM) aborts the request. */
+static int
+abort_on_signal(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	return interrupted != 0;
+}
+
 static void
 webhook_init(Relay *r)
 {
@@ -432,13 +439,21 @@ webhook_init(Relay *r)
 	curl_easy_setopt(r->curl, CURLOPT_USERAGENT, "deploy-progress-watch/" DEPLOY_PROGRESS_VERSION);
 	curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, discard_body);
 	curl_easy_setopt(r->curl, CURLOPT_ERRORBUFFER, r->curl_error);
+	curl_easy_setopt(r->curl, CURLOPT_XFERINFOFUNCTION, abort_on_signal);
+	curl_easy_setopt(r->curl, CURLOPT_NOPROGRESS, 0L);
 }
 
-/* POST one event: NULL when delivered, else what went wrong (malloc'd). */
+/*
+ * POST one event: NULL when delivered, else what went wrong (malloc'd).
+ * SIGINT and SIGTERM are let in while the request runs, so that a signal
+ * ends a request that waits for an answer (abort_on_signal()).
+ */
 static char *
 webhook_post(Relay *r, const char *cursor, const char *body)
 {
 	struct curl_slist *headers = NULL;
+	sigset_t	signals;
+	sigset_t	mask;
 	char		key[CURSOR_MAX_LEN + 32];
 	CURLcode	rc;
 	long		status = 0;
@@ -456,7 +471,12 @@ webhook_post(Relay *r, const char *cursor, const char *body)
 	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGTERM);
+	sigprocmask(SIG_UNBLOCK, &signals, &mask);
 	rc = curl_easy_perform(r->curl);
+	sigprocmask(SIG_SETMASK, &mask, NULL);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, NULL);
@@ -557,6 +577,12 @@ deliver(Relay *r, const char *cursor, const char *body)
 		else
 #endif
 			err = exec_command(r, cursor, body);
+		if (err != NULL && interrupted)
+		{
+			/* not delivered, or not known to be: delivered again after a restart */
+			free(err);
+			return false;
+		}
 		if (err == NULL)
 		{
 			if (attempt > 1)

@@ -54,8 +54,9 @@ def read(path):
 
 class Receiver:
     """An HTTP endpoint that answers the POSTs it gets as `failures` says
-    (an HTTP status, or "drop": close the connection without an answer),
-    and with 200 once they are used up.  Keeps every attempt and every
+    (an HTTP status; "drop": close the connection without an answer;
+    "hang": no answer until the receiver is closed), and with 200 once
+    they are used up.  Keeps every attempt and every
     accepted event."""
 
     def __init__(self, failures=()):
@@ -63,6 +64,7 @@ class Receiver:
         self.attempts = []      # (Idempotency-Key, what was answered)
         self.received = []      # (headers, event) of the accepted POSTs
         self.lock = threading.Lock()
+        self.released = threading.Event()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -75,7 +77,9 @@ class Receiver:
                     receiver.attempts.append((self.headers["Idempotency-Key"], answer))
                     if answer == 200:
                         receiver.received.append((dict(self.headers), json.loads(body, object_pairs_hook=list)))
-                if answer == "drop":
+                if answer == "hang":
+                    receiver.released.wait(120)
+                if answer in ("drop", "hang"):
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
@@ -109,6 +113,7 @@ class Receiver:
         return self.events()
 
     def close(self):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -272,6 +277,29 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(relay.stop(), 0)
         self.assertIn("connection lost, reconnecting\n", relay.stderr())
         self.assertEqual(receiver.keys(), [e["cursor"] for e in expected])
+
+    def test_a_signal_ends_a_request_that_waits_for_its_answer(self):
+        receiver = Receiver(failures=["hang"])
+        self.addCleanup(receiver.close)
+        args = ["-t", "relay_hooks", "--webhook", receiver.url, "--state", self.state, "--webhook-timeout", "3600"]
+        relay = Relay(*args)
+        self.addCleanup(relay.close)
+        start = self.wait_for_state()
+        self.deploy("relay_hooks", 20)
+        expected = self.expected("relay_hooks", start)
+        wait_for(lambda: receiver.attempts, "the first request")
+        # SIGTERM ends the request at once (not after --webhook-timeout): not delivered, not saved
+        self.assertEqual(relay.stop(signal.SIGTERM), 0)
+        self.assertEqual(relay.stderr(), "")
+        self.assertEqual(read(self.state), start + "\n")
+        # so the event is posted again after the restart: at least once
+        relay = Relay(*args)
+        self.addCleanup(relay.close)
+        self.assertEvents(receiver.wait_for_events(3), expected)
+        self.wait_for_state(expected[-1]["cursor"])
+        self.assertEqual(relay.stop(), 0)
+        with receiver.lock:
+            self.assertEqual(receiver.attempts, [(expected[0]["cursor"], "hang")] + [(e["cursor"], 200) for e in expected])
 
     # -- exec ---------------------------------------------------------------
 
