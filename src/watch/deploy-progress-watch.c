@@ -44,6 +44,10 @@
  * so there the redraw after narrowing starts above the frame and may
  * overwrite a few of the lines above it: it never leaves fragments.
  *
+ * With --webhook or --exec the program relays the durable event stream
+ * instead (relay.c), with this file's connection, LISTEN and wait; what
+ * the two files share is declared in watch.h.
+ *
  * IDENTIFICATION
  *	  src/watch/deploy-progress-watch.c
  *

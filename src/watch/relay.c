@@ -704,8 +704,13 @@ relay_run(Watch *w, RelayOptions *o, const char *relid)
 	}
 #ifdef HAVE_LIBCURL
 	if (r.curl)
+	{
 		curl_easy_cleanup(r.curl);
+		curl_global_cleanup();
+	}
 #endif
 	PQfinish(conn);
+	free(r.dir);
+	free(r.tmp_path);
 	return 0;
 }

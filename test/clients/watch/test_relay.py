@@ -27,6 +27,8 @@ import threading
 import time
 import unittest
 
+import psycopg
+
 from test_watch import WATCH, check_errors, db, run
 
 # fast polling and retries, so that the tests do not wait for long
@@ -183,13 +185,13 @@ class RelayTest(unittest.TestCase):
         self.sql("UPDATE %s SET completed_items = 40 WHERE id = %%s" % table, id)
         self.sql("UPDATE %s SET phase = %%s, failure_reason = %%s WHERE id = %%s" % table, end, reason, id)
 
-    def expected(self, table, after):
+    def expected(self, table, after, conn=None, name=None):
         """The events after a cursor as the relay must send them, from events_since()
         itself (label and message where the installed version has them)."""
-        rows = self.conn.execute(
+        rows = (conn or self.conn).execute(
             "SELECT to_jsonb(e), e.at FROM deploy_progress.events_since(%s, 1000, %s::regclass) e",
             (after, table)).fetchall()
-        return [{"cursor": j["cursor"], "table": "public." + table, "key": j["key"], "label": j.get("label"),
+        return [{"cursor": j["cursor"], "table": name or "public." + table, "key": j["key"], "label": j.get("label"),
                  "from": j["from_phase"], "to": j["to_phase"], "kind": j["to_kind"], "at": at,
                  "completed": j["completed"], "total": j["total"], "percent": j["percent"],
                  "reason": j["reason"], "message": j.get("message")} for j, at in rows]
@@ -300,6 +302,49 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(relay.stop(), 0)
         with receiver.lock:
             self.assertEqual(receiver.attempts, [(expected[0]["cursor"], "hang")] + [(e["cursor"], 200) for e in expected])
+
+    def test_label_and_message_where_events_since_has_them(self):
+        # The relay reads events_since()'s columns by name: where a version
+        # has label and message columns (in any order), the JSON has their
+        # values; without them, null (the other tests).  A database of its
+        # own gets a stand-in events_since() with both.  The table's name is
+        # schema-qualified and quoted as regclass quotes it.
+        self.sql("DROP DATABASE IF EXISTS dp_client_relay_label")
+        self.sql("CREATE DATABASE dp_client_relay_label")
+        self.addCleanup(self.sql, "DROP DATABASE dp_client_relay_label")
+        with psycopg.connect(dbname="dp_client_relay_label", autocommit=True) as conn:
+            conn.execute("""
+                CREATE EXTENSION deploy_progress;
+                CREATE SCHEMA ops;
+                CREATE TABLE ops."Web Apps" (id integer PRIMARY KEY, name text,
+                                             phase deploy_progress.phase NOT NULL DEFAULT 'queued');
+                SELECT deploy_progress.track('ops."Web Apps"');
+                ALTER EXTENSION deploy_progress DROP FUNCTION deploy_progress.events_since(text, integer, regclass);
+                ALTER FUNCTION deploy_progress.events_since(text, integer, regclass) RENAME TO events_since_without_label;
+                CREATE FUNCTION deploy_progress.events_since(after text DEFAULT NULL, max_events integer DEFAULT 1000,
+                                                             tbl regclass DEFAULT NULL)
+                RETURNS TABLE (message text, cursor text, id bigint, relid regclass, key text, label text,
+                               from_phase text, to_phase text, to_kind text, at timestamptz, completed bigint,
+                               total bigint, percent double precision, reason text)
+                LANGUAGE sql STABLE AS $$
+                    SELECT 'entered ' || e.to_phase || E' \u2713\n"done"', e.cursor, e.id, e.relid, e.key, a.name,
+                           e.from_phase, e.to_phase, e.to_kind, e.at, e.completed, e.total, e.percent, e.reason
+                      FROM deploy_progress.events_since_without_label(after, max_events, tbl) e
+                      LEFT JOIN ops."Web Apps" a ON a.id::text = e.key
+                $$;
+                INSERT INTO ops."Web Apps" (id, name) VALUES (1, '検索-api'), (2, NULL);
+                UPDATE ops."Web Apps" SET phase = 'succeeded';
+            """)
+            table = 'ops."Web Apps"'
+            expected = self.expected(table, None, conn=conn, name=table)
+        self.assertEqual(len(expected), 4)
+        self.assertCountEqual([e["label"] for e in expected], ["検索-api", None, "検索-api", None])
+        self.assertEqual(expected[-1]["message"], 'entered succeeded \u2713\n"done"')
+        out = os.path.join(self.dir.name, "events.jsonl")
+        rc, _, err = run(*FAST, "-d", "dp_client_relay_label", "--exec", "cat >> {0}; echo >> {0}".format(shlex.quote(out)),
+                         "--state", self.state, "--from-start", "--once")
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEvents([dict(json.loads(l, object_pairs_hook=list)) for l in read(out).splitlines()], expected)
 
     # -- exec ---------------------------------------------------------------
 
