@@ -185,12 +185,17 @@ class RelayTest(unittest.TestCase):
         self.sql("UPDATE %s SET completed_items = 40 WHERE id = %%s" % table, id)
         self.sql("UPDATE %s SET phase = %%s, failure_reason = %%s WHERE id = %%s" % table, end, reason, id)
 
-    def expected(self, table, after, conn=None, name=None):
-        """The events after a cursor as the relay must send them, from events_since()
-        itself (label and message where the installed version has them)."""
-        rows = (conn or self.conn).execute(
-            "SELECT to_jsonb(e), e.at FROM deploy_progress.events_since(%s, 1000, %s::regclass) e",
-            (after, table)).fetchall()
+    def expected(self, table, after, n, conn=None, name=None):
+        """The n events after a cursor as the relay must send them, from events_since()
+        itself (label and message where the installed version has them).  It waits
+        for all n: the stream holds an event back while an older transaction runs."""
+        def rows():
+            r = (conn or self.conn).execute(
+                "SELECT to_jsonb(e), e.at FROM deploy_progress.events_since(%s, 1000, %s::regclass) e",
+                (after, table)).fetchall()
+            return r if len(r) >= n else None
+        rows = wait_for(rows, "%d events in the stream" % n)
+        self.assertEqual(len(rows), n)
         return [{"cursor": j["cursor"], "table": name or "public." + table, "key": j["key"], "label": j.get("label"),
                  "from": j["from_phase"], "to": j["to_phase"], "kind": j["to_kind"], "at": at,
                  "completed": j["completed"], "total": j["total"], "percent": j["percent"],
@@ -215,7 +220,10 @@ class RelayTest(unittest.TestCase):
     def test_webhook_delivers_each_event_once_in_order(self):
         receiver = Receiver(failures=[500, "drop"])
         self.addCleanup(receiver.close)
-        self.sql("INSERT INTO relay_hooks (id) VALUES (100)")    # before the relay: not sent
+        # an event in the stream before the relay starts: not sent
+        self.sql("INSERT INTO relay_hooks (id) VALUES (100)")
+        wait_for(lambda: self.conn.execute("SELECT count(*) FROM deploy_progress.events_since(NULL, 1000, 'relay_hooks')"
+                                           " WHERE key = '100'").fetchone()[0], "row 100's event in the stream")
         relay = Relay("-t", "relay_hooks", "--webhook", receiver.url, "--state", self.state,
                       "-H", "Authorization: Bearer s3cret")
         self.addCleanup(relay.close)
@@ -228,8 +236,7 @@ class RelayTest(unittest.TestCase):
 
         self.deploy("relay_hooks", 1)
         self.deploy("relay_hooks", 2, end="failed", reason='migration "0042" failed\nlock timeout')
-        expected = self.expected("relay_hooks", start)
-        self.assertEqual(len(expected), 6)      # queued, transferring, the end; twice
+        expected = self.expected("relay_hooks", start, 6)   # queued, transferring, the end; twice
         self.assertEvents(receiver.wait_for_events(6), expected)
         self.wait_for_state(expected[-1]["cursor"])
 
@@ -253,8 +260,7 @@ class RelayTest(unittest.TestCase):
         self.deploy("relay_hooks", 3)
         relay = Relay("-t", "relay_hooks", "--webhook", receiver.url, "--state", self.state)
         self.addCleanup(relay.close)
-        more = self.expected("relay_hooks", expected[-1]["cursor"])
-        self.assertEqual(len(more), 3)
+        more = self.expected("relay_hooks", expected[-1]["cursor"], 3)
         self.assertEvents(receiver.wait_for_events(9)[6:], more)
         self.wait_for_state(more[-1]["cursor"])
         self.assertEqual(relay.stop(), 0)
@@ -273,7 +279,7 @@ class RelayTest(unittest.TestCase):
             " WHERE application_name = 'deploy-progress-watch'").fetchone()
         self.assertEqual(killed, 1)
         self.deploy("relay_hooks", 10)
-        expected = self.expected("relay_hooks", start)
+        expected = self.expected("relay_hooks", start, 3)
         self.assertEvents(receiver.wait_for_events(3), expected)
         self.wait_for_state(expected[-1]["cursor"])
         self.assertEqual(relay.stop(), 0)
@@ -288,7 +294,7 @@ class RelayTest(unittest.TestCase):
         self.addCleanup(relay.close)
         start = self.wait_for_state()
         self.deploy("relay_hooks", 20)
-        expected = self.expected("relay_hooks", start)
+        expected = self.expected("relay_hooks", start, 3)
         wait_for(lambda: receiver.attempts, "the first request")
         # SIGTERM ends the request at once (not after --webhook-timeout): not delivered, not saved
         self.assertEqual(relay.stop(signal.SIGTERM), 0)
@@ -336,8 +342,7 @@ class RelayTest(unittest.TestCase):
                 UPDATE ops."Web Apps" SET phase = 'succeeded';
             """)
             table = 'ops."Web Apps"'
-            expected = self.expected(table, None, conn=conn, name=table)
-        self.assertEqual(len(expected), 4)
+            expected = self.expected(table, None, 4, conn=conn, name=table)
         self.assertCountEqual([e["label"] for e in expected], ["検索-api", None, "検索-api", None])
         self.assertEqual(expected[-1]["message"], 'entered succeeded \u2713\n"done"')
         out = os.path.join(self.dir.name, "events.jsonl")
@@ -357,8 +362,7 @@ class RelayTest(unittest.TestCase):
                        flag=shlex.quote(flag), out=shlex.quote(out))
         self.deploy("relay_exec", 1)
         self.deploy("relay_exec", 2, end="cancelled")
-        expected = self.expected("relay_exec", None)
-        self.assertEqual(len(expected), 6)
+        expected = self.expected("relay_exec", None, 6)
 
         def lines():
             if not os.path.exists(out):
@@ -385,7 +389,7 @@ class RelayTest(unittest.TestCase):
         rc, _, err = run(*FAST, "-t", "relay_exec", "--exec", command, "--state", self.state, "--once")
         self.assertEqual((rc, err), (0, ""))
         events, cursors = lines()
-        self.assertEvents([dict(e) for e in events], self.expected("relay_exec", None))
+        self.assertEvents([dict(e) for e in events], self.expected("relay_exec", None, 9))
         self.assertEqual(len(set(cursors)), 9)
 
     # -- errors -------------------------------------------------------------
@@ -423,14 +427,26 @@ class RelayTest(unittest.TestCase):
              "-k/--key cannot be used with --webhook or --exec"),
             (["--exec", "cat", "--state", good, "--json"], "--json cannot be used with --webhook or --exec"),
         ]
-        if os.geteuid() != 0:   # root may write anywhere
+        if os.geteuid() != 0:   # root may read and write anywhere
             ro = os.path.join(self.dir.name, "ro")
             os.mkdir(ro, 0o500)
-            cases.append((["--exec", "cat", "--state", os.path.join(ro, "s")], "Permission denied"))
+            cases.append((["--exec", "cat", "--state", os.path.join(ro, "s")],
+                          'cannot write state file "%s": directory "%s": Permission denied' % (os.path.join(ro, "s"), ro)))
+            unreadable = os.path.join(ro, "unreadable.state")
+            os.chmod(ro, 0o700)
+            with open(unreadable, "w") as f:
+                f.write("12:34\n")
+            os.chmod(unreadable, 0)
+            os.chmod(ro, 0o500)
+            cases.append((["--exec", "cat", "--state", unreadable],
+                          'cannot read state file "%s": Permission denied' % unreadable))
         check_errors(self, cases)
         # and nothing changed
         self.assertEqual(sorted(os.listdir(self.dir.name)), ["corrupt.state"] + (["ro"] if os.geteuid() != 0 else []))
         self.assertEqual(read(corrupt), "12:34\ngarbage\n")
+        if os.geteuid() != 0:
+            os.chmod(ro, 0o700)     # so that the directory can be removed
+            self.assertEqual(os.listdir(ro), ["unreadable.state"])
 
 
 if __name__ == "__main__":
