@@ -119,6 +119,7 @@ static const EventField event_fields[] = {
 
 #define NUM_EVENT_FIELDS	(sizeof(event_fields) / sizeof(event_fields[0]))
 
+/* Whether the options ask for the relay (--webhook or --exec) rather than the watch. */
 bool
 relay_requested(const RelayOptions *o)
 {
@@ -191,6 +192,7 @@ read_state(const char *path, char *cursor)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		fatal("cannot read state file \"%s\": %s", path, strerror(errno));
+	/* room for more than a cursor and its newline: a longer file is no state file */
 	len = read(fd, buf, sizeof(buf));
 	if (len < 0)
 		fatal("cannot read state file \"%s\": %s", path, strerror(errno));
@@ -428,6 +430,7 @@ abort_on_signal(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ulto
 	return interrupted != 0;
 }
 
+/* One libcurl handle for every request, so that its connection is kept alive. */
 static void
 webhook_init(Relay *r)
 {
