@@ -43,8 +43,20 @@ endif
 # deploy-progress-watch, a libpq client built and installed (into bindir,
 # and linked onto PATH on Debian: see install-watch) with the extension.
 # PGXS cannot build a PROGRAM beside a MODULE_big, so it has rules of its
-# own below.
+# own below.  Its --webhook posts with libcurl, found with pkg-config or
+# curl-config (Debian: libcurl4-openssl-dev); without it, or with
+# WITH_LIBCURL=no, the watcher is built without --webhook.
 WATCH = src/watch/deploy-progress-watch
+WATCH_SRCS = $(WATCH).c src/watch/relay.c
+WITH_LIBCURL ?= yes
+ifeq ($(WITH_LIBCURL),yes)
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || curl-config --libs 2>/dev/null)
+ifneq ($(strip $(CURL_LIBS)),)
+CURL_CFLAGS := -DHAVE_LIBCURL $(shell pkg-config --cflags libcurl 2>/dev/null || curl-config --cflags 2>/dev/null)
+else
+$(warning libcurl not found (Debian: libcurl4-openssl-dev): deploy-progress-watch is built without --webhook)
+endif
+endif
 
 EXTRA_CLEAN = output_iso results regression.diffs regression.out $(WATCH)
 
@@ -59,9 +71,9 @@ $(SQL_BUILT): $(SQL_SOURCES) $(EXTENSION).control
 
 all: $(WATCH)
 
-$(WATCH): $(WATCH).c $(EXTENSION).control
-	$(CC) $(CFLAGS) -I$(includedir) -DDEPLOY_PROGRESS_VERSION='"$(EXTVERSION)"' $< \
-		$(LDFLAGS) $(LDFLAGS_EX) -L$(libdir) -lpq -o $@
+$(WATCH): $(WATCH_SRCS) src/watch/watch.h $(EXTENSION).control
+	$(CC) $(CFLAGS) -I$(includedir) $(CURL_CFLAGS) -DDEPLOY_PROGRESS_VERSION='"$(EXTVERSION)"' $(WATCH_SRCS) \
+		$(LDFLAGS) $(LDFLAGS_EX) -L$(libdir) -lpq $(CURL_LIBS) -o $@
 
 install: install-watch
 uninstall: uninstall-watch

@@ -44,6 +44,10 @@
  * so there the redraw after narrowing starts above the frame and may
  * overwrite a few of the lines above it: it never leaves fragments.
  *
+ * With --webhook or --exec the program relays the durable event stream
+ * instead (relay.c), with this file's connection, LISTEN and wait; what
+ * the two files share is declared in watch.h.
+ *
  * IDENTIFICATION
  *	  src/watch/deploy-progress-watch.c
  *
@@ -72,17 +76,7 @@
 #include <wchar.h>
 
 #include "libpq-fe.h"
-
-/* the extension's default_version, passed by the Makefile */
-#ifndef DEPLOY_PROGRESS_VERSION
-#define DEPLOY_PROGRESS_VERSION "unknown"
-#endif
-
-#define EXIT_SUCCEEDED		0
-#define EXIT_FAILED			1
-#define EXIT_CANCELLED		2
-#define EXIT_ERROR			3
-#define EXIT_INTERRUPTED	4
+#include "watch.h"
 
 /* no exit status decided yet: keep watching */
 #define KEEP_WATCHING		(-1)
@@ -125,9 +119,11 @@ typedef struct Buf
 	size_t		cap;
 } Buf;
 
-typedef struct Watch
+struct Watch
 {
 	PGconn	   *conn;
+	const char *client_encoding;	/* asked of the server, NULL for the default */
+	bool		reconnecting;	/* the connection is lost, not yet back */
 	const char *table_arg;		/* -t as given */
 	char	   *relid;			/* its OID as text, NULL for all tables */
 	char	   *table;			/* its canonical name */
@@ -148,7 +144,7 @@ typedef struct Watch
 	char	  **frame_text;		/* the lines of the frame drawn last, as shown */
 	int			frame_n;
 	int			frame_cap;
-} Watch;
+};
 
 /*
  * The figures of a row as a JSON object (keys in a fixed order), from a
@@ -243,15 +239,7 @@ static const char *const final_sql =
 #define STALLED_COLOR		"\033[33m"
 #define RESET				"\033[0m"
 
-#ifdef __GNUC__
-static void fatal(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
-static void print_message(Watch *w, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-#else
-static void fatal(const char *fmt,...);
-static void print_message(Watch *w, const char *fmt,...);
-#endif
-
-static volatile sig_atomic_t interrupted = 0;
+volatile sig_atomic_t interrupted = 0;
 static volatile sig_atomic_t resized = 0;
 static bool cursor_hidden = false;
 
@@ -274,9 +262,12 @@ handle_resize(int signo)
 static void
 usage(void)
 {
-	printf("deploy-progress-watch shows live progress of deploy_progress's tracked tables.\n\n"
+	printf("deploy-progress-watch shows live progress of deploy_progress's tracked tables,\n"
+		   "or relays their events to a webhook or a command.\n\n"
 		   "Usage:\n"
-		   "  deploy-progress-watch [OPTION]... [DBNAME]\n\n"
+		   "  deploy-progress-watch [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --webhook=URL --state=FILE [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --exec=COMMAND --state=FILE [OPTION]... [DBNAME]\n\n"
 		   "Options:\n"
 		   "  -t, --table=TABLE        watch one tracked table (default: every tracked table)\n"
 		   "  -k, --key=KEY            watch one row of TABLE; exit when it reaches a terminal phase\n"
@@ -287,12 +278,28 @@ usage(void)
 		   "      --once               print the rows once and exit\n"
 		   "  -V, --version            output version information, then exit\n"
 		   "  -?, --help               show this help, then exit\n\n"
+		   "Relay options (each event of events_since() as one JSON object, in order):\n"
+		   "      --webhook=URL        POST each event to URL; a 2xx response delivers it\n"
+		   "      --exec=COMMAND       run COMMAND (/bin/sh -c) with each event on its stdin;\n"
+		   "                           exit status 0 delivers it\n"
+		   "      --state=FILE         keep the cursor of the last event delivered in FILE (required)\n"
+		   "      --from-start         without FILE, start from the oldest event (default: from now)\n"
+		   "      --retry-delay=SECONDS\n"
+		   "                           wait before a failed delivery is tried again (default: 1)\n"
+		   "      --retry-max-delay=SECONDS\n"
+		   "                           the wait doubles after each failure up to this (default: 60)\n"
+		   "      --webhook-timeout=SECONDS\n"
+		   "                           time limit of one request (default: 30)\n"
+		   "  -H, --header=HEADER      add \"Name: value\" to each request (repeatable)\n"
+		   "  With -t the relay delivers one table's events; -i, -c and --once (deliver\n"
+		   "  the events there are, then exit) apply as well.\n\n"
 		   "Connection options:\n"
 		   "  -h, --host=HOSTNAME      database server host or socket directory\n"
 		   "  -p, --port=PORT          database server port\n"
 		   "  -U, --username=USERNAME  database user name\n"
 		   "  -d, --dbname=DBNAME      database name or connection string\n\n"
 		   "Exit status with -k: 0 succeeded, 1 failed, 2 cancelled, 3 error, 4 interrupted.\n"
+		   "Exit status of the relay: 0 ended by a signal or --once, 3 error.\n"
 		   "The usual PG* environment variables and ~/.pgpass apply.\n");
 }
 
@@ -307,7 +314,7 @@ restore_terminal(void)
 	}
 }
 
-static void
+void
 fatal(const char *fmt,...)
 {
 	va_list		ap;
@@ -321,7 +328,7 @@ fatal(const char *fmt,...)
 	exit(EXIT_ERROR);
 }
 
-static void *
+void *
 xmalloc(size_t size)
 {
 	void	   *p = malloc(size);
@@ -331,7 +338,7 @@ xmalloc(size_t size)
 	return p;
 }
 
-static char *
+char *
 xstrdup(const char *s)
 {
 	char	   *p;
@@ -345,7 +352,7 @@ xstrdup(const char *s)
 }
 
 /* The first line of a libpq error message, without its newline. */
-static char *
+char *
 first_line(const char *msg)
 {
 	char	   *s = xstrdup(msg ? msg : "unknown error");
@@ -357,7 +364,7 @@ first_line(const char *msg)
 }
 
 /* A JSON string literal for s. */
-static void
+void
 print_json_string(FILE *out, const char *s)
 {
 	const unsigned char *p;
@@ -1206,7 +1213,7 @@ refresh(Watch *w, const char *trigger)
 }
 
 /* LISTEN on the channel given, or on the watched tables' channels. */
-static void
+void
 listen_channels(Watch *w)
 {
 	int			i;
@@ -1323,7 +1330,7 @@ check_setup(Watch *w)
  * signals are blocked but while pselect() waits, so that none that comes
  * between the check of its flag and the wait is missed.
  */
-static const char *
+const char *
 wait_for_update(Watch *w)
 {
 	struct timeval deadline;
@@ -1402,7 +1409,7 @@ wait_for_update(Watch *w)
  * first line down: where that is the top of the screen, some terminals,
  * tmux among them, would move the whole screen into the scrollback.)
  */
-static void
+void
 print_message(Watch *w, const char *fmt,...)
 {
 	va_list		ap;
@@ -1461,9 +1468,8 @@ connect_db(Watch *w, const char *host, const char *port, const char *user, const
 	values[n++] = port;
 	keywords[n] = "user";
 	values[n++] = user;
-	/* on a terminal, text in the terminal's encoding, as psql does */
 	keywords[n] = "client_encoding";
-	values[n++] = w->mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL ? "auto" : NULL;
+	values[n++] = w->client_encoding;
 	keywords[n] = "dbname";
 	values[n++] = dbname;
 	keywords[n] = "fallback_application_name";
@@ -1478,6 +1484,45 @@ connect_db(Watch *w, const char *host, const char *port, const char *user, const
 		fatal("%s", first_line(PQerrorMessage(conn)));
 	PQsetNoticeProcessor(conn, print_notice, w);
 	return conn;
+}
+
+PGconn *
+watch_connection(Watch *w)
+{
+	return w->conn;
+}
+
+/*
+ * After a lost connection: reset it and LISTEN again; false while the
+ * server cannot be reached (the caller tries again after an interval).
+ */
+bool
+reconnect(Watch *w)
+{
+	if (!w->reconnecting)
+		print_message(w, "connection lost, reconnecting\n");
+	w->reconnecting = true;
+	PQreset(w->conn);
+	if (PQstatus(w->conn) != CONNECTION_OK)
+		return false;
+	print_message(w, "reconnected\n");
+	w->reconnecting = false;
+	listen_channels(w);
+	return true;
+}
+
+/* A number of seconds given as an option's value, or an error. */
+static double
+seconds_arg(const char *what, const char *arg, double min, double max)
+{
+	char	   *end;
+	double		v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno != 0 || end == arg || *end != '\0' || !(v >= min && v <= max))
+		fatal("invalid %s \"%s\": give seconds between %g and %g", what, arg, min, max);
+	return v;
 }
 
 int
@@ -1495,6 +1540,14 @@ main(int argc, char **argv)
 		{"json", no_argument, NULL, 1},
 		{"plain", no_argument, NULL, 2},
 		{"once", no_argument, NULL, 3},
+		{"webhook", required_argument, NULL, 4},
+		{"exec", required_argument, NULL, 5},
+		{"state", required_argument, NULL, 6},
+		{"from-start", no_argument, NULL, 7},
+		{"retry-delay", required_argument, NULL, 8},
+		{"retry-max-delay", required_argument, NULL, 9},
+		{"webhook-timeout", required_argument, NULL, 10},
+		{"header", required_argument, NULL, 'H'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, '?'},
 		{NULL, 0, NULL, 0}
@@ -1506,15 +1559,19 @@ main(int argc, char **argv)
 	bool		json = false;
 	bool		plain = false;
 	Watch		w;
+	RelayOptions relay;
 	struct sigaction sa;
 	sigset_t	blocked;
 	int			c;
 	int			status;
-	bool		reconnecting = false;
-	char	   *end;
 
 	memset(&w, 0, sizeof(w));
 	w.interval = 1.0;
+	memset(&relay, 0, sizeof(relay));
+	relay.retry_delay = 1.0;
+	relay.retry_max_delay = 60.0;
+	relay.timeout = 30.0;
+	relay.headers = xmalloc(sizeof(char *) * argc);
 
 	/* characters and their widths as the terminal's locale has them */
 	setlocale(LC_CTYPE, "");
@@ -1529,7 +1586,7 @@ main(int argc, char **argv)
 		usage();
 		return 0;
 	}
-	while ((c = getopt_long(argc, argv, "h:p:U:d:t:k:i:c:V?", long_options, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "h:p:U:d:t:k:i:c:H:V?", long_options, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -1552,11 +1609,7 @@ main(int argc, char **argv)
 				w.key = optarg;
 				break;
 			case 'i':
-				errno = 0;
-				w.interval = strtod(optarg, &end);
-				if (errno != 0 || end == optarg || *end != '\0' ||
-					!(w.interval >= 0.01 && w.interval <= 86400))
-					fatal("invalid interval \"%s\": give seconds between 0.01 and 86400", optarg);
+				w.interval = seconds_arg("interval", optarg, 0.01, 86400);
 				break;
 			case 'c':
 				w.channel = optarg;
@@ -1569,6 +1622,30 @@ main(int argc, char **argv)
 				break;
 			case 3:
 				w.once = true;
+				break;
+			case 4:
+				relay.webhook = optarg;
+				break;
+			case 5:
+				relay.exec = optarg;
+				break;
+			case 6:
+				relay.state = optarg;
+				break;
+			case 7:
+				relay.from_start = true;
+				break;
+			case 8:
+				relay.retry_delay = seconds_arg("retry delay", optarg, 0.01, 3600);
+				break;
+			case 9:
+				relay.retry_max_delay = seconds_arg("retry maximum delay", optarg, 0.01, 86400);
+				break;
+			case 10:
+				relay.timeout = seconds_arg("webhook timeout", optarg, 0.01, 86400);
+				break;
+			case 'H':
+				relay.headers[relay.nheaders++] = optarg;
 				break;
 			case 'V':
 				printf("deploy-progress-watch (deploy_progress) %s\n", DEPLOY_PROGRESS_VERSION);
@@ -1586,7 +1663,24 @@ main(int argc, char **argv)
 		fatal("-k/--key needs -t/--table: keys are unique within one table");
 	if (json && plain)
 		fatal("--json and --plain cannot be used together");
+	if (relay_requested(&relay))
+	{
+		if (w.key || json || plain)
+			fatal("%s cannot be used with --webhook or --exec: the relay delivers every event of the table (or of all tables)",
+				  w.key ? "-k/--key" : json ? "--json" : "--plain");
+		relay_check_options(&relay);
+		relay.once = w.once;
+		plain = true;
+	}
+	else if (relay.state || relay.from_start || relay.nheaders > 0)
+		fatal("%s needs --webhook or --exec",
+			  relay.state ? "--state" : relay.from_start ? "--from-start" : "-H/--header");
 	w.mode = json ? OUTPUT_JSON : (plain || !isatty(STDOUT_FILENO)) ? OUTPUT_PLAIN : OUTPUT_TTY;
+	/* the relay's JSON is UTF-8; on a terminal, text in its encoding, as psql does */
+	if (relay_requested(&relay))
+		w.client_encoding = "UTF8";
+	else if (w.mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL)
+		w.client_encoding = "auto";
 
 	if (w.mode == OUTPUT_TTY)
 		setvbuf(stdout, NULL, _IOFBF, 1 << 16);	/* a frame is written at once */
@@ -1617,6 +1711,8 @@ main(int argc, char **argv)
 
 	w.conn = connect_db(&w, host, port, user, dbname);
 	check_setup(&w);
+	if (relay_requested(&relay))
+		return relay_run(&w, &relay, w.relid);
 	if (!w.once)
 		listen_channels(&w);
 
@@ -1630,20 +1726,10 @@ main(int argc, char **argv)
 		trigger = wait_for_update(&w);
 		if (trigger == NULL)
 			break;
-		if (status == -2 || PQstatus(w.conn) == CONNECTION_BAD)
+		if ((status == -2 || PQstatus(w.conn) == CONNECTION_BAD) && !reconnect(&w))
 		{
-			if (!reconnecting)
-				print_message(&w, "connection lost, reconnecting\n");
-			reconnecting = true;
-			PQreset(w.conn);
-			if (PQstatus(w.conn) != CONNECTION_OK)
-			{
-				status = -2;
-				continue;
-			}
-			print_message(&w, "reconnected\n");
-			reconnecting = false;
-			listen_channels(&w);
+			status = -2;
+			continue;
 		}
 		status = refresh(&w, trigger);
 	}

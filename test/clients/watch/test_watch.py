@@ -242,6 +242,16 @@ def run(*args, timeout=30):
     return p.returncode, p.stdout, p.stderr
 
 
+def check_errors(test, cases):
+    """Each (arguments, message): exit status 3, nothing on stdout, the message on stderr."""
+    for args, message in cases:
+        with test.subTest(args=args):
+            rc, out, err = run(*args)
+            test.assertEqual(rc, 3, err)
+            test.assertEqual(out, "")
+            test.assertIn(message, err)
+
+
 def plain_rows(output):
     """Plain lines as (table, key, text)."""
     rows = []
@@ -766,12 +776,7 @@ class WatchTest(unittest.TestCase):
             (["-p", "1"], "connection to server"),
             (["-d", "dp_no_such_database"], 'database "dp_no_such_database" does not exist'),
         ]
-        for args, message in cases:
-            with self.subTest(args=args):
-                rc, out, err = run(*args)
-                self.assertEqual(rc, 3, err)
-                self.assertEqual(out, "")
-                self.assertIn(message, err)
+        check_errors(self, cases)
 
     def test_help_and_version(self):
         rc, out, _ = run("--help")
