@@ -23,6 +23,8 @@
 --     (timings.partition), filled in for the rows 1.0 wrote
 --   * history rows record their transaction (history.txid), the order of
 --     the durable event stream events_since()
+--   * phase estimates for the whole run's ETA (phase_estimates,
+--     refresh_estimates(); in_flight and progress() gain overall_eta)
 --   * the stamp trigger of a tracked table carries its configuration as
 --     its argument (confirmed by the trigger's comment), and recreates it
 --     after a schema-only restore; existing triggers are rewritten
@@ -358,6 +360,30 @@ ALTER TABLE @extschema@.history ADD COLUMN txid bigint;
 CREATE INDEX history_txid_brin ON @extschema@.history USING brin (txid);
 COMMENT ON COLUMN @extschema@.history.txid IS
     'The id of the top-level transaction that recorded the row (pg_current_xact_id()), the order of the event stream; NULL for rows recorded before 1.1';
+
+--------------------------------------------------------------------------
+-- The ETA of a whole run: phase estimates learned from the history
+--------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.phase_estimates (
+    relid        regclass NOT NULL,
+    phase        text NOT NULL,
+    stays        bigint NOT NULL,     -- completed stays in the window
+    quantiles    double precision[],  -- their durations in seconds at 0, 5, ..., 100 %
+    visit_share  double precision NOT NULL,  -- share of the window's succeeded runs that visited it
+    runs         bigint NOT NULL,     -- succeeded runs in the window
+    computed_at  timestamptz NOT NULL,
+    PRIMARY KEY (relid, phase)
+);
+COMMENT ON TABLE @extschema@.phase_estimates IS
+    'Per tracked table and phase, learned from the history by refresh_estimates(): completed stays and their duration quantiles, and the share of succeeded runs that visited the phase; the readers'' whole-run ETA comes from it';
+-- derived from the history: shown to the roles that may read the table,
+-- and not where row-level security applies to them (the figures would
+-- include rows they cannot see)
+ALTER TABLE @extschema@.phase_estimates ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON @extschema@.phase_estimates FOR SELECT
+    USING (pg_catalog.has_table_privilege(relid, 'SELECT') AND NOT pg_catalog.row_security_active(relid));
+GRANT SELECT ON @extschema@.phase_estimates TO PUBLIC;
 
 --------------------------------------------------------------------------
 -- History rows keep the row's label, message and metadata
@@ -881,6 +907,21 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_column(@extschema@.tracked, text) IS
     'Internal: the column playing a role of deploy_progress.column_roles in a tracked table, NULL when it has none';
 
+-- Removes the phase estimates (75_estimates.sql) of a table that is not
+-- tracked, as its owner, for untrack().
+CREATE OR REPLACE FUNCTION @extschema@._forget_estimates(tbl regclass)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.phase_estimates e
+     WHERE e.relid OPERATOR(pg_catalog.=) tbl
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid OPERATOR(pg_catalog.=) tbl)
+$$;
+COMMENT ON FUNCTION @extschema@._forget_estimates(regclass) IS
+    'Internal: removes the phase estimates of a table that is not tracked';
+
 -- Raises an error unless a time zone name is one PostgreSQL knows, read as
 -- the triggers and readers read it ("ts AT TIME ZONE zone").
 CREATE OR REPLACE FUNCTION @extschema@._check_time_zone(zone text)
@@ -1310,11 +1351,12 @@ BEGIN
     -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
+    PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings and phase estimates; the table''s rows and its history are left as they are';
 
 -- Keeps the stamp triggers of the tables tracked with a lifecycle in step
 -- with its phases, after define_lifecycle().  As the extension's owner,
@@ -1581,13 +1623,16 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
+    DELETE FROM @extschema@.phase_estimates e
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
     DELETE FROM @extschema@.tracked t
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.eta(percent double precision, speed double precision)
@@ -1754,6 +1799,10 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --                         an active row with work left has not moved for the
 --                         smoothing time constant
 --   overall_progress      weighted over the lifecycle's phases
+--   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
+--                         the time left for the whole run, from phase_estimates
+--                         (_run_eta()): median and 95th percentile; NULL where
+--                         the history is too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
 --   in_phase, elapsed     the same as intervals, NULL when negative
 --   reason                the failure reason of a failed or cancelled row
@@ -1763,10 +1812,12 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
-        'SELECT r.*, f.average_speed, f.smoothed_speed, f.speed,'
-        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
-        '            THEN %7$s END AS eta,'
+        'SELECT r.*, f.average_speed, f.smoothed_speed, f.speed, g.eta,'
         '       f.since_progress, f.stalled,'
+        '       w.p50 AS overall_eta_seconds, w.p95 AS overall_eta_p95_seconds,'
+        '       pg_catalog.make_interval(secs => w.p50) AS overall_eta,'
+        '       pg_catalog.make_interval(secs => w.p95) AS overall_eta_p95,'
+        '       $1 OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => w.p50) AS expected_finish_at,'
         '       CASE WHEN r.position IS NOT NULL'
         '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
         '                                               coalesce(r.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
@@ -1788,7 +1839,13 @@ AS $$
         '                                          THEN %9$s END AS average_speed,'
         '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
-        '                             ) a) b) f',
+        '                             ) a) b) f'
+        '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
+        '                                  THEN %7$s END AS eta) g'
+        '  LEFT JOIN LATERAL @extschema@._run_eta(%10$L::pg_catalog.regclass, %11$L, r.phase,'
+        '                                         @extschema@._elapsed_seconds(r.phase_updated_at, $1),'
+        '                                         pg_catalog.date_part(''epoch'', g.eta)) w'
+        '         ON r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
         lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'),
         -- ETA, work left and average speed: of the percent column (percent
@@ -1802,7 +1859,8 @@ AS $$
              THEN '(SELECT r.percent OPERATOR(pg_catalog./) e.s'
                   '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
                   '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
-             ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END)
+             ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END,
+        cfg.relid::oid, cfg.lifecycle, @extschema@._kinds('in_flight'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
      CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;
@@ -1937,7 +1995,8 @@ BEGIN
         EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'
                        ' x.smoothed_speed, x.speed, x.eta, x.phase_elapsed_seconds, x.elapsed_seconds,'
                        ' x.since_progress, x.stalled, x.overall_progress, x.reason, x.phase_updated_at,'
-                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at, x.label, x.message FROM (%s) x',
+                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at, x.label, x.message,'
+                       ' x.overall_eta_seconds, x.overall_eta_p95_seconds, x.expected_finish_at FROM (%s) x',
                        @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2),
                                                                            in_flight => false, source => tbl)))
            INTO STRICT r USING as_of, k;
@@ -1975,6 +2034,9 @@ BEGIN
         'since_progress_seconds', r.since_progress,
         'stalled', r.stalled,
         'overall_progress', r.overall_progress,
+        'overall_eta_seconds', r.overall_eta_seconds,
+        'overall_eta_p95_seconds', r.overall_eta_p95_seconds,
+        'expected_finish_at', r.expected_finish_at,
         'reason', r.reason,
         'phase_updated_at', r.phase_updated_at,
         'progress_updated_at', r.progress_updated_at,
@@ -2335,7 +2397,8 @@ AS $$
         'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.kind, r.completed_items, r.total_items, r.percent,'
         '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
         '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
-        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason, r.label, r.message'
+        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason, r.label, r.message,'
+        '       r.overall_eta, r.overall_eta_p95, r.expected_finish_at'
         '  FROM (%s) r ORDER BY r.key',
         cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
 $$;
@@ -2349,7 +2412,8 @@ RETURNS TABLE (relid regclass, key text, phase text, kind text,
                eta interval,
                phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
                started_at timestamptz, in_phase interval, elapsed interval,
-               overall_progress double precision, stuck_reason text, label text, message text)
+               overall_progress double precision, stuck_reason text, label text, message text,
+               overall_eta interval, overall_eta_p95 interval, expected_finish_at timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2360,15 +2424,16 @@ AS $$
              eta interval,
              phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
              started_at timestamptz, in_phase interval, elapsed interval,
-             overall_progress double precision, stuck_reason text, label text, message text)
+             overall_progress double precision, stuck_reason text, label text, message text,
+             overall_eta interval, overall_eta_p95 interval, expected_finish_at timestamptz)
 $$;
 COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
-    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures, stuck reason, label and message as of a time';
+    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures, stuck reason, label and message, and the whole run''s ETA as of a time';
 
 CREATE OR REPLACE VIEW @extschema@.in_flight AS
 SELECT * FROM @extschema@.in_flight(NULL, pg_catalog.now());
 COMMENT ON VIEW @extschema@.in_flight IS
-    'Every in-flight (non-terminal) row of every tracked table the current role can read: phase, counters, percent, speeds, ETA, elapsed times, overall progress, stuck reason (NULL when healthy), and the row''s label and message (NULL when the table has no such column)';
+    'Every in-flight (non-terminal) row of every tracked table the current role can read: phase, counters, percent, speeds, ETA, elapsed times, overall progress, stuck reason (NULL when healthy), the row''s label and message (NULL when the table has no such column), and the ETA of the whole run (NULL where the history is too thin)';
 GRANT SELECT ON @extschema@.in_flight TO PUBLIC;
 
 -- A stalled fleet: a table whose queue waits while nothing works on it,
@@ -2824,6 +2889,135 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.prune(interval, boolean, integer, integer) IS
     'Removes history rows older than older_than (all tables, batch_size rows per statement, at most max_batches batches), keeping transitions into failed and cancelled phases unless keep_failures is false; returns how many rows it removed';
+
+CREATE OR REPLACE FUNCTION @extschema@.refresh_estimates(tbl regclass DEFAULT NULL, since interval DEFAULT '30 days')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cutoff  timestamptz;
+    n       bigint;
+BEGIN
+    IF since IS NULL OR since <= '0'::interval OR NOT isfinite(since) THEN
+        RAISE EXCEPTION 'since must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(since::text, 'NULL')),
+                  HINT = 'Pass how far back the history is read, such as ''30 days''.';
+    END IF;
+    IF tbl IS NOT NULL THEN
+        PERFORM @extschema@._config(tbl, 'Estimates are learned for tracked tables only.');
+    END IF;
+    IF NOT (has_table_privilege('@extschema@.history', 'SELECT')
+            AND has_table_privilege('@extschema@.phase_estimates', 'INSERT')
+            AND has_table_privilege('@extschema@.phase_estimates', 'DELETE')) THEN
+        RAISE EXCEPTION 'permission denied to refresh the phase estimates'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'refresh_estimates() runs with its caller''s rights and reads @extschema@.history, which belongs to the extension''s owner.',
+                  HINT = 'Run it as the owner of the extension (for example from pg_cron), or grant SELECT on @extschema@.history and INSERT, DELETE on @extschema@.phase_estimates.';
+    END IF;
+    cutoff := now() - since;
+
+    DELETE FROM @extschema@.phase_estimates e
+     WHERE tbl IS NULL OR e.relid = tbl;
+    WITH h AS (
+        SELECT x.relid, x.key, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
+          FROM @extschema@.history x
+          JOIN @extschema@.tracked t ON t.relid = x.relid
+         WHERE x.at >= cutoff AND (tbl IS NULL OR x.relid = tbl)
+    ), runs AS (
+        -- the rows that reached a succeeded phase in the window
+        SELECT DISTINCT h.relid, h.key FROM h WHERE h.to_kind = 'succeeded'
+    ), nruns AS (
+        SELECT r.relid, count(*) AS n FROM runs r GROUP BY r.relid
+    ), visits AS (
+        SELECT v.relid, v.phase, count(DISTINCT v.key) AS n
+          FROM (SELECT h.relid, h.key, h.to_phase AS phase FROM h
+                UNION ALL
+                SELECT h.relid, h.key, h.from_phase FROM h WHERE h.from_phase IS NOT NULL) v
+          JOIN runs r ON r.relid = v.relid AND r.key = v.key
+         GROUP BY v.relid, v.phase
+    ), stays AS (
+        -- completed stays: left for a phase that is not failed or cancelled
+        SELECT h.relid, h.from_phase AS phase, count(*) AS n,
+               percentile_cont(ARRAY[0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
+                                     0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1]::double precision[])
+                   WITHIN GROUP (ORDER BY extract(epoch FROM h.time_in_previous)::double precision) AS q
+          FROM h
+         WHERE h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
+           AND h.to_kind <> ALL (@extschema@._kinds('unsuccessful'))
+         GROUP BY h.relid, h.from_phase
+    )
+    INSERT INTO @extschema@.phase_estimates (relid, phase, stays, quantiles, visit_share, runs, computed_at)
+    SELECT t.relid, p.phase, coalesce(s.n, 0), s.q,
+           coalesce(v.n::double precision / nullif(r.n, 0), 0), coalesce(r.n, 0), now()
+      FROM @extschema@.tracked t
+      JOIN pg_catalog.pg_class c ON c.oid = t.relid
+      JOIN @extschema@.lifecycle_phases p ON p.lifecycle = t.lifecycle
+                                          AND p.kind = ANY (@extschema@._kinds('in_flight'))
+      LEFT JOIN stays s ON s.relid = t.relid AND s.phase = p.phase
+      LEFT JOIN visits v ON v.relid = t.relid AND v.phase = p.phase
+      LEFT JOIN nruns r ON r.relid = t.relid
+     WHERE tbl IS NULL OR t.relid = tbl;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.refresh_estimates(regclass, interval) IS
+    'Learns from the history of the last "since" how long each in-flight phase of the tracked tables (all, or one) takes and how often runs visit it, for the whole-run ETA; returns the rows written to phase_estimates';
+
+-- The time left for a row of table tbl (lifecycle lc) in phase at_phase,
+-- in it for in_phase seconds, whose own ETA (from its counters or percent)
+-- is own_eta seconds or NULL: {p50, p95} in seconds, each NULL when the
+-- estimates cannot tell.  The current phase: its ETA when it has one, else
+-- the median (and 95th percentile) of the stays that lasted longer than
+-- this one so far, minus its time so far.  Each phase ahead adds its share
+-- times its median (95th percentile).  Phases visited by fewer than 5 % of
+-- the runs are left out.
+CREATE OR REPLACE FUNCTION @extschema@._run_eta(tbl regclass, lc text, at_phase text,
+                                                in_phase double precision, own_eta double precision,
+                                                OUT p50 double precision, OUT p95 double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cur AS (
+        SELECT lp.position, e.runs,
+               -- the quantiles of the stays longer than this one so far
+               (SELECT array_agg(q.v OPERATOR(pg_catalog.-) greatest(in_phase, 0) ORDER BY q.v)
+                  FROM unnest(e.quantiles) AS q(v)
+                 WHERE q.v OPERATOR(pg_catalog.>) greatest(in_phase, 0)) AS rest,
+               e.stays
+          FROM @extschema@.lifecycle_phases lp
+          JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
+         WHERE lp.lifecycle OPERATOR(pg_catalog.=) lc AND lp.phase OPERATOR(pg_catalog.=) at_phase
+    ), now_part AS (
+        SELECT c.position, c.runs,
+               CASE WHEN own_eta IS NOT NULL THEN own_eta
+                    WHEN c.stays OPERATOR(pg_catalog.>=) 20 AND cardinality(c.rest) OPERATOR(pg_catalog.>) 0
+                    THEN c.rest[ceil(cardinality(c.rest) OPERATOR(pg_catalog.*) 0.5)::integer] END AS p50,
+               CASE WHEN own_eta IS NOT NULL THEN own_eta
+                    WHEN c.stays OPERATOR(pg_catalog.>=) 20 AND cardinality(c.rest) OPERATOR(pg_catalog.>) 0
+                    THEN c.rest[ceil(cardinality(c.rest) OPERATOR(pg_catalog.*) 0.95)::integer] END AS p95
+          FROM cur c
+    ), ahead AS (
+        SELECT sum(e.visit_share OPERATOR(pg_catalog.*) e.quantiles[11]) AS p50,
+               sum(e.visit_share OPERATOR(pg_catalog.*) e.quantiles[20]) AS p95,
+               -- a phase that matters without enough stays to tell
+               bool_or(e.stays OPERATOR(pg_catalog.<) 20) AS thin
+          FROM now_part n
+          JOIN @extschema@.lifecycle_phases lp ON lp.lifecycle OPERATOR(pg_catalog.=) lc
+                                               AND lp.position OPERATOR(pg_catalog.>) n.position
+          JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
+         WHERE e.visit_share OPERATOR(pg_catalog.>=) 0.05
+    )
+    SELECT CASE WHEN n.runs OPERATOR(pg_catalog.>=) 20 AND NOT coalesce(a.thin, false)
+                THEN n.p50 OPERATOR(pg_catalog.+) coalesce(a.p50, 0) END,
+           CASE WHEN n.runs OPERATOR(pg_catalog.>=) 20 AND NOT coalesce(a.thin, false)
+                THEN n.p95 OPERATOR(pg_catalog.+) coalesce(a.p95, 0) END
+      FROM now_part n CROSS JOIN ahead a
+$$;
+COMMENT ON FUNCTION @extschema@._run_eta(regclass, text, text, double precision, double precision) IS
+    'Internal: the median and 95th-percentile time left, in seconds, for a row of a tracked table in a phase for in_phase seconds with its own ETA (or NULL), from phase_estimates; NULL where the history is too thin';
 
 -- The metrics read from the tables themselves, for every tracked table the
 -- caller can read, one table at a time (all or nothing for a table):

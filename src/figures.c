@@ -731,10 +731,12 @@ dp_display_name(const char *phase)
  * One human line for a row's figures, as deploy_progress.progress()
  * returns them (keys phase, kind, completed, total, speed, eta_seconds,
  * phase_elapsed_seconds, elapsed_seconds, since_progress_seconds, stalled,
- * reason, and percent for a row without counters, label and message for a
- * table with such columns; missing keys count as unknown):
+ * reason, overall_eta_seconds, and percent for a row without counters,
+ * label and message for a table with such columns; missing keys count as
+ * unknown):
  *
  *	active      Transferring: 12,400/31,344 (39.6%) · 85 items/s · ETA 3m42s
+ *	run ETA     Transferring: 12,400/31,344 (39.6%) · 85 items/s · ETA 3m42s · done in ~9m10s
  *	message     Pulling: 2/4 (50.0%) · Pulling image web:1.2
  *	label       web · Pulling: 2/4 (50.0%) · Pulling image web:1.2
  *	stalled     Transferring: 12,400/31,344 (39.6%) · stalled, no progress for 2m10s
@@ -778,6 +780,8 @@ dp_describe(PG_FUNCTION_ARGS)
 	bool		has_elapsed;
 	bool		has_since;
 	bool		stalled = false;
+	double		run_eta = 0;
+	bool		has_run_eta;
 	JsonbValue	v;
 	StringInfoData buf;
 
@@ -814,6 +818,7 @@ dp_describe(PG_FUNCTION_ARGS)
 		since_progress >= 0;
 	if (dp_figure(jb, "stalled", jbvBool, &v))
 		stalled = v.val.boolean;
+	has_run_eta = dp_figure_double(jb, "overall_eta_seconds", &run_eta) && run_eta >= 0;
 	reason = dp_figure_text(jb, "reason");
 	label = dp_figure_text(jb, "label");
 	message = dp_figure_text(jb, "message");
@@ -901,6 +906,13 @@ dp_describe(PG_FUNCTION_ARGS)
 			if (reason && kind != DP_KIND_SUCCEEDED && reason[0] != '\0')
 				appendStringInfo(&buf, ": %s", reason);
 			break;
+	}
+	/* the whole run's ETA, learned from the history */
+	if (has_run_eta &&
+		(kind == DP_KIND_ACTIVE || kind == DP_KIND_PENDING || kind == DP_KIND_WAITING))
+	{
+		appendStringInfo(&buf, "%sdone in ~", sep);
+		dp_append_duration(&buf, run_eta);
 	}
 	if (message && message[0] != '\0')
 	{

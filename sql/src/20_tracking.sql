@@ -311,6 +311,21 @@ $$;
 COMMENT ON FUNCTION @extschema@._forget_timings(regclass) IS
     'Internal: removes the side timings of a table not tracked in side storage';
 
+-- Removes the phase estimates (75_estimates.sql) of a table that is not
+-- tracked, as its owner, for untrack().
+CREATE OR REPLACE FUNCTION @extschema@._forget_estimates(tbl regclass)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.phase_estimates e
+     WHERE e.relid OPERATOR(pg_catalog.=) tbl
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid OPERATOR(pg_catalog.=) tbl)
+$$;
+COMMENT ON FUNCTION @extschema@._forget_estimates(regclass) IS
+    'Internal: removes the phase estimates of a table that is not tracked';
+
 -- Drops the tracking triggers of a table (those of its partitions go with them).
 CREATE OR REPLACE FUNCTION @extschema@._drop_triggers(tbl regclass)
 RETURNS void
@@ -762,11 +777,12 @@ BEGIN
     -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
+    PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings and phase estimates; the table''s rows and its history are left as they are';
 
 --------------------------------------------------------------------------
 -- The configuration in the stamp trigger: schema-only dumps keep tracking
@@ -1229,13 +1245,16 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
+    DELETE FROM @extschema@.phase_estimates e
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
     DELETE FROM @extschema@.tracked t
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop

@@ -21,7 +21,8 @@ AS $$
         'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.kind, r.completed_items, r.total_items, r.percent,'
         '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
         '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
-        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason, r.label, r.message'
+        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason, r.label, r.message,'
+        '       r.overall_eta, r.overall_eta_p95, r.expected_finish_at'
         '  FROM (%s) r ORDER BY r.key',
         cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
 $$;
@@ -35,7 +36,8 @@ RETURNS TABLE (relid regclass, key text, phase text, kind text,
                eta interval,
                phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
                started_at timestamptz, in_phase interval, elapsed interval,
-               overall_progress double precision, stuck_reason text, label text, message text)
+               overall_progress double precision, stuck_reason text, label text, message text,
+               overall_eta interval, overall_eta_p95 interval, expected_finish_at timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -46,15 +48,16 @@ AS $$
              eta interval,
              phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
              started_at timestamptz, in_phase interval, elapsed interval,
-             overall_progress double precision, stuck_reason text, label text, message text)
+             overall_progress double precision, stuck_reason text, label text, message text,
+             overall_eta interval, overall_eta_p95 interval, expected_finish_at timestamptz)
 $$;
 COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
-    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures, stuck reason, label and message as of a time';
+    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures, stuck reason, label and message, and the whole run''s ETA as of a time';
 
 CREATE OR REPLACE VIEW @extschema@.in_flight AS
 SELECT * FROM @extschema@.in_flight(NULL, pg_catalog.now());
 COMMENT ON VIEW @extschema@.in_flight IS
-    'Every in-flight (non-terminal) row of every tracked table the current role can read: phase, counters, percent, speeds, ETA, elapsed times, overall progress, stuck reason (NULL when healthy), and the row''s label and message (NULL when the table has no such column)';
+    'Every in-flight (non-terminal) row of every tracked table the current role can read: phase, counters, percent, speeds, ETA, elapsed times, overall progress, stuck reason (NULL when healthy), the row''s label and message (NULL when the table has no such column), and the ETA of the whole run (NULL where the history is too thin)';
 GRANT SELECT ON @extschema@.in_flight TO PUBLIC;
 
 -- A stalled fleet: a table whose queue waits while nothing works on it,
