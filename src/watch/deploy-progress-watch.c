@@ -44,9 +44,10 @@
  * so there the redraw after narrowing starts above the frame and may
  * overwrite a few of the lines above it: it never leaves fragments.
  *
- * With --serve the program serves a live web page of the rows instead
- * (serve.c), with this file's connection, in_flight query, LISTEN and
- * wait; what the files share is declared in watch.h.
+ * With --webhook or --exec the program relays the durable event stream
+ * instead (relay.c), and with --serve it serves a live web page of the
+ * rows (serve.c), with this file's connection, in_flight query, LISTEN
+ * and wait; what the files share is declared in watch.h.
  *
  * IDENTIFICATION
  *	  src/watch/deploy-progress-watch.c
@@ -157,7 +158,8 @@ struct Watch
 "  'speed', f.speed, 'average_speed', f.average_speed, 'smoothed_speed', f.smoothed_speed," \
 "  'eta_seconds', j->'eta_seconds', 'phase_elapsed_seconds', j->'phase_elapsed_seconds'," \
 "  'elapsed_seconds', j->'elapsed_seconds', 'overall_progress', f.overall_progress," \
-"  'stuck_reason', f.stuck_reason, 'reason', f.reason, 'description', deploy_progress.describe(j))::text"
+"  'stuck_reason', f.stuck_reason, 'reason', f.reason, 'description', deploy_progress.describe(j)," \
+"  'label', f.label, 'message', f.message)::text"
 
 /*
  * The in-flight rows of one table ($1, an OID, or all) and one key ($2, or
@@ -167,14 +169,16 @@ struct Watch
  * stuck row's reason started (stuck()'s clock_started_at, read only when a
  * row is stuck).  A row whose counters have not moved for the table's
  * speed time constant is described as stalled, as progress() does.  The
- * %s is the label: the in_flight column "label" where the installed
- * version has one (the label role), else NULL.
+ * two %s are the label and the message: the in_flight columns "label" and
+ * "message" where the installed version has them (the label and message
+ * roles), else NULL.  The description shows the message; the label is the
+ * row's name on the terminal.
  */
 static const char *const in_flight_sql_format =
 "WITH f AS MATERIALIZED ("
 "  SELECT i.relid, i.key, i.phase, i.kind, i.completed, i.total, i.percent, i.speed, i.average_speed,"
 "         i.smoothed_speed, i.eta, i.in_phase, i.elapsed, i.progress_updated_at, i.overall_progress,"
-"         i.stuck_reason, %s AS label, 'in_flight' AS event, NULL::pg_catalog.text AS reason"
+"         i.stuck_reason, %s AS label, %s AS message, 'in_flight' AS event, NULL::pg_catalog.text AS reason"
 "    FROM deploy_progress.in_flight($1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.now()) i"
 "   WHERE $2::pg_catalog.text IS NULL OR i.key OPERATOR(pg_catalog.=) $2::pg_catalog.text),"
 " clocks AS MATERIALIZED ("
@@ -192,7 +196,7 @@ static const char *const in_flight_sql_format =
 "         'eta_seconds', pg_catalog.date_part('epoch', f.eta),"
 "         'phase_elapsed_seconds', pg_catalog.date_part('epoch', f.in_phase),"
 "         'elapsed_seconds', pg_catalog.date_part('epoch', f.elapsed),"
-"         'since_progress_seconds', s.since_progress,"
+"         'since_progress_seconds', s.since_progress, 'message', f.message,"
 "         'stalled', f.kind OPERATOR(pg_catalog.=) 'active' AND f.completed IS NOT NULL"
 "                    AND (f.total IS NULL OR f.completed OPERATOR(pg_catalog.<) f.total)"
 "                    AND s.since_progress OPERATOR(pg_catalog.>=) pg_catalog.date_part('epoch', t.speed_time_constant)) AS j"
@@ -206,12 +210,13 @@ static const char *const in_flight_sql_format =
 /*
  * One row ($1 table OID, $2 key) looked up with progress() after it left
  * the view: kind, state, description, JSON and label (where progress()
- * gives one).
+ * gives one).  The description leaves the label out: it is the row's name.
  */
 static const char *const final_sql =
 "SELECT f.kind, pg_catalog.concat_ws('|', f.phase, f.completed, f.total), deploy_progress.describe(j), " ROW_JSON ","
-"       j->>'label'"
-"  FROM deploy_progress.progress($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text) AS j"
+"       f.label"
+"  FROM deploy_progress.progress($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text) AS p"
+" CROSS JOIN LATERAL (SELECT p OPERATOR(pg_catalog.-) 'label' AS j) d"
 " CROSS JOIN LATERAL (SELECT"
 "         CASE WHEN j->>'kind' IN ('succeeded', 'failed', 'cancelled') THEN 'finished' ELSE 'in_flight' END AS event,"
 "         $1::pg_catalog.oid::pg_catalog.regclass AS relid, j->>'key' AS key, j->>'phase' AS phase, j->>'kind' AS kind,"
@@ -219,7 +224,7 @@ static const char *const final_sql =
 "         (j->>'percent')::float8 AS percent, (j->>'speed')::float8 AS speed,"
 "         (j->>'average_speed')::float8 AS average_speed, (j->>'smoothed_speed')::float8 AS smoothed_speed,"
 "         (j->>'overall_progress')::float8 AS overall_progress, NULL::text AS stuck_reason,"
-"         j->>'reason' AS reason) f";
+"         j->>'reason' AS reason, p->>'label' AS label, j->>'message' AS message) f";
 
 /* Frame layout: the first column's width, the bar's width. */
 #define LABEL_MIN_WIDTH		8
@@ -259,9 +264,12 @@ static void
 usage(void)
 {
 	printf("deploy-progress-watch shows live progress of deploy_progress's tracked tables,\n"
-		   "on a terminal or as a live web page.\n\n"
+		   "on a terminal or as a live web page, or relays their events to a webhook\n"
+		   "or a command.\n\n"
 		   "Usage:\n"
 		   "  deploy-progress-watch [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --webhook=URL --state=FILE [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --exec=COMMAND --state=FILE [OPTION]... [DBNAME]\n"
 		   "  deploy-progress-watch --serve=[ADDR:]PORT [OPTION]... [DBNAME]\n\n"
 		   "Options:\n"
 		   "  -t, --table=TABLE        watch one tracked table (default: every tracked table)\n"
@@ -273,6 +281,21 @@ usage(void)
 		   "      --once               print the rows once and exit\n"
 		   "  -V, --version            output version information, then exit\n"
 		   "  -?, --help               show this help, then exit\n\n"
+		   "Relay options (each event of events_since() as one JSON object, in order):\n"
+		   "      --webhook=URL        POST each event to URL; a 2xx response delivers it\n"
+		   "      --exec=COMMAND       run COMMAND (/bin/sh -c) with each event on its stdin;\n"
+		   "                           exit status 0 delivers it\n"
+		   "      --state=FILE         keep the cursor of the last event delivered in FILE (required)\n"
+		   "      --from-start         without FILE, start from the oldest event (default: from now)\n"
+		   "      --retry-delay=SECONDS\n"
+		   "                           wait before a failed delivery is tried again (default: 1)\n"
+		   "      --retry-max-delay=SECONDS\n"
+		   "                           the wait doubles after each failure up to this (default: 60)\n"
+		   "      --webhook-timeout=SECONDS\n"
+		   "                           time limit of one request (default: 30)\n"
+		   "  -H, --header=HEADER      add \"Name: value\" to each request (repeatable)\n"
+		   "  With -t the relay delivers one table's events; -i, -c and --once (deliver\n"
+		   "  the events there are, then exit) apply as well.\n\n"
 		   "Web page options (read-only; -t, -i and -c apply):\n"
 		   "      --serve=[ADDR:]PORT  serve the live page on ADDR (default 127.0.0.1) and PORT\n"
 		   "                           (0: any free port); the URL is printed on stdout\n"
@@ -287,7 +310,8 @@ usage(void)
 		   "  -U, --username=USERNAME  database user name\n"
 		   "  -d, --dbname=DBNAME      database name or connection string\n\n"
 		   "Exit status with -k: 0 succeeded, 1 failed, 2 cancelled, 3 error, 4 interrupted.\n"
-		   "Exit status of --serve: 0 ended by SIGINT or SIGTERM, 3 error.\n"
+		   "Exit status of the relay: 0 ended by a signal or --once, 3 error;\n"
+		   "of --serve: 0 ended by SIGINT or SIGTERM, 3 error.\n"
 		   "The usual PG* environment variables and ~/.pgpass apply.\n");
 }
 
@@ -1254,7 +1278,7 @@ listen_channels(Watch *w)
 
 /*
  * Check that the extension and its view are there, see whether the view
- * has a label column (the label role, in versions that have it) and
+ * has label and message columns (the roles, in versions that have them) and
  * resolve -t to a tracked table.
  */
 static void
@@ -1262,11 +1286,14 @@ check_setup(Watch *w)
 {
 	PGresult   *res;
 	const char *label;
+	const char *message;
 
 	res = PQexec(w->conn,
 				 "SELECT p.oid IS NOT NULL,"
 				 "       EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(p.proargnames), pg_catalog.unnest(p.proargmodes)) AS a(name, mode)"
-				 "                WHERE a.name OPERATOR(pg_catalog.=) 'label' AND a.mode OPERATOR(pg_catalog.=) 't')"
+				 "                WHERE a.name OPERATOR(pg_catalog.=) 'label' AND a.mode OPERATOR(pg_catalog.=) 't'),"
+				 "       EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(p.proargnames), pg_catalog.unnest(p.proargmodes)) AS a(name, mode)"
+				 "                WHERE a.name OPERATOR(pg_catalog.=) 'message' AND a.mode OPERATOR(pg_catalog.=) 't')"
 				 "  FROM (SELECT pg_catalog.to_regprocedure('deploy_progress.in_flight(pg_catalog.regclass, pg_catalog.timestamptz)')::pg_catalog.oid AS oid) f"
 				 "  LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) f.oid");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -1276,8 +1303,9 @@ check_setup(Watch *w)
 			  "HINT:  Run CREATE EXTENSION deploy_progress (or ALTER EXTENSION deploy_progress UPDATE) there.",
 			  PQdb(w->conn));
 	label = strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? "i.label" : "NULL::pg_catalog.text";
-	w->in_flight_sql = xmalloc(strlen(in_flight_sql_format) + strlen(label));
-	sprintf(w->in_flight_sql, in_flight_sql_format, label);
+	message = strcmp(PQgetvalue(res, 0, 2), "t") == 0 ? "i.message" : "NULL::pg_catalog.text";
+	w->in_flight_sql = xmalloc(strlen(in_flight_sql_format) + strlen(label) + strlen(message));
+	sprintf(w->in_flight_sql, in_flight_sql_format, label, message);
 	PQclear(res);
 
 	if (w->table_arg)
@@ -1524,6 +1552,14 @@ main(int argc, char **argv)
 		{"json", no_argument, NULL, 1},
 		{"plain", no_argument, NULL, 2},
 		{"once", no_argument, NULL, 3},
+		{"webhook", required_argument, NULL, 4},
+		{"exec", required_argument, NULL, 5},
+		{"state", required_argument, NULL, 6},
+		{"from-start", no_argument, NULL, 7},
+		{"retry-delay", required_argument, NULL, 8},
+		{"retry-max-delay", required_argument, NULL, 9},
+		{"webhook-timeout", required_argument, NULL, 10},
+		{"header", required_argument, NULL, 'H'},
 		{"serve", required_argument, NULL, 20},
 		{"token", required_argument, NULL, 21},
 		{"basic-auth", required_argument, NULL, 22},
@@ -1538,6 +1574,7 @@ main(int argc, char **argv)
 	bool		json = false;
 	bool		plain = false;
 	Watch		w;
+	RelayOptions relay;
 	ServeOptions serve;
 	struct sigaction sa;
 	sigset_t	blocked;
@@ -1546,6 +1583,11 @@ main(int argc, char **argv)
 
 	memset(&w, 0, sizeof(w));
 	w.interval = 1.0;
+	memset(&relay, 0, sizeof(relay));
+	relay.retry_delay = 1.0;
+	relay.retry_max_delay = 60.0;
+	relay.timeout = 30.0;
+	relay.headers = xmalloc(sizeof(char *) * argc);
 	memset(&serve, 0, sizeof(serve));
 
 	/* characters and their widths as the terminal's locale has them */
@@ -1561,7 +1603,7 @@ main(int argc, char **argv)
 		usage();
 		return 0;
 	}
-	while ((c = getopt_long(argc, argv, "h:p:U:d:t:k:i:c:V?", long_options, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "h:p:U:d:t:k:i:c:H:V?", long_options, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -1598,6 +1640,30 @@ main(int argc, char **argv)
 			case 3:
 				w.once = true;
 				break;
+			case 4:
+				relay.webhook = optarg;
+				break;
+			case 5:
+				relay.exec = optarg;
+				break;
+			case 6:
+				relay.state = optarg;
+				break;
+			case 7:
+				relay.from_start = true;
+				break;
+			case 8:
+				relay.retry_delay = seconds_arg("retry delay", optarg, 0.01, 3600);
+				break;
+			case 9:
+				relay.retry_max_delay = seconds_arg("retry maximum delay", optarg, 0.01, 86400);
+				break;
+			case 10:
+				relay.timeout = seconds_arg("webhook timeout", optarg, 0.01, 86400);
+				break;
+			case 'H':
+				relay.headers[relay.nheaders++] = optarg;
+				break;
 			case 20:
 				serve.listen = optarg;
 				break;
@@ -1623,6 +1689,20 @@ main(int argc, char **argv)
 		fatal("-k/--key needs -t/--table: keys are unique within one table");
 	if (json && plain)
 		fatal("--json and --plain cannot be used together");
+	if (relay_requested(&relay) && serve.listen)
+		fatal("--serve cannot be used with --webhook or --exec: run one program for each");
+	if (relay_requested(&relay))
+	{
+		if (w.key || json || plain)
+			fatal("%s cannot be used with --webhook or --exec: the relay delivers every event of the table (or of all tables)",
+				  w.key ? "-k/--key" : json ? "--json" : "--plain");
+		relay_check_options(&relay);
+		relay.once = w.once;
+		plain = true;
+	}
+	else if (relay.state || relay.from_start || relay.nheaders > 0)
+		fatal("%s needs --webhook or --exec",
+			  relay.state ? "--state" : relay.from_start ? "--from-start" : "-H/--header");
 	if (serve.listen)
 	{
 		if (w.key || json || plain || w.once)
@@ -1634,8 +1714,8 @@ main(int argc, char **argv)
 	else if (serve.token || serve.basic_auth)
 		fatal("%s needs --serve", serve.token ? "--token" : "--basic-auth");
 	w.mode = json ? OUTPUT_JSON : (plain || !isatty(STDOUT_FILENO)) ? OUTPUT_PLAIN : OUTPUT_TTY;
-	/* the web page's JSON is UTF-8; on a terminal, text in its encoding, as psql does */
-	if (serve.listen)
+	/* the relay's and the web page's JSON is UTF-8; on a terminal, text in its encoding, as psql does */
+	if (relay_requested(&relay) || serve.listen)
 		w.client_encoding = "UTF8";
 	else if (w.mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL)
 		w.client_encoding = "auto";
@@ -1669,6 +1749,8 @@ main(int argc, char **argv)
 
 	w.conn = connect_db(&w, host, port, user, dbname);
 	check_setup(&w);
+	if (relay_requested(&relay))
+		return relay_run(&w, &relay, w.relid);
 	if (!w.once)
 		listen_channels(&w);
 	if (serve.listen)

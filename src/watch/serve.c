@@ -140,11 +140,15 @@ static const char *const steps_sql =
 "  FROM (SELECT deploy_progress.steps($1::pg_catalog.text::pg_catalog.regclass, $2::pg_catalog.text) AS j) x"
 " WHERE x.j IS NOT NULL";
 
-/* An event of the stream or of the transitions view "e" as a JSON object. */
+/*
+ * An event of the stream or of the transitions view "e" as a JSON object
+ * (both have label and message in every version that has events_since()).
+ */
 #define EVENT_JSON \
 "pg_catalog.json_build_object('id', e.id, 'table', e.relid::pg_catalog.text, 'key', e.key," \
-"  'from', e.from_phase, 'to', e.to_phase, 'kind', e.to_kind, 'at', e.at," \
-"  'percent', deploy_progress.percent(e.completed, e.total), 'reason', e.reason)::pg_catalog.text"
+"  'label', e.label, 'from', e.from_phase, 'to', e.to_phase, 'kind', e.to_kind, 'at', e.at," \
+"  'percent', deploy_progress.percent(e.completed, e.total), 'reason', e.reason," \
+"  'message', e.message)::pg_catalog.text"
 
 /* The events after a cursor ($1) of one table or all ($2): cursor, id, JSON. */
 static const char *const events_sql =
@@ -613,9 +617,9 @@ print_json_number(FILE *f, PGresult *res, int row, int col)
 
 /*
  * The rows of the in_flight query as a JSON array, stuck rows first: each
- * the watcher's JSON object of the row's figures with its label, the
- * seconds since a stuck row's clock started and those of a stalled row
- * without progress added.
+ * the watcher's JSON object of the row's figures (with its label and
+ * message) with the seconds since a stuck row's clock started and those
+ * of a stalled row without progress added.
  */
 static void
 print_rows(FILE *f, PGresult *res)
@@ -635,12 +639,7 @@ print_rows(FILE *f, PGresult *res)
 				continue;
 			fputs(first ? "\n" : ",\n", f);
 			first = false;
-			fputs("{\"label\" : ", f);
-			if (PQgetisnull(res, i, 9))
-				fputs("null", f);
-			else
-				print_json_string(f, PQgetvalue(res, i, 9));
-			fputs(", \"stalled_for\" : ", f);
+			fputs("{\"stalled_for\" : ", f);
 			print_json_number(f, res, i, 10);
 			fputs(", \"stuck_for\" : ", f);
 			print_json_number(f, res, i, 11);

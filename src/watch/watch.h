@@ -3,8 +3,8 @@
  * watch.h
  *	  What the parts of deploy-progress-watch share: the helpers of
  *	  deploy-progress-watch.c (errors, memory, JSON strings, the wait for
- *	  a NOTIFY and the reconnection) and the web page's entry point
- *	  (serve.c).
+ *	  a NOTIFY and the reconnection) and the entry points of the relay
+ *	  (relay.c) and of the web page (serve.c).
  *
  * IDENTIFICATION
  *	  src/watch/watch.h
@@ -52,6 +52,25 @@ extern PGconn *watch_connection(Watch *w);
 extern void listen_channels(Watch *w);
 extern const char *wait_for_update(Watch *w);
 extern bool reconnect(Watch *w);
+
+/* --webhook / --exec (relay.c) */
+typedef struct RelayOptions
+{
+	const char *webhook;		/* URL, or NULL */
+	const char *exec;			/* shell command, or NULL */
+	const char *state;			/* state file */
+	bool		from_start;		/* no state file: from the oldest event */
+	bool		once;			/* --once: deliver what there is, then exit */
+	double		retry_delay;	/* first delay after a failed delivery, seconds */
+	double		retry_max_delay;	/* the delays double up to this */
+	double		timeout;		/* of one webhook request, seconds */
+	const char **headers;		/* extra HTTP headers, "Name: value" */
+	int			nheaders;
+} RelayOptions;
+
+extern bool relay_requested(const RelayOptions *o);
+extern void relay_check_options(RelayOptions *o);
+extern int	relay_run(Watch *w, RelayOptions *o, const char *relid);
 
 /* --serve: the live web page (serve.c) */
 typedef struct ServeOptions

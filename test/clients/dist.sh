@@ -24,7 +24,7 @@ tar -tzf "$tmp/$dist.tar.gz" | grep -v '/$' | sort > "$tmp/tar.list"
 diff -u "$tmp/tar.list" "$tmp/zip.list"
 git ls-files | grep -v -e '^\.ci/' -e '^\.git' | sed "s|^|$dist/|" | sort > "$tmp/git.list"
 diff -u "$tmp/git.list" "$tmp/tar.list"
-for f in META.json deploy_progress.control Makefile src/watch/deploy-progress-watch.c src/watch/watch.h \
+for f in META.json deploy_progress.control Makefile src/watch/deploy-progress-watch.c src/watch/relay.c src/watch/watch.h \
          src/watch/serve.c src/watch/serve.html; do
     grep -qx "$dist/$f" "$tmp/tar.list" || { echo "$f is missing from $dist.tar.gz" >&2; exit 1; }
 done

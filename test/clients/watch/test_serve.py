@@ -146,7 +146,9 @@ class ServeTest(unittest.TestCase):
                 heartbeat_at        timestamptz,
                 started_at          timestamptz,
                 finished_at         timestamptz,
-                failure_reason      text
+                failure_reason      text,
+                label               text,
+                message             text
             );
             SELECT deploy_progress.track('web_deploys', notify_channel => 'web_deploys_events');
         """)
@@ -230,8 +232,8 @@ class ServeTest(unittest.TestCase):
     # -- endpoints ------------------------------------------------------------
 
     def test_endpoints(self):
-        self.sql("INSERT INTO web_deploys (id) VALUES ('a'), ('b')")
-        self.move("a", "transferring", completed_items=25, total_items=100)
+        self.sql("INSERT INTO web_deploys (id, label) VALUES ('a', 'API servers'), ('b', NULL)")
+        self.move("a", "transferring", completed_items=25, total_items=100, message="copying image api:1.2")
         self.stuck_row("z")
         s = self.serve("-t", "web_deploys", "-i", "0.2")
 
@@ -255,17 +257,20 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(rows[0]["stuck_reason"], "no_heartbeat")
         self.assertGreater(rows[0]["stuck_for"], 3000)
         a = rows[1]
-        self.assertEqual((a["table"], a["phase"], a["kind"], a["completed"], a["total"], a["percent"]),
-                         ("web_deploys", "transferring", "active", 25, 100, 25))
+        self.assertEqual((a["table"], a["label"], a["message"], a["phase"], a["kind"], a["completed"], a["total"],
+                          a["percent"]),
+                         ("web_deploys", "API servers", "copying image api:1.2", "transferring", "active", 25, 100, 25))
+        self.assertIsNone(rows[2]["label"])
         self.assertIsNone(a["stuck_reason"])
-        self.assertTrue(a["description"].startswith("Transferring: 25/100 (25.0%)"), a["description"])
-        for key in ("label", "speed", "eta_seconds", "phase_elapsed_seconds", "overall_progress", "stalled_for"):
+        self.assertIn("Transferring: 25/100 (25.0%)", a["description"])
+        self.assertIn("copying image api:1.2", a["description"])
+        for key in ("speed", "eta_seconds", "phase_elapsed_seconds", "overall_progress", "stalled_for"):
             self.assertIn(key, a)
         # recent transitions, newest first
-        moves = [(e["key"], e["from"], e["to"]) for e in snap["events"]]
-        self.assertEqual(moves[0], ("a", "queued", "transferring"))
-        self.assertIn(("b", None, "queued"), moves)
-        self.assertEqual(snap["events"][0]["percent"], 25)
+        moves = [(e["key"], e["label"], e["from"], e["to"]) for e in snap["events"]]
+        self.assertEqual(moves[0], ("a", "API servers", "queued", "transferring"))
+        self.assertIn(("b", None, None, "queued"), moves)
+        self.assertEqual((snap["events"][0]["percent"], snap["events"][0]["message"]), (25, "copying image api:1.2"))
 
         status, steps = s.json("/api/steps?table=web_deploys&key=a")
         self.assertEqual(status, 200)
@@ -496,9 +501,11 @@ class ServeTest(unittest.TestCase):
         except ImportError:
             self.fail("python3-selenium is needed (test/lib.sh installs it)")
 
-        self.sql("INSERT INTO web_deploys (id) VALUES ('web-1'), ('db-7'), ('<img src=x onerror=alert(1)>&amp;')")
+        self.sql("INSERT INTO web_deploys (id, label) VALUES ('web-1', 'web frontend'), ('db-7', NULL),"
+                 " ('<img src=x onerror=alert(1)>&amp;', '<b>bold</b> & co')")
         self.move("<img src=x onerror=alert(1)>&amp;", "building")
-        self.sql("UPDATE web_deploys SET failure_reason = '<b>lock</b> timeout', phase = 'failed' WHERE id = 'db-7'")
+        self.sql("UPDATE web_deploys SET failure_reason = '<b>lock</b> timeout', phase = 'failed',"
+                 " message = '<script>alert(2)</script>' WHERE id = 'db-7'")
         self.sql("INSERT INTO web_deploys (id, phase, completed_items, total_items) VALUES ('db-8', 'migrating', 3, 12)")
         self.stuck_row("cache-3", "starting")
         s = self.serve("-t", "web_deploys", "--token", "tok", "-i", "0.5")
@@ -549,9 +556,12 @@ class ServeTest(unittest.TestCase):
             self.assertTrue(cell("cache-3", "status").startswith("STUCK no_heartbeat"))
             self.assertEqual(cell("db-8", "percent"), "25.0%")
             # text stays text
-            self.assertEqual(cell("<img src=x onerror=alert(1)>&amp;", "label"), "<img src=x onerror=alert(1)>&amp;")
-            self.assertIn("<b>lock</b> timeout", driver.find_element(By.ID, "events").text)
-            self.assertEqual(driver.find_elements(By.CSS_SELECTOR, "img, #events b"), [])
+            self.assertEqual(cell("<img src=x onerror=alert(1)>&amp;", "label"), "<b>bold</b> & co")
+            self.assertEqual(cell("web-1", "label"), "web frontend")
+            events = driver.find_element(By.ID, "events").text
+            self.assertIn("<b>lock</b> timeout", events)
+            self.assertIn("<script>alert(2)</script>", events)
+            self.assertEqual(driver.find_elements(By.CSS_SELECTOR, "img, #rows b, #events b, main script"), [])
 
             t = threading.Thread(target=worker, daemon=True)
             t.start()
