@@ -208,7 +208,9 @@ class ServeTest(unittest.TestCase):
                 (["--serve", "0", "--token", ""], "--token cannot be empty"),
                 (["--token", "t"], "--token needs --serve"),
                 (["--serve", "0", "-t", "web_deploys", "-k", "1"], "-k/--key cannot be used with --serve"),
-                (["--serve", "0", "--once"], "--once cannot be used with --serve")]:
+                (["--serve", "0", "--once"], "--once cannot be used with --serve"),
+                (["--serve", "0", "--exec", "cat", "--state", "/nonexistent/state"],
+                 "--serve cannot be used with --webhook or --exec")]:
             with self.subTest(args=args):
                 rc, err = self.run_watch(*args)
                 self.assertEqual(rc, 3, err)
