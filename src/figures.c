@@ -699,6 +699,17 @@ dp_append_speed(StringInfo buf, double speed, bool percent)
 		appendStringInfo(buf, " items/%s", unit);
 }
 
+/*
+ * Append a label or message on one line: control characters (a newline in
+ * a worker's status line) become spaces.
+ */
+static void
+dp_append_one_line(StringInfo buf, const char *s)
+{
+	for (; *s; s++)
+		appendStringInfoChar(buf, ((unsigned char) *s < 0x20 || *s == 0x7f) ? ' ' : *s);
+}
+
 /* "health_check" -> "Health check". */
 static char *
 dp_display_name(const char *phase)
@@ -720,9 +731,14 @@ dp_display_name(const char *phase)
  * One human line for a row's figures, as deploy_progress.progress()
  * returns them (keys phase, kind, completed, total, speed, eta_seconds,
  * phase_elapsed_seconds, elapsed_seconds, since_progress_seconds, stalled,
- * reason, and percent for a row without counters; missing keys count as unknown):
+ * reason, overall_eta_seconds, and percent for a row without counters,
+ * label and message for a table with such columns; missing keys count as
+ * unknown):
  *
  *	active      Transferring: 12,400/31,344 (39.6%) · 85 items/s · ETA 3m42s
+ *	run ETA     Transferring: 12,400/31,344 (39.6%) · 85 items/s · ETA 3m42s · done in ~9m10s
+ *	message     Pulling: 2/4 (50.0%) · Pulling image web:1.2
+ *	label       web · Pulling: 2/4 (50.0%) · Pulling image web:1.2
  *	stalled     Transferring: 12,400/31,344 (39.6%) · stalled, no progress for 2m10s
  *	percent     Building: 40.0% · 2.5%/s · ETA 24s
  *	no counters Building for 2m10s
@@ -731,8 +747,9 @@ dp_display_name(const char *phase)
  *	succeeded   Succeeded in 12m05s
  *	failed      Failed after 3m10s: connection reset
  *
- * The separator is a middle dot in UTF8 (and SQL_ASCII) databases, " - "
- * in others.
+ * The label comes first and the message last, each on one line (control
+ * characters become spaces); empty ones are left out.  The separator is a
+ * middle dot in UTF8 (and SQL_ASCII) databases, " - " in others.
  */
 PG_FUNCTION_INFO_V1(dp_describe);
 Datum
@@ -743,6 +760,8 @@ dp_describe(PG_FUNCTION_ARGS)
 	char	   *phase;
 	char	   *kind_name;
 	char	   *reason;
+	char	   *label;
+	char	   *message;
 	int			kind;
 	int64		completed = 0;
 	int64		total = 0;
@@ -761,6 +780,8 @@ dp_describe(PG_FUNCTION_ARGS)
 	bool		has_elapsed;
 	bool		has_since;
 	bool		stalled = false;
+	double		run_eta = 0;
+	bool		has_run_eta;
 	JsonbValue	v;
 	StringInfoData buf;
 
@@ -797,12 +818,20 @@ dp_describe(PG_FUNCTION_ARGS)
 		since_progress >= 0;
 	if (dp_figure(jb, "stalled", jbvBool, &v))
 		stalled = v.val.boolean;
+	has_run_eta = dp_figure_double(jb, "overall_eta_seconds", &run_eta) && run_eta >= 0;
 	reason = dp_figure_text(jb, "reason");
+	label = dp_figure_text(jb, "label");
+	message = dp_figure_text(jb, "message");
 
 	sep = (GetDatabaseEncoding() == PG_UTF8 || GetDatabaseEncoding() == PG_SQL_ASCII)
 		? " \xC2\xB7 " : " - ";
 
 	initStringInfo(&buf);
+	if (label && label[0] != '\0')
+	{
+		dp_append_one_line(&buf, label);
+		appendStringInfoString(&buf, sep);
+	}
 	appendStringInfoString(&buf, dp_display_name(phase));
 	switch (kind)
 	{
@@ -878,5 +907,92 @@ dp_describe(PG_FUNCTION_ARGS)
 				appendStringInfo(&buf, ": %s", reason);
 			break;
 	}
+	/* the whole run's ETA, learned from the history */
+	if (has_run_eta &&
+		(kind == DP_KIND_ACTIVE || kind == DP_KIND_PENDING || kind == DP_KIND_WAITING))
+	{
+		appendStringInfo(&buf, "%sdone in ~", sep);
+		dp_append_duration(&buf, run_eta);
+	}
+	if (message && message[0] != '\0')
+	{
+		appendStringInfoString(&buf, sep);
+		dp_append_one_line(&buf, message);
+	}
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/*
+ * deploy_progress._run_eta_part(quantiles double precision[], stays bigint,
+ *		runs bigint, ahead double precision, thin boolean,
+ *		in_phase double precision, own_eta double precision,
+ *		q double precision) double precision
+ *
+ * One bound of the whole run's time left, in seconds (q = 0.5 for the
+ * median, 0.95 for the 95th percentile), from a phase's row of
+ * _phase_eta_table() (sql/src/75_estimates.sql): the current phase's time
+ * left plus "ahead", the expected time of the phases after it.  The
+ * current phase's time left is own_eta when the row has one; else the
+ * q-quantile of the phase's stays that lasted longer than in_phase, minus
+ * in_phase, read off the ascending quantiles.  NULL where the estimates
+ * cannot tell: fewer than 20 runs, a phase ahead without enough stays
+ * ("thin"), fewer than 20 stays of the current phase, or a stay longer
+ * than every one seen.  Not strict: a row without estimates passes NULLs.
+ */
+PG_FUNCTION_INFO_V1(dp_run_eta_part);
+Datum
+dp_run_eta_part(PG_FUNCTION_ARGS)
+{
+	double		ahead = PG_ARGISNULL(3) ? 0 : PG_GETARG_FLOAT8(3);
+	double		in_phase = PG_ARGISNULL(5) ? 0 : Max(PG_GETARG_FLOAT8(5), 0);
+	double		q;
+	double		current;
+
+	if (PG_ARGISNULL(2) || PG_GETARG_INT64(2) < 20 ||
+		PG_ARGISNULL(4) || PG_GETARG_BOOL(4) || PG_ARGISNULL(7))
+		PG_RETURN_NULL();
+	q = PG_GETARG_FLOAT8(7);
+	if (!(q > 0 && q <= 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("quantile must be greater than 0 and at most 1"),
+				 errdetail("The value given is %g.", q)));
+
+	if (!PG_ARGISNULL(6))
+		current = PG_GETARG_FLOAT8(6);
+	else
+	{
+		ArrayType  *arr;
+		Datum	   *vals;
+		bool	   *nulls;
+		int			n;
+		int			first;
+		int			rest;
+		int			pick;
+
+		if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_GETARG_INT64(1) < 20)
+			PG_RETURN_NULL();
+		arr = PG_GETARG_ARRAYTYPE_P(0);
+		if (ARR_NDIM(arr) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("quantiles must be a one-dimensional array")));
+#if PG_VERSION_NUM >= 160000
+		deconstruct_array_builtin(arr, FLOAT8OID, &vals, &nulls, &n);
+#else
+		deconstruct_array(arr, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &vals, &nulls, &n);
+#endif
+		/* the quantiles ascend: the stays longer than in_phase come last */
+		for (first = 0; first < n; first++)
+			if (!nulls[first] && DatumGetFloat8(vals[first]) > in_phase)
+				break;
+		rest = n - first;
+		if (rest == 0)
+			PG_RETURN_NULL();
+		pick = (int) ceil(rest * q);
+		pick = Max(pick, 1);
+		current = DatumGetFloat8(vals[first + pick - 1]) - in_phase;
+	}
+	PG_RETURN_FLOAT8(current + ahead);
 }
