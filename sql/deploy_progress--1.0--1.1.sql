@@ -2038,6 +2038,7 @@ BEGIN
     cfg := @extschema@._config(tbl, ancestors => true,
                                detail => 'Figures are kept for the rows of tracked tables only.');
     PERFORM @extschema@._check_readable(tbl, 'The figures of a table are visible to the roles that can read the table.');
+    PERFORM @extschema@._check_as_of(as_of);
     BEGIN
         -- only the figures progress() shows are computed
         EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'

@@ -465,7 +465,11 @@ dp_side_find(DpSideCall *call, Oid relid, text *key)
 		if (call->scan == NULL)
 		{
 			InitDirtySnapshot(call->dirty);
+#if PG_VERSION_NUM >= 180000
+			call->scan = index_beginscan(call->rel, c->index_rels[c->pkey_index], &call->dirty, NULL, 2, 0);
+#else
 			call->scan = index_beginscan(call->rel, c->index_rels[c->pkey_index], &call->dirty, 2, 0);
+#endif
 		}
 		index_rescan(call->scan, skey, 2, NULL, 0);
 		if (index_getnext_slot(call->scan, ForwardScanDirection, c->existing))
@@ -498,7 +502,10 @@ dp_side_find(DpSideCall *call, Oid relid, text *key)
 		probe->tts_isnull[c->att_key - 1] = false;
 		ExecStoreVirtualTuple(probe);
 		ResetPerTupleExprContext(c->estate);
-#if PG_VERSION_NUM >= 140000
+#if PG_VERSION_NUM >= 180000
+		/* (no tuple being updated: NULL) */
+		if (ExecCheckIndexConstraints(c->rri, probe, c->estate, &tid, NULL, c->arbiters))
+#elif PG_VERSION_NUM >= 140000
 		if (ExecCheckIndexConstraints(c->rri, probe, c->estate, &tid, c->arbiters))
 #else
 		if (ExecCheckIndexConstraints(probe, c->estate, &tid, c->arbiters))
@@ -1164,7 +1171,11 @@ dp_side_remove_all(DpSideCall *call, Oid relid, Oid partition)
 			IndexScanDesc scan;
 
 			ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(value));
+#if PG_VERSION_NUM >= 180000
+			scan = index_beginscan(call->rel, idx, snap, NULL, 1, 0);
+#else
 			scan = index_beginscan(call->rel, idx, snap, 1, 0);
+#endif
 			index_rescan(scan, &skey, 1, NULL, 0);
 			while (!retry && index_getnext_slot(scan, ForwardScanDirection, c->existing))
 			{

@@ -8,12 +8,15 @@ SET timezone = 'UTC';
 SET client_min_messages = warning;
 -- The generator is fz_random(), not random(): PostgreSQL 15 changed
 -- random()'s algorithm, and the same calls must be made on every version.
--- (A Lehmer generator, its state in a setting of the session.)
+-- It hashes the next value of a sequence with a fixed seed (hash functions
+-- are the same on every version: hash partitioning depends on them).  A
+-- sequence, not a setting of the session, because the draws happen in
+-- subtransactions that often fail, and a failed one would roll a setting
+-- back: the next call would repeat the draws that failed.
+CREATE SEQUENCE fz_draws;
 CREATE FUNCTION fz_random() RETURNS double precision LANGUAGE sql VOLATILE AS $$
-    SELECT set_config('fz.state', (current_setting('fz.state')::bigint * 48271 % 2147483647)::text, false)::bigint
-           / 2147483647.0::double precision
+    SELECT (hashint8extended(nextval('fz_draws'), 20261124) & 9007199254740991)::double precision / 9007199254740992
 $$;
-SELECT set_config('fz.state', '20261124', false) IS NOT NULL AS seeded;
 
 CREATE TABLE fz_seen (area text, sqlstate text);
 CREATE TABLE fz_internal (area text, input text, message text);
@@ -323,4 +326,5 @@ SELECT count(*) AS fuzz_lifecycles FROM deploy_progress.lifecycles WHERE name NO
 SELECT deploy_progress.untrack('fz_text');
 DROP TABLE fz_text, fz_enum, fz_cols, fz_seen, fz_internal;
 SELECT deploy_progress.drop_lifecycle('fz_text');
-DROP FUNCTION fz_str(), fz_json(int), fz_note(text, text, text, text);
+DROP FUNCTION fz_random(), fz_str(), fz_json(int), fz_note(text, text, text, text);
+DROP SEQUENCE fz_draws;

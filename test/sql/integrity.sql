@@ -117,6 +117,10 @@ SELECT relid, key, reason FROM deploy_progress.stuck(NULL, '2026-01-01 11:00+00'
 -- asked about that one table, they raise its error
 SELECT relid, key FROM deploy_progress.in_flight('ig_bad', '2026-01-01 11:00+00');
 SELECT relid, key FROM deploy_progress.stuck('ig_bad', '2026-01-01 11:00+00');
+-- progress() of that row has no elapsed times (the same on every version)
+SELECT p ->> 'phase_updated_at' AS phase_updated_at, p -> 'phase_elapsed_seconds' AS phase_elapsed_seconds,
+       p -> 'since_progress_seconds' AS since_progress_seconds, p -> 'stalled' AS stalled
+  FROM deploy_progress.progress('ig_bad', '1', '2026-01-01 11:00+00') p;
 -- a dropped role column breaks only its table
 ALTER TABLE ig_bad DROP COLUMN heartbeat_at;
 SELECT name, labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
@@ -132,6 +136,8 @@ SELECT phase FROM ig_good;
 -- infinite "as of" times are refused, the same on every PostgreSQL version
 SELECT count(*) FROM deploy_progress.in_flight(NULL, 'infinity');
 SELECT count(*) FROM deploy_progress.stuck('ig_good', '-infinity');
+SELECT deploy_progress.progress('ig_good', '1', 'infinity');
+SELECT count(*) FROM deploy_progress.timeline('ig_good', '1', '-infinity');
 
 --------------------------------------------------------------------------
 -- 5. in-flight index names: long names and shared prefixes
