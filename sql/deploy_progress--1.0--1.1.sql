@@ -278,6 +278,10 @@ COMMENT ON FUNCTION @extschema@._canonical_text(anyelement) IS
 -- Whether the text of a type may depend on settings: every type but the
 -- built-in ones known not to, enums, and domains, arrays and composites of
 -- those (dp_type_text_depends_on_settings() in src/util.c decides the same).
+-- An array is what get_element_type() takes for one: on PostgreSQL 14 and
+-- later a type whose subscript handler is array_subscript_handler, on 13
+-- (no pg_type.typsubscript, hence to_jsonb()) one with an element type and
+-- variable length.
 CREATE OR REPLACE FUNCTION @extschema@._type_text_varies(typ regtype)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -292,7 +296,8 @@ AS $$
          CROSS JOIN LATERAL (
                SELECT ty.typbasetype WHERE ty.typtype OPERATOR(pg_catalog.=) 'd'
                UNION ALL
-               SELECT ty.typelem WHERE ty.typtype OPERATOR(pg_catalog.<>) 'd' AND ty.typsubscript OPERATOR(pg_catalog.=) 'pg_catalog.array_subscript_handler'::pg_catalog.regproc
+               SELECT ty.typelem WHERE ty.typtype OPERATOR(pg_catalog.<>) 'd' AND coalesce((pg_catalog.to_jsonb(ty) OPERATOR(pg_catalog.->>) 'typsubscript') OPERATOR(pg_catalog.=) 'array_subscript_handler',
+                                  ty.typelem OPERATOR(pg_catalog.<>) 0 AND ty.typlen OPERATOR(pg_catalog.=) -1)
                UNION ALL
                SELECT a.atttypid FROM pg_catalog.pg_attribute a
                 WHERE ty.typtype OPERATOR(pg_catalog.=) 'c' AND a.attrelid OPERATOR(pg_catalog.=) ty.typrelid
@@ -301,7 +306,8 @@ AS $$
     SELECT EXISTS (
         SELECT FROM parts p JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) p.oid
          WHERE ty.typtype OPERATOR(pg_catalog.<>) ALL (ARRAY['d', 'c', 'e']::"char"[])
-           AND NOT (ty.typsubscript OPERATOR(pg_catalog.=) 'pg_catalog.array_subscript_handler'::pg_catalog.regproc)
+           AND NOT (coalesce((pg_catalog.to_jsonb(ty) OPERATOR(pg_catalog.->>) 'typsubscript') OPERATOR(pg_catalog.=) 'array_subscript_handler',
+                                  ty.typelem OPERATOR(pg_catalog.<>) 0 AND ty.typlen OPERATOR(pg_catalog.=) -1))
            AND p.oid OPERATOR(pg_catalog.<>) ALL (ARRAY['boolean', '"char"', 'name', 'smallint', 'integer', 'bigint', 'oid',
                                                   'text', 'character', 'character varying', 'numeric', 'uuid']::pg_catalog.regtype[]::pg_catalog.oid[]))
 $$;

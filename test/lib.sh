@@ -34,7 +34,18 @@ as_pg() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# Install the Debian packages the build and the suites need, if missing.
+# server_packages MAJOR: the Debian packages of PostgreSQL MAJOR the build
+# and the server suites need (the server, its development files, pg_cron,
+# the compiler, libpq and IPC::Run for the TAP tests), by the names every
+# Debian release uses.  test/matrix.sh installs the same in its root
+# filesystems.
+server_packages() {
+    echo "postgresql-$1 postgresql-server-dev-$1 postgresql-$1-cron build-essential libipc-run-perl libpq-dev"
+}
+
+# Install the Debian packages the build and the suites need, if missing:
+# those of PostgreSQL $PG_MAJOR (from PG_CONFIG, or PG_MAJOR; 15 by
+# default, the version of bookworm) and the client suites', plus "$@".
 ensure_packages() {
     # the client tests (test/clients) need libpq, git, Debian's python3
     # with psycopg 3, Ruby with ActiveRecord and pg, Node.js with npm, and
@@ -42,9 +53,7 @@ ensure_packages() {
     # (its --webhook relay), libmicrohttpd with pkg-config (its --serve) and
     # headless Chromium driven by Selenium (the web page's tests), and
     # Prometheus with postgres_exporter (the shipped rules and dashboard)
-    local pkgs=(build-essential "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
-                "postgresql-$PG_MAJOR-cron" postgresql-contrib libipc-run-perl
-                libpq-dev libcurl4-openssl-dev git python3-psycopg ruby-activerecord ruby-pg tmux
+    local pkgs=($(server_packages "$PG_MAJOR") libcurl4-openssl-dev git python3-psycopg ruby-activerecord ruby-pg tmux
                 pkg-config libmicrohttpd-dev chromium chromium-driver python3-selenium
                 prometheus prometheus-postgres-exporter "$@")
     local missing=()

@@ -7,20 +7,35 @@
 #   REGRESS="stamp side_table" ISOLATION= test/valgrind/run.sh   # a subset
 #
 # test/run_all.sh runs it as its last step (DP_SKIP_VALGRIND=1 leaves it
-# out, since it is slow).  The extension is built with -O0 -g so that reports
-# point at source lines, and with -DUSE_ASSERT_CHECKING so that its
-# Assert()s are checked: this is the one build of CI that checks them.
-# (The server is not assert-enabled, but an extension's Asserts work in any
-# server: ExceptionalCondition() is in every build.)  The server is
-# Debian's, built without Valgrind client requests, so memcheck sees
-# malloc-level memory: uninitialised values (in palloc'd memory too), reads
-# and writes past malloc'd blocks (large pallocs have blocks of their own),
-# and memory never freed by a process.  Reports land in $VALGRIND_LOG_DIR (default
+# out, since it is slow).  The server is the assert-enabled, Valgrind-aware
+# PostgreSQL 15 of test/cassert_pg.sh (built once from Debian's source,
+# then reused from /var/cache): its Assert()s are checked, and its
+# allocator tells memcheck about every palloc'd chunk, so that reads of
+# freed or uninitialised palloc'd memory and writes past a chunk are
+# reported, which a server built without USE_VALGRIND hides (its memory
+# contexts carve malloc'd blocks up themselves).  PostgreSQL's own
+# suppressions (src/tools/valgrind.supp of that source) apply with ours.
+# DP_VALGRIND_PG_CONFIG names another server instead (for example
+# /usr/lib/postgresql/15/bin/pg_config, Debian's, which sees malloc-level
+# memory only).  The extension is built with -O0 -g so that reports point
+# at source lines, and with -DUSE_ASSERT_CHECKING so that its Assert()s are
+# checked in any server.  Reports land in $VALGRIND_LOG_DIR (default
 # /tmp/deploy_progress_valgrind), one file per server process.
 set -euo pipefail
-source "$(dirname "$0")/../lib.sh"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+if [ -z "${DP_VALGRIND_PG_CONFIG:-}" ]; then
+    DP_VALGRIND_PG_CONFIG="$("$HERE/../cassert_pg.sh")"
+fi
+export PG_CONFIG="$DP_VALGRIND_PG_CONFIG"
+unset PG_MAJOR
+source "$HERE/../lib.sh"
 
 ensure_packages valgrind
+# PostgreSQL's own suppressions, kept with the assert-enabled build
+pg_supp=()
+supp_file="$(dirname "$(dirname "$PG_CONFIG")")/valgrind.supp"
+[ -f "$supp_file" ] && pg_supp=(--suppressions="$supp_file")
+log "server: $("$PG_CONFIG" --version) from $PG_CONFIG (configure: $("$PG_CONFIG" --configure | grep -o -e '--enable-cassert' -e 'USE_VALGRIND' | tr '\n' ' '))"
 log "building deploy_progress with -O0 -g -DUSE_ASSERT_CHECKING"
 make -C "$REPO" -s clean PG_CONFIG="$PG_CONFIG" >/dev/null
 make -C "$REPO" -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS="-O0 -g -DUSE_ASSERT_CHECKING -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror"
@@ -37,7 +52,7 @@ log "starting the server under valgrind (logs in $LOG_DIR)"
 as_pg valgrind --quiet --tool=memcheck --trace-children=yes --track-origins=yes \
     --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
     --read-var-info=yes --num-callers=30 --error-limit=no \
-    --suppressions="$REPO/test/valgrind/deploy_progress.supp" --gen-suppressions=all \
+    --suppressions="$REPO/test/valgrind/deploy_progress.supp" "${pg_supp[@]}" --gen-suppressions=all \
     --error-markers=VALGRINDERROR-BEGIN,VALGRINDERROR-END \
     --log-file="$LOG_DIR/%p.log" \
     "$PGBIN/postgres" -D "$CLUSTER_DIR/data" >"$CLUSTER_DIR/server.log" 2>&1 &
