@@ -16,7 +16,7 @@
 #
 # The deb-src entry for bookworm lives in a private apt configuration:
 # the machine's sources are not changed.  Environment:
-#   DP_MATRIX_CACHE    where the build is kept, in pg15-cassert/ (default
+#   DP_MATRIX_CACHE    where the build is kept, in pgsql-15-cassert/ (default
 #                      /var/cache/deploy_progress-matrix, outside the clone)
 #   DP_MATRIX_MIRROR   Debian archive (default http://deb.debian.org/debian)
 #   DP_MATRIX_REFRESH  1: build it anew
@@ -28,7 +28,9 @@
 set -euo pipefail
 CACHE="${DP_MATRIX_CACHE:-/var/cache/deploy_progress-matrix}"
 MIRROR="${DP_MATRIX_MIRROR:-http://deb.debian.org/debian}"
-DEST="$CACHE/pg15-cassert"
+# (the name holds "pgsql": Debian's 50-per-version-dirs patch would put the
+# modules and PGXS into /usr/lib/postgresql/15/lib for any other prefix)
+DEST="$CACHE/pgsql-15-cassert"
 CONFIGURE=(--enable-cassert --enable-debug --enable-tap-tests --without-icu --without-llvm)
 CFLAGS_CASSERT="-O1 -g -fno-omit-frame-pointer"
 CPPFLAGS_CASSERT="-DUSE_VALGRIND"
@@ -46,7 +48,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$CACHE"
-exec 8>"$CACHE/.pg15-cassert.lock"
+exec 8>"$CACHE/.pgsql-15-cassert.lock"
 flock 8
 
 # a private apt configuration with bookworm's deb-src entries
@@ -85,13 +87,13 @@ for v in "${versions[@]}"; do
 done
 [ -n "$version" ] || { echo "the mirror $MIRROR carries none of the postgresql-15 sources it lists (${versions[*]})" >&2; exit 1; }
 want="postgresql-15 $version ${CONFIGURE[*]} CFLAGS=$CFLAGS_CASSERT CPPFLAGS=$CPPFLAGS_CASSERT"
-if [ -z "${DP_MATRIX_REFRESH:-}" ] && [ "$(cat "$DEST/.recipe" 2>/dev/null)" = "$want" ] && [ -x "$DEST/bin/pg_config" ]; then
+if [ -z "${DP_MATRIX_REFRESH:-}" ] && [ "$(cat "$DEST/.recipe" 2>/dev/null)" = "$want" ] && [ -x "$DEST/bin/pg_config" ] && [ -f "$DEST/valgrind.supp" ]; then
     echo "$DEST/bin/pg_config"
     exit 0
 fi
 
-rm -rf --one-file-system "$CACHE"/.pg15-cassert.new.*
-work="$(mktemp -d "$CACHE/.pg15-cassert.new.XXXXXX")"
+rm -rf --one-file-system "$CACHE"/.pgsql-15-cassert.new.*
+work="$(mktemp -d "$CACHE/.pgsql-15-cassert.new.XXXXXX")"
 trap 'rm -rf "$apt_dir" "$work"' EXIT
 log "building an assert-enabled PostgreSQL 15 ($version) from Debian's source in $DEST"
 (cd "$work" && "${APT[@]}" source "postgresql-15=$version" >&2)
@@ -106,10 +108,19 @@ prefix="$DEST"
 nice make -C "$src" -s -j"$(nproc)" >"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; exit 1; }
 nice make -C "$src/src/test/isolation" -s -j"$(nproc)" >>"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; exit 1; }
 make -C "$src" -s install DESTDIR="$work/root" >>"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; exit 1; }
+# everything under the prefix (the server's modules too), nothing elsewhere
+outside="$(find "$work/root" -type f -not -path "$work/root$prefix/*" | head -n 3)"
+# (pg_config answers relative to where it is: here, under $work/root)
+if [ -n "$outside" ] || [ "$("$work/root$prefix/bin/pg_config" --pkglibdir)" != "$work/root$prefix/lib" ]; then
+    echo "the build did not install under $prefix alone: ${outside:-pkglibdir $("$work/root$prefix/bin/pg_config" --pkglibdir)}" >&2
+    exit 1
+fi
 # PGXS looks for the isolation tester beside pg_regress (as in Debian's packages)
 iso="$work/root$prefix/lib/pgxs/src/test/isolation"
 mkdir -p "$iso"
 cp "$src/src/test/isolation/pg_isolation_regress" "$src/src/test/isolation/isolationtester" "$iso/"
+# PostgreSQL's suppressions for a server built with USE_VALGRIND (test/valgrind/run.sh)
+cp "$src/src/tools/valgrind.supp" "$work/root$prefix/valgrind.supp"
 echo "$want" > "$work/root$prefix/.recipe"
 chmod -R a+rX "$work/root$prefix"
 if [ -e "$DEST" ]; then mv "$DEST" "$work/old"; fi
