@@ -341,7 +341,20 @@ append_to_file("$ext/deploy_progress--1.0--1.0.1.sql",
 	qq{\\echo Use "ALTER EXTENSION deploy_progress UPDATE TO '1.0.1'" to load this file. \\quit\n}
 	  . "-- throwaway version of the upgrade test: changes nothing\n");
 
-my $private = PostgreSQL::Test::Cluster->new('private', install_path => dirname("$root$bindir"));
+# (PostgreSQL 13's framework, PostgresNode under the name of
+# PostgreSQL::Test::Cluster, has no install_path and would read the
+# arguments as a host and a port: there the node gets the usual arguments
+# and finds the private binaries first on PATH, as it runs them by name)
+my $private;
+if (PostgreSQL::Test::Cluster->can('install_path'))
+{
+	$private = PostgreSQL::Test::Cluster->new('private', install_path => dirname("$root$bindir"));
+}
+else
+{
+	$private = PostgreSQL::Test::Cluster->new('private');
+	$ENV{PATH} = "$root$bindir:$ENV{PATH}";
+}
 $private->init;
 $private->append_conf('postgresql.conf', 'log_statement = none');
 $private->start;
