@@ -32,6 +32,7 @@ MIRROR="${DP_MATRIX_MIRROR:-http://deb.debian.org/debian}"
 # modules and PGXS into /usr/lib/postgresql/15/lib for any other prefix)
 DEST="$CACHE/pgsql-15-cassert"
 CONFIGURE=(--enable-cassert --enable-debug --enable-tap-tests --without-icu --without-llvm)
+CONTRIB=(dblink)
 CFLAGS_CASSERT="-O1 -g -fno-omit-frame-pointer"
 CPPFLAGS_CASSERT="-DUSE_VALGRIND"
 log() { printf '\n== %s\n' "$*" >&2; }
@@ -86,7 +87,7 @@ for v in "${versions[@]}"; do
     fi
 done
 [ -n "$version" ] || { echo "the mirror $MIRROR carries none of the postgresql-15 sources it lists (${versions[*]})" >&2; exit 1; }
-want="postgresql-15 $version ${CONFIGURE[*]} CFLAGS=$CFLAGS_CASSERT CPPFLAGS=$CPPFLAGS_CASSERT"
+want="postgresql-15 $version ${CONFIGURE[*]} CFLAGS=$CFLAGS_CASSERT CPPFLAGS=$CPPFLAGS_CASSERT contrib: ${CONTRIB[*]}"
 if [ -z "${DP_MATRIX_REFRESH:-}" ] && [ "$(cat "$DEST/.recipe" 2>/dev/null)" = "$want" ] && [ -x "$DEST/bin/pg_config" ] && [ -f "$DEST/valgrind.supp" ]; then
     echo "$DEST/bin/pg_config"
     exit 0
@@ -108,6 +109,10 @@ prefix="$DEST"
 nice make -C "$src" -s -j"$(nproc)" >"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; exit 1; }
 nice make -C "$src/src/test/isolation" -s -j"$(nproc)" >>"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; exit 1; }
 make -C "$src" -s install DESTDIR="$work/root" >>"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; exit 1; }
+# the contrib modules the suites use (dblink: test/include/notify_listener.sql)
+for m in "${CONTRIB[@]}"; do
+    nice make -C "$src/contrib/$m" -s -j"$(nproc)" install DESTDIR="$work/root" >>"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log" >&2; exit 1; }
+done
 # everything under the prefix (the server's modules too), nothing elsewhere
 outside="$(find "$work/root" -type f -not -path "$work/root$prefix/*" | head -n 3)"
 # (pg_config answers relative to where it is: here, under $work/root)

@@ -76,11 +76,17 @@ if [ "${1:-}" = --inside ]; then
         exit 0
     fi
     result build passed
-    start_cluster "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'postgres'"
+    if [ "$what" = cassert ]; then
+        # (Debian's pg_cron is built for Debian's server; no suite of the
+        # two needs it)
+        start_cluster
+    else
+        start_cluster "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'postgres'"
+    fi
     # (each suite runs whatever the one before it did)
     if run_regression; then result regression passed; else result regression failed; fi
     if ! isolation_available; then
-        result isolation "n/a" "Debian's postgresql-$PG_MAJOR ships no pg_isolation_regress"
+        result isolation "n/a" "no pg_isolation_regress for PostgreSQL $PG_MAJOR"
     elif run_isolation; then result isolation passed; else result isolation failed; fi
     if [ "$what" = cassert ]; then
         for s in readme tap clients; do
@@ -131,6 +137,28 @@ packages_of() {   # packages_of MAJOR SUITE
     case "$2" in bullseye) ;; *) echo python3-psycopg ;; esac
 }
 
+# isolation_build MAJOR SUITE: the shell commands, run in the root
+# filesystem, that build pg_isolation_regress and isolationtester from
+# the source package of postgresql-MAJOR (a deb-src entry for the time of
+# the build) and put them where PGXS looks for them
+isolation_build() {
+    cat <<EOF
+set -e
+echo "deb-src $MIRROR $2 main" > /etc/apt/sources.list.d/deploy-progress-src.list
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpkg-dev bzip2 xz-utils
+mkdir -p /usr/src/deploy-progress-pg && cd /usr/src/deploy-progress-pg
+apt-get source -qq postgresql-$1
+cd postgresql-$1-*
+./configure -q --without-readline --without-zlib --without-icu --without-llvm
+nice make -s -j\$(nproc) -C src/test/isolation
+mkdir -p /usr/lib/postgresql/$1/lib/pgxs/src/test/isolation
+cp src/test/isolation/pg_isolation_regress src/test/isolation/isolationtester /usr/lib/postgresql/$1/lib/pgxs/src/test/isolation/
+cd / && rm -rf /usr/src/deploy-progress-pg /etc/apt/sources.list.d/deploy-progress-src.list
+apt-get update -qq && apt-get clean
+EOF
+}
+
 # Mount points of the current chroot, unmounted (in reverse) by unmount_all,
 # also when the script is interrupted.
 MOUNTS=()
@@ -163,6 +191,7 @@ make_rootfs() {
     local major="$1" suite="$2" root="$CACHE/$2" want tmp pkgs
     pkgs="$(echo $(packages_of "$major" "$suite"))"
     want="$suite $pkgs"
+    [ "$major" != 13 ] || want="$want +pg_isolation_regress from source"
     if [ -z "${DP_MATRIX_REFRESH:-}" ] && [ "$(cat "$root/.deploy_progress-matrix" 2>/dev/null)" = "$want" ]; then
         return 0
     fi
@@ -187,6 +216,15 @@ make_rootfs() {
         unmount_all
         WHY="installing $pkgs in $suite failed (see $LOGS/$major-rootfs.log)"
         return 1
+    fi
+    # Debian's postgresql-13 ships no pg_isolation_regress: it is built,
+    # with isolationtester, from the release's own source package
+    if [ ! -x "$tmp/usr/lib/postgresql/$major/lib/pgxs/src/test/isolation/pg_isolation_regress" ]; then
+        if ! chroot "$tmp" sh -c "$(isolation_build "$major" "$suite")" >>"$LOGS/$major-rootfs.log" 2>&1; then
+            unmount_all
+            WHY="building pg_isolation_regress from the postgresql-$major source of $suite failed (see $LOGS/$major-rootfs.log)"
+            return 1
+        fi
     fi
     unmount_all
     echo "$want" > "$tmp/.deploy_progress-matrix"
