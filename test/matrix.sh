@@ -13,8 +13,9 @@
 # (bookworm's own PostgreSQL 15 is what test/run_all.sh tests.)  For 13, 17
 # and 18 it creates (or reuses) a root filesystem made by debootstrap
 # --variant=minbase with Debian's packages of that release (test/lib.sh's
-# server_packages, and the client packages the release has), copies the
-# working tree in (tracked and untracked files, without what .gitignore
+# server_packages, and the client packages the release has; for 13, whose
+# package ships no pg_isolation_regress, that tool built from bullseye's
+# source package of the server), copies the working tree in (tracked and untracked files, without what .gitignore
 # leaves out), and inside it builds with -Werror (test/lib.sh's
 # build_install) and runs the regression and isolation suites, the README
 # examples, the TAP tests and the client suites the release can run on a
