@@ -148,14 +148,13 @@ run_isolation() {
     fi
 }
 
-# run_tap [test/t/NNN_name.pl...]: the TAP tests (default all of test/t).
-# The TAP framework starts clusters of its own, which must not run as
-# root: prove runs as the server's OS user, with its logs in a directory
-# that user owns (what "make installcheck" would do with TAP_TESTS).
+# run_tap FILE...: runs TAP tests (paths or patterns relative to the tree,
+# expanded there, for example 'test/t/*.pl') with prove as the server's OS
+# user (the TAP framework starts clusters of its own, which must not run
+# as root), with its logs in a directory that user owns; prints the end of
+# the logs of a failure.  Returns prove's verdict.
 run_tap() {
-    local tests=("$@") pgxs_dir tap_dir tap_src rc=0
-    [ ${#tests[@]} -gt 0 ] || tests=($(cd "$REPO" && ls test/t/*.pl 2>/dev/null))
-    [ ${#tests[@]} -gt 0 ] || return 0
+    local pgxs_dir tap_dir tap_src rc=0
     log "TAP suite"
     pgxs_dir="$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)"
     tap_dir="$(mktemp -d /tmp/deploy_progress_tap.XXXXXX)"
@@ -170,7 +169,7 @@ run_tap() {
     fi
     if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" \
             PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
-            prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} "${tests[@]}"); then
+            prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} $*); then
         rc=1
         find "$tap_dir" -name 'regress_log_*' -exec tail -n 60 {} + 2>/dev/null || true
     fi
