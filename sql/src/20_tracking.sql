@@ -721,11 +721,12 @@ BEGIN
     -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
+    PERFORM @extschema@._forget_claims(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration and side-table timings; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings and claims; the table''s rows and its history are left as they are';
 
 --------------------------------------------------------------------------
 -- The configuration in the stamp trigger: schema-only dumps keep tracking
@@ -1188,13 +1189,16 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
+    DELETE FROM @extschema@.claims c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND c.relid = d.objid;
     DELETE FROM @extschema@.tracked t
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop
