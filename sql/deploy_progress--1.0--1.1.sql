@@ -2293,13 +2293,14 @@ COMMENT ON FUNCTION @extschema@.fail_stuck(regclass, integer, timestamptz) IS
     'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches, as each table''s owner) and returns what it failed';
 
 -- Whether the session with a process ID and start time is still connected
--- (src/claims.c: the process array, and pg_stat_activity's start time).
+-- (src/claims.c: the process array, and pg_stat_activity's start time);
+-- NULL on a standby, which cannot see the primary's sessions.
 CREATE OR REPLACE FUNCTION @extschema@._owner_alive(pid integer, backend_start timestamptz)
 RETURNS boolean
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'dp_owner_alive';
 COMMENT ON FUNCTION @extschema@._owner_alive(integer, timestamptz) IS
-    'Internal: whether the server session with this process ID and start time (pg_stat_activity.backend_start) still exists';
+    'Internal: whether the server session with this process ID and start time (pg_stat_activity.backend_start) still exists (NULL on a standby)';
 
 -- Everyone reads the claims through this view: those of the tables it may
 -- read, and of a table whose row-level security applies to the role, those

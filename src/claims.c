@@ -88,8 +88,9 @@ snapshot_start(int pid, TimestampTz *start)
  * start time.  A snapshot older than that process (it started after the
  * transaction first looked) is taken again, so that a session that
  * connected and claimed a row during a long transaction (a fail_stuck()
- * sweep) is never taken for gone.  C, so that every reader may see this
- * one fact without seeing other roles' sessions.
+ * sweep) is never taken for gone.  NULL on a standby, which cannot see
+ * the primary's sessions.  C, so that every reader may see this one fact
+ * without seeing other roles' sessions.
  */
 PG_FUNCTION_INFO_V1(dp_owner_alive);
 Datum
@@ -99,6 +100,9 @@ dp_owner_alive(PG_FUNCTION_ARGS)
 	TimestampTz start = PG_GETARG_TIMESTAMPTZ(1);
 	TimestampTz seen;
 
+	/* a standby cannot see the primary's sessions: unknown */
+	if (RecoveryInProgress())
+		PG_RETURN_NULL();
 	if (pid == MyProcPid)
 		PG_RETURN_BOOL(start == MyStartTimestamp);
 	if (pid <= 0 || BackendPidGetProc(pid) == NULL)

@@ -28,13 +28,14 @@ COMMENT ON TABLE @extschema@.claims IS
     'The owners of claimed rows of tracked tables: the session (process ID and start time) that called claim() on the row, and when; written by claim() and the triggers as the extension''s owner, read through the owners view';
 
 -- Whether the session with a process ID and start time is still connected
--- (src/claims.c: the process array, and pg_stat_activity's start time).
+-- (src/claims.c: the process array, and pg_stat_activity's start time);
+-- NULL on a standby, which cannot see the primary's sessions.
 CREATE OR REPLACE FUNCTION @extschema@._owner_alive(pid integer, backend_start timestamptz)
 RETURNS boolean
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'dp_owner_alive';
 COMMENT ON FUNCTION @extschema@._owner_alive(integer, timestamptz) IS
-    'Internal: whether the server session with this process ID and start time (pg_stat_activity.backend_start) still exists';
+    'Internal: whether the server session with this process ID and start time (pg_stat_activity.backend_start) still exists (NULL on a standby)';
 
 -- Everyone reads the claims through this view: those of the tables it may
 -- read, and of a table whose row-level security applies to the role, those
