@@ -314,3 +314,41 @@ dp_claims_on_end(DpTrack *t, Relation rel, TupleTableSlot *oldslot, const DpChan
 		ch->old_idx >= 0 && !DP_KIND_IS_TERMINAL(t->phases[ch->old_idx].kind))
 		claim_lookup(t, rel, oldslot, ch->old_idx, false);
 }
+
+/*
+ * After a batch of fail_stuck() ("batch" as _fail_batch() gives it) for
+ * reason "why" in table "relid": the claims of the rows it failed for
+ * owner_gone are removed, since nobody is left to hold them (a session that
+ * took a row over in the meantime keeps its claim, and meets the lease).
+ * Called by dp_fail_batch_as_owner() once it has checked the caller's
+ * rights on the table.
+ */
+void
+dp_claims_after_sweep(Oid relid, const char *why, Datum batch)
+{
+	Oid			owner;
+	DpSavedUser saved;
+	int			nestlevel;
+	Oid			argtypes[2] = {OIDOID, JSONBOID};
+	Datum		args[2];
+	int			ret;
+
+	if (strcmp(why, "owner_gone") != 0 || !OidIsValid(owner = claims_owner()))
+		return;
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = batch;
+	dp_spi_connect_as(owner, &saved);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	ret = SPI_execute_with_args("DELETE FROM " DP_SCHEMA ".claims c"
+								" USING pg_catalog.jsonb_array_elements($2 OPERATOR(pg_catalog.->) 'rows') r"
+								" WHERE c.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+								"   AND c.key OPERATOR(pg_catalog.=) (r OPERATOR(pg_catalog.->>) 'key')"
+								"   AND NOT " DP_SCHEMA "._owner_alive(c.pid, c.backend_start)",
+								2, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "removing the claims of failed rows failed: %s", SPI_result_code_string(ret));
+	AtEOXact_GUC(false, nestlevel);
+	dp_spi_finish_as(&saved);
+}

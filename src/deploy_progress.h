@@ -304,6 +304,7 @@ extern double dp_speed_decay(double rate, double seconds, double tau);
 extern void dp_claims_check_lease(DpTrack *t, Relation rel, TupleTableSlot *oldslot);
 extern void dp_claims_on_end(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 							 const DpChange *ch);
+extern void dp_claims_after_sweep(Oid relid, const char *why, Datum batch);
 
 /* util.c */
 extern TriggerData *dp_trigger_data(FunctionCallInfo fcinfo, const char *func,

@@ -88,6 +88,8 @@ SELECT key, from_phase, to_phase, reason
 SELECT id, phase, failure_reason FROM claim_jobs WHERE id IN (3, 5, 6) ORDER BY id;
 SELECT key, to_phase, reason FROM deploy_progress.transitions
  WHERE relid = 'claim_jobs'::regclass AND to_phase = 'failed' ORDER BY key;
+-- and their claims, held by nobody, went with them
+SELECT count(*) FROM deploy_progress.claims WHERE key IN ('3', '5', '6');
 
 -- rows 9 (building) and 10 (queued), stamped now: never stuck as of T + 1 hour
 INSERT INTO claim_jobs (id, phase, completed_items, total_items) VALUES (9, 'building', 0, 10), (10, 'queued', NULL, NULL);
@@ -119,8 +121,7 @@ SELECT id, phase, completed_items, heartbeat_at FROM claim_jobs WHERE id = 7;
 ALTER TABLE claim_jobs RENAME COLUMN failure_reason TO why;
 SELECT relid FROM deploy_progress.track('claim_jobs');
 UPDATE claim_jobs SET completed_items = 7 WHERE id = 3;
-INSERT INTO deploy_progress.claims VALUES ('claim_jobs', '3', pg_backend_pid(), :'my_start', '2026-01-01 11:00+00')
-    ON CONFLICT (relid, key) DO UPDATE SET pid = excluded.pid, backend_start = excluded.backend_start;
+INSERT INTO deploy_progress.claims VALUES ('claim_jobs', '3', pg_backend_pid(), :'my_start', '2026-01-01 11:00+00');
 UPDATE claim_jobs SET completed_items = 7 WHERE id = 3;
 -- once released, the row is an ordinary ended row again
 SELECT deploy_progress.release('claim_jobs', '7');

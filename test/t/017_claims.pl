@@ -5,7 +5,7 @@
 # claimed by a live but idle session is never reported, and another session
 # cannot claim it; a claimed row that fail_stuck() fails (in another
 # session) refuses its worker's next write; fail_stuck() fails the rows of
-# sessions that are gone with reason owner_gone.
+# sessions that are gone with reason owner_gone, and removes their claims.
 #
 # The waits are bounded polls (the time each took is printed as a note),
 # never fixed sleeps.
@@ -130,6 +130,8 @@ is($node->safe_psql('postgres',
 		q{SELECT string_agg(id || ' ' || phase || ' ' || coalesce(failure_reason, '-'), ', ' ORDER BY id) FROM jobs}),
 	'1 failed owner_gone, 2 failed owner_gone, 3 failed owner_gone, 4 building -',
 	'the failure reason is written');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM deploy_progress.owners WHERE relid = 'jobs'::regclass}),
+	'0', 'and the claims of the failed rows are removed');
 
 # a new session takes a row over from a session that is gone
 $node->safe_psql('postgres', q{INSERT INTO jobs (id, phase) VALUES (5, 'building');
