@@ -23,7 +23,7 @@ CREATE TABLE deployments (
     started_at          timestamptz,
     finished_at         timestamptz,
     failure_reason      text,
-    message             text                -- what the worker says it is doing
+    message             text                -- what the worker says it is doing (the message role)
 );
 
 -- Short deadlines so that the demo's crashed worker is noticed within

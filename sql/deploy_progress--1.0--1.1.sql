@@ -23,6 +23,8 @@
 --     (timings.partition), filled in for the rows 1.0 wrote
 --   * history rows record their transaction (history.txid), the order of
 --     the durable event stream events_since()
+--   * phase estimates for the whole run's ETA (phase_estimates,
+--     refresh_estimates(); in_flight and progress() gain overall_eta)
 --   * the stamp trigger of a tracked table carries its configuration as
 --     its argument (confirmed by the trigger's comment), and recreates it
 --     after a schema-only restore; existing triggers are rewritten
@@ -182,6 +184,16 @@ VALUES
     ('percent',             11, '{smallint,integer,bigint,numeric,real,double precision}',
      'smallint, integer, bigint, numeric, real or double precision', 'double precision', 'row',
      'How much of the current phase is done, 0..100, for a table without counters');
+
+-- the worker's status line, details and a human name for the row
+INSERT INTO @extschema@.column_roles (role, position, types, types_text, value_type, under_side, description)
+VALUES
+    ('message',             12, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'The worker''s status line, kept with each transition and carried by events'),
+    ('metadata',            13, '{jsonb}', 'jsonb', 'jsonb', 'row',
+     'Details of the row, kept with each transition (never in events)'),
+    ('label',               14, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'A human name for the row, shown instead of its key');
 
 -- what a late or out-of-order phase write does; 1.0 applied it
 ALTER TABLE @extschema@.tracked
@@ -356,6 +368,45 @@ COMMENT ON COLUMN @extschema@.history.txid IS
     'The id of the top-level transaction that recorded the row (pg_current_xact_id()), the order of the event stream; NULL for rows recorded before 1.1';
 
 --------------------------------------------------------------------------
+-- The ETA of a whole run: phase estimates learned from the history
+--------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.phase_estimates (
+    relid        regclass NOT NULL,
+    phase        text NOT NULL,
+    stays        bigint NOT NULL,     -- completed stays in the window
+    quantiles    double precision[],  -- their durations in seconds at 0, 5, ..., 100 %
+    visit_share  double precision NOT NULL,  -- share of the window's succeeded runs that visited it
+    runs         bigint NOT NULL,     -- succeeded runs in the window
+    computed_at  timestamptz NOT NULL,
+    PRIMARY KEY (relid, phase)
+);
+COMMENT ON TABLE @extschema@.phase_estimates IS
+    'Per tracked table and phase, learned from the history by refresh_estimates(): completed stays and their duration quantiles, and the share of succeeded runs that visited the phase; the readers'' whole-run ETA comes from it';
+-- derived from the history: shown to the roles that may read the table,
+-- and not where row-level security applies to them (the figures would
+-- include rows they cannot see)
+ALTER TABLE @extschema@.phase_estimates ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON @extschema@.phase_estimates FOR SELECT
+    USING (pg_catalog.has_table_privilege(relid, 'SELECT') AND NOT pg_catalog.row_security_active(relid));
+GRANT SELECT ON @extschema@.phase_estimates TO PUBLIC;
+
+--------------------------------------------------------------------------
+-- History rows keep the row's label, message and metadata
+--------------------------------------------------------------------------
+
+ALTER TABLE @extschema@.history
+    ADD COLUMN label text,
+    ADD COLUMN message text,
+    ADD COLUMN metadata jsonb;
+COMMENT ON COLUMN @extschema@.history.label IS
+    'The row''s label (its label role column) as the transition wrote it, kept after the row is gone; NULL when the table has no label column';
+COMMENT ON COLUMN @extschema@.history.message IS
+    'The row''s message (its message role column) as the transition wrote it; NULL when the table has no message column';
+COMMENT ON COLUMN @extschema@.history.metadata IS
+    'The row''s metadata (its metadata role column) as the transition wrote it; never carried by events';
+
+--------------------------------------------------------------------------
 -- Stamp triggers carry the tracking configuration (schema-only dumps)
 --------------------------------------------------------------------------
 
@@ -500,6 +551,9 @@ DROP FUNCTION @extschema@._check_readable(regclass);
 -- the metrics view reads _table_metrics() instead of _in_flight_counts()
 DROP VIEW @extschema@.metrics;
 DROP FUNCTION @extschema@._in_flight_counts();
+-- in_flight gains the label and message columns
+DROP VIEW @extschema@.in_flight;
+DROP FUNCTION @extschema@.in_flight(regclass, timestamptz);
 
 --------------------------------------------------------------------------
 -- Owners and leases: the claims table (55_claims.sql)
@@ -874,6 +928,21 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_column(@extschema@.tracked, text) IS
     'Internal: the column playing a role of deploy_progress.column_roles in a tracked table, NULL when it has none';
 
+-- Removes the phase estimates (75_estimates.sql) of a table that is not
+-- tracked, as its owner, for untrack().
+CREATE OR REPLACE FUNCTION @extschema@._forget_estimates(tbl regclass)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.phase_estimates e
+     WHERE e.relid OPERATOR(pg_catalog.=) tbl
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid OPERATOR(pg_catalog.=) tbl)
+$$;
+COMMENT ON FUNCTION @extschema@._forget_estimates(regclass) IS
+    'Internal: removes the phase estimates of a table that is not tracked';
+
 -- Raises an error unless a time zone name is one PostgreSQL knows, read as
 -- the triggers and readers read it ("ts AT TIME ZONE zone").
 CREATE OR REPLACE FUNCTION @extschema@._check_time_zone(zone text)
@@ -898,6 +967,19 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@._check_time_zone(text) IS
     'Internal: raises an error unless a name is a time zone PostgreSQL knows';
+
+-- How a caller of track() leaves a column role out: by the role's own
+-- parameter (one of "params") set to NULL, or with a null in "columns".
+CREATE OR REPLACE FUNCTION @extschema@._role_off(role text, params text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN role OPERATOR(pg_catalog.=) ANY (params) THEN pg_catalog.format('%s => NULL', role)
+                ELSE pg_catalog.format('columns => ''{"%s": null}''', role) END
+$$;
+COMMENT ON FUNCTION @extschema@._role_off(text, text[]) IS
+    'Internal: the argument of track() that leaves a column role out, for its hints';
 
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
@@ -955,6 +1037,7 @@ DECLARE
     relkind    "char";
     k          name;
     bad        text;
+    other      text;
     width      integer;
 BEGIN
     IF tbl IS NULL THEN
@@ -1068,9 +1151,7 @@ BEGIN
         IF col IS NULL THEN
             CONTINUE;
         END IF;
-        role_off := CASE WHEN r.role = ANY (params)
-                         THEN format('%s => NULL', r.role)
-                         ELSE format('columns => ''{"%s": null}''', r.role) END;
+        role_off := @extschema@._role_off(r.role, params);
         typ := @extschema@._column_type(tbl, col);
         IF typ IS NULL THEN
             IF col <> r.role THEN
@@ -1105,6 +1186,29 @@ BEGIN
         -- timings live in the side table only, and so there is no smoothed speed
         resolved := resolved - ARRAY(SELECT cr.role::text FROM @extschema@.column_roles cr
                                       WHERE cr.under_side <> 'row');
+    END IF;
+    -- a column plays one role: the phase, or one of column_roles
+    SELECT cr.role INTO bad FROM @extschema@.column_roles cr
+     WHERE (resolved ->> cr.role) = phase ORDER BY cr.position LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of table % cannot be both the phase column and the % column', phase, tbl, bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It was named as the %s column; a column plays one role.', bad),
+                  HINT = format('Name another column for the %s role, or pass %s to leave it out.', bad,
+                                @extschema@._role_off(bad, params));
+    END IF;
+    SELECT ra.role, rb.role INTO bad, other
+      FROM @extschema@.column_roles ra
+      JOIN @extschema@.column_roles rb ON rb.position > ra.position
+     WHERE (resolved ->> ra.role) = (resolved ->> rb.role)
+     ORDER BY ra.position, rb.position LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of table % cannot be both the % column and the % column',
+                        resolved ->> bad, tbl, bad, other
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It was named for the roles %s and %s; a column plays one role.', bad, other),
+                  HINT = format('Name another column for one of the roles, or pass %s to leave the %s role out.',
+                                @extschema@._role_off(other, params), other);
     END IF;
     IF (resolved ? 'items_per_second') <> (resolved ? 'speed_updated_at') THEN
         RAISE EXCEPTION 'the smoothed speed needs both an items_per_second and a speed_updated_at column'
@@ -1269,11 +1373,12 @@ BEGIN
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
     PERFORM @extschema@._forget_claims(tbl);
+    PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration, side-table timings and claims; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings, phase estimates and claims; the table''s rows and its history are left as they are';
 
 -- Keeps the stamp triggers of the tables tracked with a lifecycle in step
 -- with its phases, after define_lifecycle().  As the extension's owner,
@@ -1543,13 +1648,16 @@ BEGIN
     DELETE FROM @extschema@.claims c
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND c.relid = d.objid;
+    DELETE FROM @extschema@.phase_estimates e
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
     DELETE FROM @extschema@.tracked t
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.eta(percent double precision, speed double precision)
@@ -1724,6 +1832,10 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --                         an active row with work left has not moved for the
 --                         smoothing time constant
 --   overall_progress      weighted over the lifecycle's phases
+--   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
+--                         the time left for the whole run, from phase_estimates
+--                         (_run_eta()): median and 95th percentile; NULL where
+--                         the history is too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
 --   in_phase, elapsed     the same as intervals, NULL when negative
 --   reason                the failure reason of a failed or cancelled row
@@ -1733,10 +1845,12 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
-        'SELECT r.*, f.average_speed, f.smoothed_speed, f.speed,'
-        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
-        '            THEN %7$s END AS eta,'
+        'SELECT r.*, f.average_speed, f.smoothed_speed, f.speed, g.eta,'
         '       f.since_progress, f.stalled,'
+        '       w.p50 AS overall_eta_seconds, w.p95 AS overall_eta_p95_seconds,'
+        '       pg_catalog.make_interval(secs => w.p50) AS overall_eta,'
+        '       pg_catalog.make_interval(secs => w.p95) AS overall_eta_p95,'
+        '       $1 OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => w.p50) AS expected_finish_at,'
         '       CASE WHEN r.position IS NOT NULL'
         '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
         '                                               coalesce(r.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
@@ -1758,7 +1872,13 @@ AS $$
         '                                          THEN %9$s END AS average_speed,'
         '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
-        '                             ) a) b) f',
+        '                             ) a) b) f'
+        '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
+        '                                  THEN %7$s END AS eta) g'
+        '  LEFT JOIN LATERAL @extschema@._run_eta(%10$L::pg_catalog.regclass, %11$L, r.phase,'
+        '                                         @extschema@._elapsed_seconds(r.phase_updated_at, $1),'
+        '                                         pg_catalog.date_part(''epoch'', g.eta)) w'
+        '         ON r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
         lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'),
         -- ETA, work left and average speed: of the percent column (percent
@@ -1772,7 +1892,8 @@ AS $$
              THEN '(SELECT r.percent OPERATOR(pg_catalog./) e.s'
                   '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
                   '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
-             ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END)
+             ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END,
+        cfg.relid::oid, cfg.lifecycle, @extschema@._kinds('in_flight'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
      CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;
@@ -1907,7 +2028,8 @@ BEGIN
         EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'
                        ' x.smoothed_speed, x.speed, x.eta, x.phase_elapsed_seconds, x.elapsed_seconds,'
                        ' x.since_progress, x.stalled, x.overall_progress, x.reason, x.phase_updated_at,'
-                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at FROM (%s) x',
+                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at, x.label, x.message,'
+                       ' x.overall_eta_seconds, x.overall_eta_p95_seconds, x.expected_finish_at FROM (%s) x',
                        @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2),
                                                                            in_flight => false, source => tbl)))
            INTO STRICT r USING as_of, k;
@@ -1945,16 +2067,22 @@ BEGIN
         'since_progress_seconds', r.since_progress,
         'stalled', r.stalled,
         'overall_progress', r.overall_progress,
+        'overall_eta_seconds', r.overall_eta_seconds,
+        'overall_eta_p95_seconds', r.overall_eta_p95_seconds,
+        'expected_finish_at', r.expected_finish_at,
         'reason', r.reason,
         'phase_updated_at', r.phase_updated_at,
         'progress_updated_at', r.progress_updated_at,
         'heartbeat_at', r.heartbeat_at,
         'started_at', r.started_at,
-        'finished_at', r.finished_at);
+        'finished_at', r.finished_at)
+        -- the label and the message of a table that has such columns
+        OPERATOR(pg_catalog.||) CASE WHEN cfg.columns ? 'label' THEN jsonb_build_object('label', r.label) ELSE '{}' END
+        OPERATOR(pg_catalog.||) CASE WHEN cfg.columns ? 'message' THEN jsonb_build_object('message', r.message) ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.progress(regclass, text, timestamptz) IS
-    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress';
+    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress, and the label and message of a table with such columns';
 
 -- Name of a table's in-flight index: the name of the one it has, or a free
 -- name in its schema: its name, cut (at a character boundary) to leave room
@@ -2474,7 +2602,8 @@ AS $$
         'SELECT %L::pg_catalog.regclass, r.key, r.phase, r.kind, r.completed_items, r.total_items, r.percent,'
         '       r.average_speed, r.smoothed_speed, r.speed, r.eta,'
         '       r.phase_updated_at, r.progress_updated_at, r.heartbeat_at, r.started_at,'
-        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason'
+        '       r.in_phase, r.elapsed, r.overall_progress, r.stuck_reason, r.label, r.message,'
+        '       r.overall_eta, r.overall_eta_p95, r.expected_finish_at'
         '  FROM (%s) r ORDER BY r.key',
         cfg.relid::oid, @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg)))
 $$;
@@ -2488,7 +2617,8 @@ RETURNS TABLE (relid regclass, key text, phase text, kind text,
                eta interval,
                phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
                started_at timestamptz, in_phase interval, elapsed interval,
-               overall_progress double precision, stuck_reason text)
+               overall_progress double precision, stuck_reason text, label text, message text,
+               overall_eta interval, overall_eta_p95 interval, expected_finish_at timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2499,10 +2629,48 @@ AS $$
              eta interval,
              phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
              started_at timestamptz, in_phase interval, elapsed interval,
-             overall_progress double precision, stuck_reason text)
+             overall_progress double precision, stuck_reason text, label text, message text,
+             overall_eta interval, overall_eta_p95 interval, expected_finish_at timestamptz)
 $$;
 COMMENT ON FUNCTION @extschema@.in_flight(regclass, timestamptz) IS
-    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures and stuck reason as of a time';
+    'In-flight (non-terminal) rows of the tracked tables (all, or one) that the current role can read, with their figures, stuck reason, label and message, and the whole run''s ETA as of a time';
+
+CREATE OR REPLACE VIEW @extschema@.in_flight AS
+SELECT * FROM @extschema@.in_flight(NULL, pg_catalog.now());
+COMMENT ON VIEW @extschema@.in_flight IS
+    'Every in-flight (non-terminal) row of every tracked table the current role can read: phase, counters, percent, speeds, ETA, elapsed times, overall progress, stuck reason (NULL when healthy), the row''s label and message (NULL when the table has no such column), and the ETA of the whole run (NULL where the history is too thin)';
+GRANT SELECT ON @extschema@.in_flight TO PUBLIC;
+
+-- A stalled fleet: a table whose queue waits while nothing works on it,
+-- the "23 queued, 0 in progress" of a dead runner pool, as one row instead
+-- of one stuck row per queued row.  A table is stalled as of a time when at
+-- least one of its pending rows is queue_overdue and none of its active rows
+-- is working: an active row works unless it is stuck for a reason that says
+-- its worker is gone or silent (every reason but phase_overdue, which a slow
+-- row that still reports progress can have).
+CREATE OR REPLACE FUNCTION @extschema@.stuck_tables(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (relid regclass, reason text, queue_overdue bigint, active bigint, active_stuck bigint,
+               queued_since timestamptz, last_activity_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.relid, 'fleet_stall'::text,
+           pg_catalog.count(*) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue'),
+           pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active'),
+           pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active' AND f.stuck_reason IS NOT NULL),
+           pg_catalog.min(f.phase_updated_at) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue'),
+           pg_catalog.max(GREATEST(f.phase_updated_at, f.progress_updated_at, f.heartbeat_at))
+               FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active')
+      FROM @extschema@.in_flight(tbl, as_of) f
+     GROUP BY f.relid
+    HAVING pg_catalog.count(*) FILTER (WHERE f.stuck_reason OPERATOR(pg_catalog.=) 'queue_overdue') OPERATOR(pg_catalog.>) 0
+       AND pg_catalog.count(*) FILTER (WHERE f.kind OPERATOR(pg_catalog.=) 'active'
+                                        AND (f.stuck_reason IS NULL
+                                             OR f.stuck_reason OPERATOR(pg_catalog.=) 'phase_overdue')) OPERATOR(pg_catalog.=) 0
+     ORDER BY f.relid::text
+$$;
+COMMENT ON FUNCTION @extschema@.stuck_tables(regclass, timestamptz) IS
+    'Tracked tables (all, or one) whose fleet is stalled as of a time: rows wait past the queue deadline while no active row works (each active row is stuck for no_heartbeat, no_progress or another reason that says its worker is gone), with the counts and times an operator needs';
 
 -- The history is written by the trigger as the table's owner and read by
 -- everyone through views that show the rows of the tables they can read.
@@ -2510,13 +2678,14 @@ CREATE OR REPLACE VIEW @extschema@.transitions
 WITH (security_barrier)
 AS
 SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
-       h.time_in_previous, h.completed, h.total, h.reason, h.txid
+       h.time_in_previous, h.completed, h.total, h.reason, h.txid,
+       h.label, h.message, h.metadata
   FROM @extschema@.history h
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
  WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
    AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
 COMMENT ON VIEW @extschema@.transitions IS
-    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
+    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters, the reason, and the row''s label, message and metadata as the transition wrote them';
 GRANT SELECT ON @extschema@.transitions TO PUBLIC;
 
 -- The two numbers of a cursor, or an error.
@@ -2552,7 +2721,7 @@ CREATE OR REPLACE FUNCTION @extschema@.events_since(after text DEFAULT NULL, max
                                                     tbl regclass DEFAULT NULL)
 RETURNS TABLE (cursor text, id bigint, relid regclass, key text, from_phase text, to_phase text,
                to_kind text, at timestamptz, completed bigint, total bigint, percent double precision,
-               reason text)
+               reason text, label text, message text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2578,7 +2747,7 @@ BEGIN
     RETURN QUERY
         SELECT h.txid::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) h.id::text,
                h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at, h.completed, h.total,
-               @extschema@.percent(h.completed, h.total), h.reason
+               @extschema@.percent(h.completed, h.total), h.reason, h.label, h.message
           FROM @extschema@.transitions h
          WHERE h.txid OPERATOR(pg_catalog.>=) pos[1] AND h.txid OPERATOR(pg_catalog.<) horizon
            AND (h.txid OPERATOR(pg_catalog.>) pos[1] OR h.id OPERATOR(pg_catalog.>) pos[2])
@@ -2588,7 +2757,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.events_since(text, integer, regclass) IS
-    'The durable event stream: the transitions after a cursor (NULL: from the oldest), of every table the caller can read or of one, in an order that never changes, each with the cursor to resume after it; an event appears once every transaction older than it has ended';
+    'The durable event stream: the transitions after a cursor (NULL: from the oldest), of every table the caller can read or of one, in an order that never changes, each with the cursor to resume after it and the row''s label and message (never its metadata); an event appears once every transaction older than it has ended';
 
 CREATE OR REPLACE FUNCTION @extschema@.events_cursor()
 RETURNS text
@@ -2926,11 +3095,141 @@ $$;
 COMMENT ON FUNCTION @extschema@.prune(interval, boolean, integer, integer) IS
     'Removes history rows older than older_than (all tables, batch_size rows per statement, at most max_batches batches), keeping transitions into failed and cancelled phases unless keep_failures is false; returns how many rows it removed';
 
+CREATE OR REPLACE FUNCTION @extschema@.refresh_estimates(tbl regclass DEFAULT NULL, since interval DEFAULT '30 days')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cutoff  timestamptz;
+    n       bigint;
+BEGIN
+    IF since IS NULL OR since <= '0'::interval OR NOT isfinite(since) THEN
+        RAISE EXCEPTION 'since must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', coalesce(since::text, 'NULL')),
+                  HINT = 'Pass how far back the history is read, such as ''30 days''.';
+    END IF;
+    IF tbl IS NOT NULL THEN
+        PERFORM @extschema@._config(tbl, 'Estimates are learned for tracked tables only.');
+    END IF;
+    IF NOT (has_table_privilege('@extschema@.history', 'SELECT')
+            AND has_table_privilege('@extschema@.phase_estimates', 'INSERT')
+            AND has_table_privilege('@extschema@.phase_estimates', 'DELETE')) THEN
+        RAISE EXCEPTION 'permission denied to refresh the phase estimates'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'refresh_estimates() runs with its caller''s rights and reads @extschema@.history, which belongs to the extension''s owner.',
+                  HINT = 'Run it as the owner of the extension (for example from pg_cron), or grant SELECT on @extschema@.history and INSERT, DELETE on @extschema@.phase_estimates.';
+    END IF;
+    cutoff := now() - since;
+
+    DELETE FROM @extschema@.phase_estimates e
+     WHERE tbl IS NULL OR e.relid = tbl;
+    WITH h AS (
+        SELECT x.relid, x.key, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
+          FROM @extschema@.history x
+          JOIN @extschema@.tracked t ON t.relid = x.relid
+         WHERE x.at >= cutoff AND (tbl IS NULL OR x.relid = tbl)
+    ), runs AS (
+        -- the rows that reached a succeeded phase in the window
+        SELECT DISTINCT h.relid, h.key FROM h WHERE h.to_kind = 'succeeded'
+    ), nruns AS (
+        SELECT r.relid, count(*) AS n FROM runs r GROUP BY r.relid
+    ), visits AS (
+        SELECT v.relid, v.phase, count(DISTINCT v.key) AS n
+          FROM (SELECT h.relid, h.key, h.to_phase AS phase FROM h
+                UNION ALL
+                SELECT h.relid, h.key, h.from_phase FROM h WHERE h.from_phase IS NOT NULL) v
+          JOIN runs r ON r.relid = v.relid AND r.key = v.key
+         GROUP BY v.relid, v.phase
+    ), stays AS (
+        -- completed stays: left for a phase that is not failed or cancelled
+        SELECT h.relid, h.from_phase AS phase, count(*) AS n,
+               percentile_cont(ARRAY[0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
+                                     0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1]::double precision[])
+                   WITHIN GROUP (ORDER BY extract(epoch FROM h.time_in_previous)::double precision) AS q
+          FROM h
+         WHERE h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
+           AND h.to_kind <> ALL (@extschema@._kinds('unsuccessful'))
+         GROUP BY h.relid, h.from_phase
+    )
+    INSERT INTO @extschema@.phase_estimates (relid, phase, stays, quantiles, visit_share, runs, computed_at)
+    SELECT t.relid, p.phase, coalesce(s.n, 0), s.q,
+           coalesce(v.n::double precision / nullif(r.n, 0), 0), coalesce(r.n, 0), now()
+      FROM @extschema@.tracked t
+      JOIN pg_catalog.pg_class c ON c.oid = t.relid
+      JOIN @extschema@.lifecycle_phases p ON p.lifecycle = t.lifecycle
+                                          AND p.kind = ANY (@extschema@._kinds('in_flight'))
+      LEFT JOIN stays s ON s.relid = t.relid AND s.phase = p.phase
+      LEFT JOIN visits v ON v.relid = t.relid AND v.phase = p.phase
+      LEFT JOIN nruns r ON r.relid = t.relid
+     WHERE tbl IS NULL OR t.relid = tbl;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.refresh_estimates(regclass, interval) IS
+    'Learns from the history of the last "since" how long each in-flight phase of the tracked tables (all, or one) takes and how often runs visit it, for the whole-run ETA; returns the rows written to phase_estimates';
+
+-- The time left for a row of table tbl (lifecycle lc) in phase at_phase,
+-- in it for in_phase seconds, whose own ETA (from its counters or percent)
+-- is own_eta seconds or NULL: {p50, p95} in seconds, each NULL when the
+-- estimates cannot tell.  The current phase: its ETA when it has one, else
+-- the median (and 95th percentile) of the stays that lasted longer than
+-- this one so far, minus its time so far.  Each phase ahead adds its share
+-- times its median (95th percentile).  Phases visited by fewer than 5 % of
+-- the runs are left out.
+CREATE OR REPLACE FUNCTION @extschema@._run_eta(tbl regclass, lc text, at_phase text,
+                                                in_phase double precision, own_eta double precision,
+                                                OUT p50 double precision, OUT p95 double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cur AS (
+        SELECT lp.position, e.runs,
+               -- the quantiles of the stays longer than this one so far
+               (SELECT array_agg(q.v OPERATOR(pg_catalog.-) greatest(in_phase, 0) ORDER BY q.v)
+                  FROM unnest(e.quantiles) AS q(v)
+                 WHERE q.v OPERATOR(pg_catalog.>) greatest(in_phase, 0)) AS rest,
+               e.stays
+          FROM @extschema@.lifecycle_phases lp
+          JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
+         WHERE lp.lifecycle OPERATOR(pg_catalog.=) lc AND lp.phase OPERATOR(pg_catalog.=) at_phase
+    ), now_part AS (
+        SELECT c.position, c.runs,
+               CASE WHEN own_eta IS NOT NULL THEN own_eta
+                    WHEN c.stays OPERATOR(pg_catalog.>=) 20 AND cardinality(c.rest) OPERATOR(pg_catalog.>) 0
+                    THEN c.rest[ceil(cardinality(c.rest) OPERATOR(pg_catalog.*) 0.5)::integer] END AS p50,
+               CASE WHEN own_eta IS NOT NULL THEN own_eta
+                    WHEN c.stays OPERATOR(pg_catalog.>=) 20 AND cardinality(c.rest) OPERATOR(pg_catalog.>) 0
+                    THEN c.rest[ceil(cardinality(c.rest) OPERATOR(pg_catalog.*) 0.95)::integer] END AS p95
+          FROM cur c
+    ), ahead AS (
+        SELECT sum(e.visit_share OPERATOR(pg_catalog.*) e.quantiles[11]) AS p50,
+               sum(e.visit_share OPERATOR(pg_catalog.*) e.quantiles[20]) AS p95,
+               -- a phase that matters without enough stays to tell
+               bool_or(e.stays OPERATOR(pg_catalog.<) 20) AS thin
+          FROM now_part n
+          JOIN @extschema@.lifecycle_phases lp ON lp.lifecycle OPERATOR(pg_catalog.=) lc
+                                               AND lp.position OPERATOR(pg_catalog.>) n.position
+          JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
+         WHERE e.visit_share OPERATOR(pg_catalog.>=) 0.05
+    )
+    SELECT CASE WHEN n.runs OPERATOR(pg_catalog.>=) 20 AND NOT coalesce(a.thin, false)
+                THEN n.p50 OPERATOR(pg_catalog.+) coalesce(a.p50, 0) END,
+           CASE WHEN n.runs OPERATOR(pg_catalog.>=) 20 AND NOT coalesce(a.thin, false)
+                THEN n.p95 OPERATOR(pg_catalog.+) coalesce(a.p95, 0) END
+      FROM now_part n CROSS JOIN ahead a
+$$;
+COMMENT ON FUNCTION @extschema@._run_eta(regclass, text, text, double precision, double precision) IS
+    'Internal: the median and 95th-percentile time left, in seconds, for a row of a tracked table in a phase for in_phase seconds with its own ETA (or NULL), from phase_estimates; NULL where the history is too thin';
+
 -- The metrics read from the tables themselves, for every tracked table the
 -- caller can read, one table at a time (all or nothing for a table):
 --   in_flight  rows per non-terminal phase of the lifecycle (zero when
 --              empty), counted through the in-flight partial index
 --   stuck      stuck rows per reason, as stuck() reports them
+--   stalled    1 when the table's fleet is stalled (stuck_tables()), else 0
 --   skipped    1 when the table's queries raised (it is then reported with a
 --              WARNING and has no other rows here), else 0
 CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
@@ -2955,6 +3254,9 @@ BEGIN
                 ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
                 '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
                 ' UNION ALL'
+                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
+                '        (EXISTS (SELECT FROM @extschema@.stuck_tables(%1$L::pg_catalog.regclass, $1)))::integer'
+                ' UNION ALL'
                 ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
                 ' ORDER BY 2, 4, 3',
                 cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
@@ -2969,7 +3271,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._table_metrics() IS
-    'Internal: in-flight rows per phase, stuck rows per reason, and whether the table had to be skipped, for every tracked table the caller can read';
+    'Internal: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled, and whether the table had to be skipped, for every tracked table the caller can read';
 
 CREATE OR REPLACE VIEW @extschema@.metrics
 WITH (security_barrier)
@@ -3045,6 +3347,12 @@ SELECT 'deploy_progress_stuck',
  WHERE EXISTS (SELECT FROM live k WHERE k.relid OPERATOR(pg_catalog.=) t.relid
                                     AND k.metric OPERATOR(pg_catalog.=) 'skipped' AND k.value OPERATOR(pg_catalog.=) 0)
 UNION ALL
+SELECT 'deploy_progress_fleet_stalled',
+       pg_catalog.jsonb_build_object('table', t.label),
+       k.value
+  FROM live k JOIN tables t ON t.relid OPERATOR(pg_catalog.=) k.relid
+ WHERE k.metric OPERATOR(pg_catalog.=) 'stalled'
+UNION ALL
 SELECT 'deploy_progress_table_skipped',
        pg_catalog.jsonb_build_object('table', t.label),
        k.value
@@ -3079,7 +3387,7 @@ SELECT 'deploy_progress_phase_duration_seconds_count',
        s.n
   FROM stays_total s JOIN tables t ON t.relid OPERATOR(pg_catalog.=) s.relid;
 COMMENT ON VIEW @extschema@.metrics IS
-    'Metric samples (name, labels, value) of the tracked tables the current role can read: in-flight rows per phase, stuck rows per reason, transition and failure counters, phase-duration summaries; metrics_prometheus() renders them';
+    'Metric samples (name, labels, value) of the tracked tables the current role can read: in-flight rows per phase, stuck rows per reason, stalled fleets, transition and failure counters, phase-duration summaries; metrics_prometheus() renders them';
 GRANT SELECT ON @extschema@.metrics TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.metrics_prometheus()
@@ -3099,7 +3407,9 @@ AS $$
         ('deploy_progress_phase_duration_seconds', 'summary',
          'Time rows spent in a phase, over stays that did not end in a failed or cancelled phase.', 5),
         ('deploy_progress_table_skipped', 'gauge',
-         '1 when the tracked table could not be read at this scrape (its query raised; the server log has the warning), so that its other samples are missing; else 0.', 6)
+         '1 when the tracked table could not be read at this scrape (its query raised; the server log has the warning), so that its other samples are missing; else 0.', 6),
+        ('deploy_progress_fleet_stalled', 'gauge',
+         '1 when rows of the tracked table wait past the queue deadline while none of its active rows works (stuck_tables()); else 0.', 7)
     ), samples AS (
         SELECT f.ord, m.name, m.labels - 'quantile' AS series,
                m.name OPERATOR(pg_catalog.||)

@@ -699,6 +699,17 @@ dp_append_speed(StringInfo buf, double speed, bool percent)
 		appendStringInfo(buf, " items/%s", unit);
 }
 
+/*
+ * Append a label or message on one line: control characters (a newline in
+ * a worker's status line) become spaces.
+ */
+static void
+dp_append_one_line(StringInfo buf, const char *s)
+{
+	for (; *s; s++)
+		appendStringInfoChar(buf, ((unsigned char) *s < 0x20 || *s == 0x7f) ? ' ' : *s);
+}
+
 /* "health_check" -> "Health check". */
 static char *
 dp_display_name(const char *phase)
@@ -720,9 +731,14 @@ dp_display_name(const char *phase)
  * One human line for a row's figures, as deploy_progress.progress()
  * returns them (keys phase, kind, completed, total, speed, eta_seconds,
  * phase_elapsed_seconds, elapsed_seconds, since_progress_seconds, stalled,
- * reason, and percent for a row without counters; missing keys count as unknown):
+ * reason, overall_eta_seconds, and percent for a row without counters,
+ * label and message for a table with such columns; missing keys count as
+ * unknown):
  *
  *	active      Transferring: 12,400/31,344 (39.6%) · 85 items/s · ETA 3m42s
+ *	run ETA     Transferring: 12,400/31,344 (39.6%) · 85 items/s · ETA 3m42s · done in ~9m10s
+ *	message     Pulling: 2/4 (50.0%) · Pulling image web:1.2
+ *	label       web · Pulling: 2/4 (50.0%) · Pulling image web:1.2
  *	stalled     Transferring: 12,400/31,344 (39.6%) · stalled, no progress for 2m10s
  *	percent     Building: 40.0% · 2.5%/s · ETA 24s
  *	no counters Building for 2m10s
@@ -731,8 +747,9 @@ dp_display_name(const char *phase)
  *	succeeded   Succeeded in 12m05s
  *	failed      Failed after 3m10s: connection reset
  *
- * The separator is a middle dot in UTF8 (and SQL_ASCII) databases, " - "
- * in others.
+ * The label comes first and the message last, each on one line (control
+ * characters become spaces); empty ones are left out.  The separator is a
+ * middle dot in UTF8 (and SQL_ASCII) databases, " - " in others.
  */
 PG_FUNCTION_INFO_V1(dp_describe);
 Datum
@@ -743,6 +760,8 @@ dp_describe(PG_FUNCTION_ARGS)
 	char	   *phase;
 	char	   *kind_name;
 	char	   *reason;
+	char	   *label;
+	char	   *message;
 	int			kind;
 	int64		completed = 0;
 	int64		total = 0;
@@ -761,6 +780,8 @@ dp_describe(PG_FUNCTION_ARGS)
 	bool		has_elapsed;
 	bool		has_since;
 	bool		stalled = false;
+	double		run_eta = 0;
+	bool		has_run_eta;
 	JsonbValue	v;
 	StringInfoData buf;
 
@@ -797,12 +818,20 @@ dp_describe(PG_FUNCTION_ARGS)
 		since_progress >= 0;
 	if (dp_figure(jb, "stalled", jbvBool, &v))
 		stalled = v.val.boolean;
+	has_run_eta = dp_figure_double(jb, "overall_eta_seconds", &run_eta) && run_eta >= 0;
 	reason = dp_figure_text(jb, "reason");
+	label = dp_figure_text(jb, "label");
+	message = dp_figure_text(jb, "message");
 
 	sep = (GetDatabaseEncoding() == PG_UTF8 || GetDatabaseEncoding() == PG_SQL_ASCII)
 		? " \xC2\xB7 " : " - ";
 
 	initStringInfo(&buf);
+	if (label && label[0] != '\0')
+	{
+		dp_append_one_line(&buf, label);
+		appendStringInfoString(&buf, sep);
+	}
 	appendStringInfoString(&buf, dp_display_name(phase));
 	switch (kind)
 	{
@@ -877,6 +906,18 @@ dp_describe(PG_FUNCTION_ARGS)
 			if (reason && kind != DP_KIND_SUCCEEDED && reason[0] != '\0')
 				appendStringInfo(&buf, ": %s", reason);
 			break;
+	}
+	/* the whole run's ETA, learned from the history */
+	if (has_run_eta &&
+		(kind == DP_KIND_ACTIVE || kind == DP_KIND_PENDING || kind == DP_KIND_WAITING))
+	{
+		appendStringInfo(&buf, "%sdone in ~", sep);
+		dp_append_duration(&buf, run_eta);
+	}
+	if (message && message[0] != '\0')
+	{
+		appendStringInfoString(&buf, sep);
+		dp_append_one_line(&buf, message);
 	}
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }

@@ -74,6 +74,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -81,9 +82,10 @@
 #include "deploy_progress.h"
 
 /*
- * Longest key and reason, in bytes, that an event carries: with phase names
- * of at most 63 bytes, a payload stays under 4000 bytes even when every
- * character needs a \uXXXX escape, half of PostgreSQL's 8000-byte limit.
+ * Longest key, reason, label and message, in bytes, that an event carries:
+ * with phase and table names of at most 63 bytes, a payload stays under
+ * 5000 bytes even when every character needs a \uXXXX escape, well within
+ * PostgreSQL's 8000-byte limit.
  */
 #define DP_EVENT_TEXT_MAX 128
 
@@ -104,6 +106,10 @@ typedef struct DpHistRow
 	text	   *from;			/* NULL for an INSERT */
 	text	   *to;
 	text	   *reason;			/* NULL when none */
+	text	   *label;			/* the label, message and metadata columns'
+								 * values (NULL: none, or no such column) */
+	text	   *message;
+	Jsonb	   *metadata;
 } DpHistRow;
 
 static MemoryContext dp_hist_cxt = NULL;
@@ -175,6 +181,7 @@ typedef enum DpHistCol
 {
 	DP_H_RELID, DP_H_KEY, DP_H_FROM, DP_H_TO, DP_H_KIND, DP_H_AT,
 	DP_H_TIME_IN_PREVIOUS, DP_H_COMPLETED, DP_H_TOTAL, DP_H_REASON, DP_H_TXID,
+	DP_H_LABEL, DP_H_MESSAGE, DP_H_METADATA,
 	DP_H_NCOLS
 } DpHistCol;
 
@@ -197,6 +204,9 @@ static const DpHistColDef dp_hist_columns[DP_H_NCOLS] = {
 	[DP_H_TOTAL] = {"total", INT8OID, false},
 	[DP_H_REASON] = {"reason", TEXTOID, false},
 	[DP_H_TXID] = {"txid", INT8OID, false},	/* 1.1 */
+	[DP_H_LABEL] = {"label", TEXTOID, false},	/* 1.1 */
+	[DP_H_MESSAGE] = {"message", TEXTOID, false},	/* 1.1 */
+	[DP_H_METADATA] = {"metadata", JSONBOID, false},	/* 1.1 */
 };
 
 /*
@@ -335,6 +345,12 @@ dp_history_fill(TupleTableSlot *slot, DpHistTarget *target, DpHistRow *r,
 		DP_PUT(DP_H_TOTAL, Int64GetDatum(r->total));
 	if (r->reason)
 		DP_PUT(DP_H_REASON, PointerGetDatum(r->reason));
+	if (r->label)
+		DP_PUT(DP_H_LABEL, PointerGetDatum(r->label));
+	if (r->message)
+		DP_PUT(DP_H_MESSAGE, PointerGetDatum(r->message));
+	if (r->metadata)
+		DP_PUT(DP_H_METADATA, JsonbPGetDatum(r->metadata));
 
 	/*
 	 * The top-level transaction's id, as pg_current_xact_id() gives it: the
@@ -678,6 +694,23 @@ dp_transition_reason_of(DpTrack *t, TupleTableSlot *oldslot, TupleTableSlot *new
 	return NULL;
 }
 
+/*
+ * The value of a text or varchar role column in a slot, NULL when the row
+ * has none or the table no such column (varchar is binary-compatible with
+ * text).
+ */
+static text *
+dp_slot_text(DpTrack *t, TupleTableSlot *slot, DpRole role)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (!t->att[role])
+		return NULL;
+	d = slot_getattr(slot, t->att[role], &isnull);
+	return isnull ? NULL : DatumGetTextPP(d);
+}
+
 /* Append a JSON string of at most DP_EVENT_TEXT_MAX bytes of "s". */
 static bool
 dp_json_clipped(StringInfo buf, const char *s, int len)
@@ -721,10 +754,26 @@ dp_event_table(FunctionCallInfo fcinfo, Oid relid)
 	return cache->table_json;
 }
 
+/* Append ,"name": and a JSON string of at most DP_EVENT_TEXT_MAX bytes, or null. */
+static bool
+dp_json_field(StringInfo buf, const char *name, text *value)
+{
+	appendStringInfo(buf, ",\"%s\":", name);
+	if (value == NULL)
+	{
+		appendStringInfoString(buf, "null");
+		return false;
+	}
+	return dp_json_clipped(buf, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
+}
+
 /*
  * Send the event of a transition on the table's channel:
- * {"table", "key", "from", "to", "at", "percent", "reason"}, plus
- * "key_truncated": true when the key was cut to DP_EVENT_TEXT_MAX bytes.
+ * {"table", "key", "from", "to", "at", "percent", "reason"}, and "label"
+ * and "message" for a table with such columns; plus "key_truncated",
+ * "label_truncated" or "message_truncated": true when that text was cut
+ * to DP_EVENT_TEXT_MAX bytes.  The metadata is never sent: it may be
+ * large, and a listener reads it from the history.
  */
 static void
 dp_notify(FunctionCallInfo fcinfo, DpTrack *t, DpHistRow *r)
@@ -733,6 +782,8 @@ dp_notify(FunctionCallInfo fcinfo, DpTrack *t, DpHistRow *r)
 	char		ts[MAXDATELEN + 1];
 	int			utc = 0;
 	bool		key_cut;
+	bool		label_cut;
+	bool		message_cut;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"table\":");
@@ -758,13 +809,16 @@ dp_notify(FunctionCallInfo fcinfo, DpTrack *t, DpHistRow *r)
 	}
 	else
 		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ",\"reason\":");
-	if (r->reason)
-		dp_json_clipped(&buf, VARDATA_ANY(r->reason), VARSIZE_ANY_EXHDR(r->reason));
-	else
-		appendStringInfoString(&buf, "null");
+	(void) dp_json_field(&buf, "reason", r->reason);
+	/* the label and the message of a table that has such columns */
+	label_cut = t->att[DP_ROLE_LABEL] && dp_json_field(&buf, "label", r->label);
+	message_cut = t->att[DP_ROLE_MESSAGE] && dp_json_field(&buf, "message", r->message);
 	if (key_cut)
 		appendStringInfoString(&buf, ",\"key_truncated\":true");
+	if (label_cut)
+		appendStringInfoString(&buf, ",\"label_truncated\":true");
+	if (message_cut)
+		appendStringInfoString(&buf, ",\"message_truncated\":true");
 	appendStringInfoChar(&buf, '}');
 	Async_Notify(t->notify_channel, buf.data);
 	pfree(buf.data);
@@ -874,6 +928,16 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	if (t->att[DP_ROLE_TOTAL_ITEMS])
 		row.total = dp_slot_counter(t, newslot, DP_ROLE_TOTAL_ITEMS, &row.total_null);
 
+	/* the label, message and metadata written with the transition */
+	row.label = dp_slot_text(t, newslot, DP_ROLE_LABEL);
+	row.message = dp_slot_text(t, newslot, DP_ROLE_MESSAGE);
+	if (record && t->att[DP_ROLE_METADATA])
+	{
+		Datum		d = slot_getattr(newslot, t->att[DP_ROLE_METADATA], &isnull);
+
+		row.metadata = isnull ? NULL : DatumGetJsonbP(d);
+	}
+
 	if (t->notify_channel)
 		dp_notify(fcinfo, t, &row);
 
@@ -890,6 +954,9 @@ dp_record_transition(PG_FUNCTION_ARGS)
 		slot->to = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.to));
 		slot->from = row.from ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.from)) : NULL;
 		slot->reason = row.reason ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.reason)) : NULL;
+		slot->label = row.label ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.label)) : NULL;
+		slot->message = row.message ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.message)) : NULL;
+		slot->metadata = row.metadata ? (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(row.metadata)) : NULL;
 		MemoryContextSwitchTo(oldcxt);
 		dp_nrows++;
 	}

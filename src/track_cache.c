@@ -88,6 +88,7 @@ static const Oid dp_timing_types[] = {TIMESTAMPTZOID, TIMESTAMPOID};
 static const Oid dp_float8_types[] = {FLOAT8OID};
 static const Oid dp_text_types[] = {TEXTOID, VARCHAROID};
 static const Oid dp_percent_types[] = {INT2OID, INT4OID, INT8OID, NUMERICOID, FLOAT4OID, FLOAT8OID};
+static const Oid dp_jsonb_types[] = {JSONBOID};
 
 #define DP_TYPES(a) (a), lengthof(a)
 #define DP_STAMP (DP_ROLE_TIMING | DP_ROLE_OWNED)
@@ -104,6 +105,10 @@ static const DpRoleDef dp_roles[DP_NUM_ROLES] = {
 	[DP_ROLE_SPEED_UPDATED_AT] = {"speed_updated_at", DP_TYPES(dp_timing_types), DP_STAMP, "speed_updated_column"},
 	[DP_ROLE_FAILURE_REASON] = {"failure_reason", DP_TYPES(dp_text_types), 0, "reason_column"},
 	[DP_ROLE_PERCENT] = {"percent", DP_TYPES(dp_percent_types), 0, NULL},
+	/* kept with each transition (history.c) */
+	[DP_ROLE_MESSAGE] = {"message", DP_TYPES(dp_text_types), 0, NULL},
+	[DP_ROLE_METADATA] = {"metadata", DP_TYPES(dp_jsonb_types), 0, NULL},
+	[DP_ROLE_LABEL] = {"label", DP_TYPES(dp_text_types), 0, NULL},
 };
 
 /*

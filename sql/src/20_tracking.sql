@@ -44,7 +44,13 @@ VALUES
      'Why the row failed (written by fail_stuck())'),
     ('percent',             11, '{smallint,integer,bigint,numeric,real,double precision}',
      'smallint, integer, bigint, numeric, real or double precision', 'double precision', 'row',
-     'How much of the current phase is done, 0..100, for a table without counters');
+     'How much of the current phase is done, 0..100, for a table without counters'),
+    ('message',             12, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'The worker''s status line, kept with each transition and carried by events'),
+    ('metadata',            13, '{jsonb}', 'jsonb', 'jsonb', 'row',
+     'Details of the row, kept with each transition (never in events)'),
+    ('label',               14, '{text,character varying}', 'text or varchar', 'text', 'row',
+     'A human name for the row, shown instead of its key');
 
 CREATE TABLE @extschema@.tracked (
     relid                   regclass PRIMARY KEY,
@@ -305,6 +311,21 @@ $$;
 COMMENT ON FUNCTION @extschema@._forget_timings(regclass) IS
     'Internal: removes the side timings of a table not tracked in side storage';
 
+-- Removes the phase estimates (75_estimates.sql) of a table that is not
+-- tracked, as its owner, for untrack().
+CREATE OR REPLACE FUNCTION @extschema@._forget_estimates(tbl regclass)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.phase_estimates e
+     WHERE e.relid OPERATOR(pg_catalog.=) tbl
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid OPERATOR(pg_catalog.=) tbl)
+$$;
+COMMENT ON FUNCTION @extschema@._forget_estimates(regclass) IS
+    'Internal: removes the phase estimates of a table that is not tracked';
+
 -- Drops the tracking triggers of a table (those of its partitions go with them).
 CREATE OR REPLACE FUNCTION @extschema@._drop_triggers(tbl regclass)
 RETURNS void
@@ -351,6 +372,19 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@._check_time_zone(text) IS
     'Internal: raises an error unless a name is a time zone PostgreSQL knows';
+
+-- How a caller of track() leaves a column role out: by the role's own
+-- parameter (one of "params") set to NULL, or with a null in "columns".
+CREATE OR REPLACE FUNCTION @extschema@._role_off(role text, params text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN role OPERATOR(pg_catalog.=) ANY (params) THEN pg_catalog.format('%s => NULL', role)
+                ELSE pg_catalog.format('columns => ''{"%s": null}''', role) END
+$$;
+COMMENT ON FUNCTION @extschema@._role_off(text, text[]) IS
+    'Internal: the argument of track() that leaves a column role out, for its hints';
 
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
@@ -408,6 +442,7 @@ DECLARE
     relkind    "char";
     k          name;
     bad        text;
+    other      text;
     width      integer;
 BEGIN
     IF tbl IS NULL THEN
@@ -521,9 +556,7 @@ BEGIN
         IF col IS NULL THEN
             CONTINUE;
         END IF;
-        role_off := CASE WHEN r.role = ANY (params)
-                         THEN format('%s => NULL', r.role)
-                         ELSE format('columns => ''{"%s": null}''', r.role) END;
+        role_off := @extschema@._role_off(r.role, params);
         typ := @extschema@._column_type(tbl, col);
         IF typ IS NULL THEN
             IF col <> r.role THEN
@@ -558,6 +591,29 @@ BEGIN
         -- timings live in the side table only, and so there is no smoothed speed
         resolved := resolved - ARRAY(SELECT cr.role::text FROM @extschema@.column_roles cr
                                       WHERE cr.under_side <> 'row');
+    END IF;
+    -- a column plays one role: the phase, or one of column_roles
+    SELECT cr.role INTO bad FROM @extschema@.column_roles cr
+     WHERE (resolved ->> cr.role) = phase ORDER BY cr.position LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of table % cannot be both the phase column and the % column', phase, tbl, bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It was named as the %s column; a column plays one role.', bad),
+                  HINT = format('Name another column for the %s role, or pass %s to leave it out.', bad,
+                                @extschema@._role_off(bad, params));
+    END IF;
+    SELECT ra.role, rb.role INTO bad, other
+      FROM @extschema@.column_roles ra
+      JOIN @extschema@.column_roles rb ON rb.position > ra.position
+     WHERE (resolved ->> ra.role) = (resolved ->> rb.role)
+     ORDER BY ra.position, rb.position LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of table % cannot be both the % column and the % column',
+                        resolved ->> bad, tbl, bad, other
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It was named for the roles %s and %s; a column plays one role.', bad, other),
+                  HINT = format('Name another column for one of the roles, or pass %s to leave the %s role out.',
+                                @extschema@._role_off(other, params), other);
     END IF;
     IF (resolved ? 'items_per_second') <> (resolved ? 'speed_updated_at') THEN
         RAISE EXCEPTION 'the smoothed speed needs both an items_per_second and a speed_updated_at column'
@@ -722,11 +778,12 @@ BEGIN
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
     PERFORM @extschema@._forget_claims(tbl);
+    PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration, side-table timings and claims; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings, phase estimates and claims; the table''s rows and its history are left as they are';
 
 --------------------------------------------------------------------------
 -- The configuration in the stamp trigger: schema-only dumps keep tracking
@@ -1192,13 +1249,16 @@ BEGIN
     DELETE FROM @extschema@.claims c
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND c.relid = d.objid;
+    DELETE FROM @extschema@.phase_estimates e
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
     DELETE FROM @extschema@.tracked t
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop

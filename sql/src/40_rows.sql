@@ -175,6 +175,10 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --                         an active row with work left has not moved for the
 --                         smoothing time constant
 --   overall_progress      weighted over the lifecycle's phases
+--   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
+--                         the time left for the whole run, from phase_estimates
+--                         (_run_eta()): median and 95th percentile; NULL where
+--                         the history is too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
 --   in_phase, elapsed     the same as intervals, NULL when negative
 --   reason                the failure reason of a failed or cancelled row
@@ -184,10 +188,12 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format(
-        'SELECT r.*, f.average_speed, f.smoothed_speed, f.speed,'
-        '       CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
-        '            THEN %7$s END AS eta,'
+        'SELECT r.*, f.average_speed, f.smoothed_speed, f.speed, g.eta,'
         '       f.since_progress, f.stalled,'
+        '       w.p50 AS overall_eta_seconds, w.p95 AS overall_eta_p95_seconds,'
+        '       pg_catalog.make_interval(secs => w.p50) AS overall_eta,'
+        '       pg_catalog.make_interval(secs => w.p95) AS overall_eta_p95,'
+        '       $1 OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => w.p50) AS expected_finish_at,'
         '       CASE WHEN r.position IS NOT NULL'
         '            THEN @extschema@.weighted_progress(%4$L::pg_catalog.float8[], %5$L::pg_catalog.text[], r.position,'
         '                                               coalesce(r.percent OPERATOR(pg_catalog./) 100, 0)) END AS overall_progress,'
@@ -209,7 +215,13 @@ AS $$
         '                                          THEN %9$s END AS average_speed,'
         '                                     CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'''
         '                                          THEN @extschema@.smoothed_speed(r.items_per_second, r.speed_updated_at, $1, %2$L::pg_catalog.interval) END AS smoothed_speed'
-        '                             ) a) b) f',
+        '                             ) a) b) f'
+        '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
+        '                                  THEN %7$s END AS eta) g'
+        '  LEFT JOIN LATERAL @extschema@._run_eta(%10$L::pg_catalog.regclass, %11$L, r.phase,'
+        '                                         @extschema@._elapsed_seconds(r.phase_updated_at, $1),'
+        '                                         pg_catalog.date_part(''epoch'', g.eta)) w'
+        '         ON r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
         lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'),
         -- ETA, work left and average speed: of the percent column (percent
@@ -223,7 +235,8 @@ AS $$
              THEN '(SELECT r.percent OPERATOR(pg_catalog./) e.s'
                   '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
                   '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
-             ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END)
+             ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END,
+        cfg.relid::oid, cfg.lifecycle, @extschema@._kinds('in_flight'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
      CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;
@@ -362,7 +375,8 @@ BEGIN
         EXECUTE format('SELECT x.phase, x.kind, x.completed_items, x.total_items, x.percent, x.average_speed,'
                        ' x.smoothed_speed, x.speed, x.eta, x.phase_elapsed_seconds, x.elapsed_seconds,'
                        ' x.since_progress, x.stalled, x.overall_progress, x.reason, x.phase_updated_at,'
-                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at FROM (%s) x',
+                       ' x.progress_updated_at, x.heartbeat_at, x.started_at, x.finished_at, x.label, x.message,'
+                       ' x.overall_eta_seconds, x.overall_eta_p95_seconds, x.expected_finish_at FROM (%s) x',
                        @extschema@._figures_sql(cfg, @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2),
                                                                            in_flight => false, source => tbl)))
            INTO STRICT r USING as_of, k;
@@ -400,16 +414,22 @@ BEGIN
         'since_progress_seconds', r.since_progress,
         'stalled', r.stalled,
         'overall_progress', r.overall_progress,
+        'overall_eta_seconds', r.overall_eta_seconds,
+        'overall_eta_p95_seconds', r.overall_eta_p95_seconds,
+        'expected_finish_at', r.expected_finish_at,
         'reason', r.reason,
         'phase_updated_at', r.phase_updated_at,
         'progress_updated_at', r.progress_updated_at,
         'heartbeat_at', r.heartbeat_at,
         'started_at', r.started_at,
-        'finished_at', r.finished_at);
+        'finished_at', r.finished_at)
+        -- the label and the message of a table that has such columns
+        OPERATOR(pg_catalog.||) CASE WHEN cfg.columns ? 'label' THEN jsonb_build_object('label', r.label) ELSE '{}' END
+        OPERATOR(pg_catalog.||) CASE WHEN cfg.columns ? 'message' THEN jsonb_build_object('message', r.message) ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.progress(regclass, text, timestamptz) IS
-    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress';
+    'The figures of one row of a tracked table as of a time: phase, kind, counters, percent, average and smoothed speed, ETA, elapsed times, stall, overall progress, and the label and message of a table with such columns';
 
 CREATE OR REPLACE FUNCTION @extschema@.describe(tbl regclass, key text, as_of timestamptz DEFAULT pg_catalog.now())
 RETURNS text

@@ -24,7 +24,10 @@ CREATE TABLE @extschema@.history (
     total               bigint,
     reason              text,
     dropped_table       text,
-    txid                bigint
+    txid                bigint,
+    label               text,
+    message             text,
+    metadata            jsonb
 );
 COMMENT ON TABLE @extschema@.history IS
     'Transition log of the tracked tables: one row per phase entered (from_phase NULL for an INSERT), written by the record_transition() trigger; read it through the transitions view. The rows of a dropped table keep its name in dropped_table and lose their relid, so that they never attach to a table that later gets the same OID';
@@ -43,6 +46,12 @@ CREATE INDEX history_at_brin ON @extschema@.history USING brin (at);
 CREATE INDEX history_txid_brin ON @extschema@.history USING brin (txid);
 COMMENT ON COLUMN @extschema@.history.txid IS
     'The id of the top-level transaction that recorded the row (pg_current_xact_id()), the order of the event stream; NULL for rows recorded before 1.1';
+COMMENT ON COLUMN @extschema@.history.label IS
+    'The row''s label (its label role column) as the transition wrote it, kept after the row is gone; NULL when the table has no label column';
+COMMENT ON COLUMN @extschema@.history.message IS
+    'The row''s message (its message role column) as the transition wrote it; NULL when the table has no message column';
+COMMENT ON COLUMN @extschema@.history.metadata IS
+    'The row''s metadata (its metadata role column) as the transition wrote it; never carried by events';
 
 -- Counts of pruned history, so that the metrics' counters and duration
 -- sums never go down when prune() removes rows.
@@ -68,13 +77,14 @@ CREATE OR REPLACE VIEW @extschema@.transitions
 WITH (security_barrier)
 AS
 SELECT h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at,
-       h.time_in_previous, h.completed, h.total, h.reason, h.txid
+       h.time_in_previous, h.completed, h.total, h.reason, h.txid,
+       h.label, h.message, h.metadata
   FROM @extschema@.history h
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.relid
  WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT')
    AND (NOT pg_catalog.row_security_active(c.oid) OR @extschema@._row_visible(h.relid, h.key));
 COMMENT ON VIEW @extschema@.transitions IS
-    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters and the reason';
+    'The transition history of the tables the current role can read (of a table under row-level security, of the rows it can see): one row per phase entered, with the time spent in the previous phase, the counters, the reason, and the row''s label, message and metadata as the transition wrote them';
 GRANT SELECT ON @extschema@.transitions TO PUBLIC;
 
 --------------------------------------------------------------------------
@@ -129,7 +139,7 @@ CREATE OR REPLACE FUNCTION @extschema@.events_since(after text DEFAULT NULL, max
                                                     tbl regclass DEFAULT NULL)
 RETURNS TABLE (cursor text, id bigint, relid regclass, key text, from_phase text, to_phase text,
                to_kind text, at timestamptz, completed bigint, total bigint, percent double precision,
-               reason text)
+               reason text, label text, message text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -155,7 +165,7 @@ BEGIN
     RETURN QUERY
         SELECT h.txid::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) h.id::text,
                h.id, h.relid, h.key, h.from_phase, h.to_phase, h.to_kind, h.at, h.completed, h.total,
-               @extschema@.percent(h.completed, h.total), h.reason
+               @extschema@.percent(h.completed, h.total), h.reason, h.label, h.message
           FROM @extschema@.transitions h
          WHERE h.txid OPERATOR(pg_catalog.>=) pos[1] AND h.txid OPERATOR(pg_catalog.<) horizon
            AND (h.txid OPERATOR(pg_catalog.>) pos[1] OR h.id OPERATOR(pg_catalog.>) pos[2])
@@ -165,7 +175,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.events_since(text, integer, regclass) IS
-    'The durable event stream: the transitions after a cursor (NULL: from the oldest), of every table the caller can read or of one, in an order that never changes, each with the cursor to resume after it; an event appears once every transaction older than it has ended';
+    'The durable event stream: the transitions after a cursor (NULL: from the oldest), of every table the caller can read or of one, in an order that never changes, each with the cursor to resume after it and the row''s label and message (never its metadata); an event appears once every transaction older than it has ended';
 
 CREATE OR REPLACE FUNCTION @extschema@.events_cursor()
 RETURNS text

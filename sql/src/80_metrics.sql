@@ -22,6 +22,7 @@ COMMENT ON FUNCTION @extschema@._table_label(regclass) IS
 --   in_flight  rows per non-terminal phase of the lifecycle (zero when
 --              empty), counted through the in-flight partial index
 --   stuck      stuck rows per reason, as stuck() reports them
+--   stalled    1 when the table's fleet is stalled (stuck_tables()), else 0
 --   skipped    1 when the table's queries raised (it is then reported with a
 --              WARNING and has no other rows here), else 0
 CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
@@ -46,6 +47,9 @@ BEGIN
                 ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
                 '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
                 ' UNION ALL'
+                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
+                '        (EXISTS (SELECT FROM @extschema@.stuck_tables(%1$L::pg_catalog.regclass, $1)))::integer'
+                ' UNION ALL'
                 ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
                 ' ORDER BY 2, 4, 3',
                 cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
@@ -60,7 +64,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._table_metrics() IS
-    'Internal: in-flight rows per phase, stuck rows per reason, and whether the table had to be skipped, for every tracked table the caller can read';
+    'Internal: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled, and whether the table had to be skipped, for every tracked table the caller can read';
 
 CREATE OR REPLACE VIEW @extschema@.metrics
 WITH (security_barrier)
@@ -136,6 +140,12 @@ SELECT 'deploy_progress_stuck',
  WHERE EXISTS (SELECT FROM live k WHERE k.relid OPERATOR(pg_catalog.=) t.relid
                                     AND k.metric OPERATOR(pg_catalog.=) 'skipped' AND k.value OPERATOR(pg_catalog.=) 0)
 UNION ALL
+SELECT 'deploy_progress_fleet_stalled',
+       pg_catalog.jsonb_build_object('table', t.label),
+       k.value
+  FROM live k JOIN tables t ON t.relid OPERATOR(pg_catalog.=) k.relid
+ WHERE k.metric OPERATOR(pg_catalog.=) 'stalled'
+UNION ALL
 SELECT 'deploy_progress_table_skipped',
        pg_catalog.jsonb_build_object('table', t.label),
        k.value
@@ -170,7 +180,7 @@ SELECT 'deploy_progress_phase_duration_seconds_count',
        s.n
   FROM stays_total s JOIN tables t ON t.relid OPERATOR(pg_catalog.=) s.relid;
 COMMENT ON VIEW @extschema@.metrics IS
-    'Metric samples (name, labels, value) of the tracked tables the current role can read: in-flight rows per phase, stuck rows per reason, transition and failure counters, phase-duration summaries; metrics_prometheus() renders them';
+    'Metric samples (name, labels, value) of the tracked tables the current role can read: in-flight rows per phase, stuck rows per reason, stalled fleets, transition and failure counters, phase-duration summaries; metrics_prometheus() renders them';
 GRANT SELECT ON @extschema@.metrics TO PUBLIC;
 
 -- Escapes a label value or help text for the Prometheus text format.
@@ -205,7 +215,9 @@ AS $$
         ('deploy_progress_phase_duration_seconds', 'summary',
          'Time rows spent in a phase, over stays that did not end in a failed or cancelled phase.', 5),
         ('deploy_progress_table_skipped', 'gauge',
-         '1 when the tracked table could not be read at this scrape (its query raised; the server log has the warning), so that its other samples are missing; else 0.', 6)
+         '1 when the tracked table could not be read at this scrape (its query raised; the server log has the warning), so that its other samples are missing; else 0.', 6),
+        ('deploy_progress_fleet_stalled', 'gauge',
+         '1 when rows of the tracked table wait past the queue deadline while none of its active rows works (stuck_tables()); else 0.', 7)
     ), samples AS (
         SELECT f.ord, m.name, m.labels - 'quantile' AS series,
                m.name OPERATOR(pg_catalog.||)

@@ -44,6 +44,11 @@
  * so there the redraw after narrowing starts above the frame and may
  * overwrite a few of the lines above it: it never leaves fragments.
  *
+ * With --webhook or --exec the program relays the durable event stream
+ * instead (relay.c), and with --serve it serves a live web page of the
+ * rows (serve.c), with this file's connection, in_flight query, LISTEN
+ * and wait; what the files share is declared in watch.h.
+ *
  * IDENTIFICATION
  *	  src/watch/deploy-progress-watch.c
  *
@@ -72,17 +77,7 @@
 #include <wchar.h>
 
 #include "libpq-fe.h"
-
-/* the extension's default_version, passed by the Makefile */
-#ifndef DEPLOY_PROGRESS_VERSION
-#define DEPLOY_PROGRESS_VERSION "unknown"
-#endif
-
-#define EXIT_SUCCEEDED		0
-#define EXIT_FAILED			1
-#define EXIT_CANCELLED		2
-#define EXIT_ERROR			3
-#define EXIT_INTERRUPTED	4
+#include "watch.h"
 
 /* no exit status decided yet: keep watching */
 #define KEEP_WATCHING		(-1)
@@ -125,9 +120,11 @@ typedef struct Buf
 	size_t		cap;
 } Buf;
 
-typedef struct Watch
+struct Watch
 {
 	PGconn	   *conn;
+	const char *client_encoding;	/* asked of the server, NULL for the default */
+	bool		reconnecting;	/* the connection is lost, not yet back */
 	const char *table_arg;		/* -t as given */
 	char	   *relid;			/* its OID as text, NULL for all tables */
 	char	   *table;			/* its canonical name */
@@ -148,7 +145,7 @@ typedef struct Watch
 	char	  **frame_text;		/* the lines of the frame drawn last, as shown */
 	int			frame_n;
 	int			frame_cap;
-} Watch;
+};
 
 /*
  * The figures of a row as a JSON object (keys in a fixed order), from a
@@ -161,7 +158,8 @@ typedef struct Watch
 "  'speed', f.speed, 'average_speed', f.average_speed, 'smoothed_speed', f.smoothed_speed," \
 "  'eta_seconds', j->'eta_seconds', 'phase_elapsed_seconds', j->'phase_elapsed_seconds'," \
 "  'elapsed_seconds', j->'elapsed_seconds', 'overall_progress', f.overall_progress," \
-"  'stuck_reason', f.stuck_reason, 'reason', f.reason, 'description', deploy_progress.describe(j))::text"
+"  'stuck_reason', f.stuck_reason, 'reason', f.reason, 'description', deploy_progress.describe(j)," \
+"  'label', f.label, 'message', f.message)::text"
 
 /*
  * The in-flight rows of one table ($1, an OID, or all) and one key ($2, or
@@ -171,14 +169,16 @@ typedef struct Watch
  * stuck row's reason started (stuck()'s clock_started_at, read only when a
  * row is stuck).  A row whose counters have not moved for the table's
  * speed time constant is described as stalled, as progress() does.  The
- * %s is the label: the in_flight column "label" where the installed
- * version has one (the label role), else NULL.
+ * two %s are the label and the message: the in_flight columns "label" and
+ * "message" where the installed version has them (the label and message
+ * roles), else NULL.  The description shows the message; the label is the
+ * row's name on the terminal.
  */
 static const char *const in_flight_sql_format =
 "WITH f AS MATERIALIZED ("
 "  SELECT i.relid, i.key, i.phase, i.kind, i.completed, i.total, i.percent, i.speed, i.average_speed,"
 "         i.smoothed_speed, i.eta, i.in_phase, i.elapsed, i.progress_updated_at, i.overall_progress,"
-"         i.stuck_reason, %s AS label, 'in_flight' AS event, NULL::pg_catalog.text AS reason"
+"         i.stuck_reason, %s AS label, %s AS message, 'in_flight' AS event, NULL::pg_catalog.text AS reason"
 "    FROM deploy_progress.in_flight($1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.now()) i"
 "   WHERE $2::pg_catalog.text IS NULL OR i.key OPERATOR(pg_catalog.=) $2::pg_catalog.text),"
 " clocks AS MATERIALIZED ("
@@ -196,7 +196,7 @@ static const char *const in_flight_sql_format =
 "         'eta_seconds', pg_catalog.date_part('epoch', f.eta),"
 "         'phase_elapsed_seconds', pg_catalog.date_part('epoch', f.in_phase),"
 "         'elapsed_seconds', pg_catalog.date_part('epoch', f.elapsed),"
-"         'since_progress_seconds', s.since_progress,"
+"         'since_progress_seconds', s.since_progress, 'message', f.message,"
 "         'stalled', f.kind OPERATOR(pg_catalog.=) 'active' AND f.completed IS NOT NULL"
 "                    AND (f.total IS NULL OR f.completed OPERATOR(pg_catalog.<) f.total)"
 "                    AND s.since_progress OPERATOR(pg_catalog.>=) pg_catalog.date_part('epoch', t.speed_time_constant)) AS j"
@@ -210,12 +210,13 @@ static const char *const in_flight_sql_format =
 /*
  * One row ($1 table OID, $2 key) looked up with progress() after it left
  * the view: kind, state, description, JSON and label (where progress()
- * gives one).
+ * gives one).  The description leaves the label out: it is the row's name.
  */
 static const char *const final_sql =
 "SELECT f.kind, pg_catalog.concat_ws('|', f.phase, f.completed, f.total), deploy_progress.describe(j), " ROW_JSON ","
-"       j->>'label'"
-"  FROM deploy_progress.progress($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text) AS j"
+"       f.label"
+"  FROM deploy_progress.progress($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text) AS p"
+" CROSS JOIN LATERAL (SELECT p OPERATOR(pg_catalog.-) 'label' AS j) d"
 " CROSS JOIN LATERAL (SELECT"
 "         CASE WHEN j->>'kind' IN ('succeeded', 'failed', 'cancelled') THEN 'finished' ELSE 'in_flight' END AS event,"
 "         $1::pg_catalog.oid::pg_catalog.regclass AS relid, j->>'key' AS key, j->>'phase' AS phase, j->>'kind' AS kind,"
@@ -223,7 +224,7 @@ static const char *const final_sql =
 "         (j->>'percent')::float8 AS percent, (j->>'speed')::float8 AS speed,"
 "         (j->>'average_speed')::float8 AS average_speed, (j->>'smoothed_speed')::float8 AS smoothed_speed,"
 "         (j->>'overall_progress')::float8 AS overall_progress, NULL::text AS stuck_reason,"
-"         j->>'reason' AS reason) f";
+"         j->>'reason' AS reason, p->>'label' AS label, j->>'message' AS message) f";
 
 /* Frame layout: the first column's width, the bar's width. */
 #define LABEL_MIN_WIDTH		8
@@ -239,15 +240,7 @@ static const char *const final_sql =
 #define STALLED_COLOR		"\033[33m"
 #define RESET				"\033[0m"
 
-#ifdef __GNUC__
-static void fatal(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
-static void print_message(Watch *w, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-#else
-static void fatal(const char *fmt,...);
-static void print_message(Watch *w, const char *fmt,...);
-#endif
-
-static volatile sig_atomic_t interrupted = 0;
+volatile sig_atomic_t interrupted = 0;
 static volatile sig_atomic_t resized = 0;
 static bool cursor_hidden = false;
 
@@ -270,9 +263,14 @@ handle_resize(int signo)
 static void
 usage(void)
 {
-	printf("deploy-progress-watch shows live progress of deploy_progress's tracked tables.\n\n"
+	printf("deploy-progress-watch shows live progress of deploy_progress's tracked tables,\n"
+		   "on a terminal or as a live web page, or relays their events to a webhook\n"
+		   "or a command.\n\n"
 		   "Usage:\n"
-		   "  deploy-progress-watch [OPTION]... [DBNAME]\n\n"
+		   "  deploy-progress-watch [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --webhook=URL --state=FILE [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --exec=COMMAND --state=FILE [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --serve=[ADDR:]PORT [OPTION]... [DBNAME]\n\n"
 		   "Options:\n"
 		   "  -t, --table=TABLE        watch one tracked table (default: every tracked table)\n"
 		   "  -k, --key=KEY            watch one row of TABLE; exit when it reaches a terminal phase\n"
@@ -283,12 +281,37 @@ usage(void)
 		   "      --once               print the rows once and exit\n"
 		   "  -V, --version            output version information, then exit\n"
 		   "  -?, --help               show this help, then exit\n\n"
+		   "Relay options (each event of events_since() as one JSON object, in order):\n"
+		   "      --webhook=URL        POST each event to URL; a 2xx response delivers it\n"
+		   "      --exec=COMMAND       run COMMAND (/bin/sh -c) with each event on its stdin;\n"
+		   "                           exit status 0 delivers it\n"
+		   "      --state=FILE         keep the cursor of the last event delivered in FILE (required)\n"
+		   "      --from-start         without FILE, start from the oldest event (default: from now)\n"
+		   "      --retry-delay=SECONDS\n"
+		   "                           wait before a failed delivery is tried again (default: 1)\n"
+		   "      --retry-max-delay=SECONDS\n"
+		   "                           the wait doubles after each failure up to this (default: 60)\n"
+		   "      --webhook-timeout=SECONDS\n"
+		   "                           time limit of one request (default: 30)\n"
+		   "  -H, --header=HEADER      add \"Name: value\" to each request (repeatable)\n"
+		   "  With -t the relay delivers one table's events; -i, -c and --once (deliver\n"
+		   "  the events there are, then exit) apply as well.\n\n"
+		   "Web page options (read-only; -t, -i and -c apply):\n"
+		   "      --serve=[ADDR:]PORT  serve the live page on ADDR (default 127.0.0.1) and PORT\n"
+		   "                           (0: any free port); the URL is printed on stdout\n"
+		   "      --token=TOKEN        require \"Authorization: Bearer TOKEN\" or ?token=TOKEN\n"
+		   "      --basic-auth=USER:PASSWORD  require HTTP basic authentication\n"
+		   "                           (an address that is not loopback needs one of them;\n"
+		   "                           DEPLOY_PROGRESS_WATCH_TOKEN and DEPLOY_PROGRESS_WATCH_BASIC_AUTH\n"
+		   "                           give them out of sight of ps)\n\n"
 		   "Connection options:\n"
 		   "  -h, --host=HOSTNAME      database server host or socket directory\n"
 		   "  -p, --port=PORT          database server port\n"
 		   "  -U, --username=USERNAME  database user name\n"
 		   "  -d, --dbname=DBNAME      database name or connection string\n\n"
 		   "Exit status with -k: 0 succeeded, 1 failed, 2 cancelled, 3 error, 4 interrupted.\n"
+		   "Exit status of the relay: 0 ended by a signal or --once, 3 error;\n"
+		   "of --serve: 0 ended by SIGINT or SIGTERM, 3 error.\n"
 		   "The usual PG* environment variables and ~/.pgpass apply.\n");
 }
 
@@ -303,7 +326,7 @@ restore_terminal(void)
 	}
 }
 
-static void
+void
 fatal(const char *fmt,...)
 {
 	va_list		ap;
@@ -317,7 +340,7 @@ fatal(const char *fmt,...)
 	exit(EXIT_ERROR);
 }
 
-static void *
+void *
 xmalloc(size_t size)
 {
 	void	   *p = malloc(size);
@@ -327,7 +350,7 @@ xmalloc(size_t size)
 	return p;
 }
 
-static char *
+char *
 xstrdup(const char *s)
 {
 	char	   *p;
@@ -341,7 +364,7 @@ xstrdup(const char *s)
 }
 
 /* The first line of a libpq error message, without its newline. */
-static char *
+char *
 first_line(const char *msg)
 {
 	char	   *s = xstrdup(msg ? msg : "unknown error");
@@ -353,7 +376,7 @@ first_line(const char *msg)
 }
 
 /* A JSON string literal for s. */
-static void
+void
 print_json_string(FILE *out, const char *s)
 {
 	const unsigned char *p;
@@ -1202,7 +1225,7 @@ refresh(Watch *w, const char *trigger)
 }
 
 /* LISTEN on the channel given, or on the watched tables' channels. */
-static void
+void
 listen_channels(Watch *w)
 {
 	int			i;
@@ -1255,7 +1278,7 @@ listen_channels(Watch *w)
 
 /*
  * Check that the extension and its view are there, see whether the view
- * has a label column (the label role, in versions that have it) and
+ * has label and message columns (the roles, in versions that have them) and
  * resolve -t to a tracked table.
  */
 static void
@@ -1263,11 +1286,14 @@ check_setup(Watch *w)
 {
 	PGresult   *res;
 	const char *label;
+	const char *message;
 
 	res = PQexec(w->conn,
 				 "SELECT p.oid IS NOT NULL,"
 				 "       EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(p.proargnames), pg_catalog.unnest(p.proargmodes)) AS a(name, mode)"
-				 "                WHERE a.name OPERATOR(pg_catalog.=) 'label' AND a.mode OPERATOR(pg_catalog.=) 't')"
+				 "                WHERE a.name OPERATOR(pg_catalog.=) 'label' AND a.mode OPERATOR(pg_catalog.=) 't'),"
+				 "       EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(p.proargnames), pg_catalog.unnest(p.proargmodes)) AS a(name, mode)"
+				 "                WHERE a.name OPERATOR(pg_catalog.=) 'message' AND a.mode OPERATOR(pg_catalog.=) 't')"
 				 "  FROM (SELECT pg_catalog.to_regprocedure('deploy_progress.in_flight(pg_catalog.regclass, pg_catalog.timestamptz)')::pg_catalog.oid AS oid) f"
 				 "  LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) f.oid");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -1277,8 +1303,9 @@ check_setup(Watch *w)
 			  "HINT:  Run CREATE EXTENSION deploy_progress (or ALTER EXTENSION deploy_progress UPDATE) there.",
 			  PQdb(w->conn));
 	label = strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? "i.label" : "NULL::pg_catalog.text";
-	w->in_flight_sql = xmalloc(strlen(in_flight_sql_format) + strlen(label));
-	sprintf(w->in_flight_sql, in_flight_sql_format, label);
+	message = strcmp(PQgetvalue(res, 0, 2), "t") == 0 ? "i.message" : "NULL::pg_catalog.text";
+	w->in_flight_sql = xmalloc(strlen(in_flight_sql_format) + strlen(label) + strlen(message));
+	sprintf(w->in_flight_sql, in_flight_sql_format, label, message);
 	PQclear(res);
 
 	if (w->table_arg)
@@ -1315,7 +1342,7 @@ check_setup(Watch *w)
  * signals are blocked but while pselect() waits, so that none that comes
  * between the check of its flag and the wait is missed.
  */
-static const char *
+const char *
 wait_for_update(Watch *w)
 {
 	struct timeval deadline;
@@ -1394,7 +1421,7 @@ wait_for_update(Watch *w)
  * first line down: where that is the top of the screen, some terminals,
  * tmux among them, would move the whole screen into the scrollback.)
  */
-static void
+void
 print_message(Watch *w, const char *fmt,...)
 {
 	va_list		ap;
@@ -1453,9 +1480,8 @@ connect_db(Watch *w, const char *host, const char *port, const char *user, const
 	values[n++] = port;
 	keywords[n] = "user";
 	values[n++] = user;
-	/* on a terminal, text in the terminal's encoding, as psql does */
 	keywords[n] = "client_encoding";
-	values[n++] = w->mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL ? "auto" : NULL;
+	values[n++] = w->client_encoding;
 	keywords[n] = "dbname";
 	values[n++] = dbname;
 	keywords[n] = "fallback_application_name";
@@ -1470,6 +1496,45 @@ connect_db(Watch *w, const char *host, const char *port, const char *user, const
 		fatal("%s", first_line(PQerrorMessage(conn)));
 	PQsetNoticeProcessor(conn, print_notice, w);
 	return conn;
+}
+
+PGconn *
+watch_connection(Watch *w)
+{
+	return w->conn;
+}
+
+/*
+ * After a lost connection: reset it and LISTEN again; false while the
+ * server cannot be reached (the caller tries again after an interval).
+ */
+bool
+reconnect(Watch *w)
+{
+	if (!w->reconnecting)
+		print_message(w, "connection lost, reconnecting\n");
+	w->reconnecting = true;
+	PQreset(w->conn);
+	if (PQstatus(w->conn) != CONNECTION_OK)
+		return false;
+	print_message(w, "reconnected\n");
+	w->reconnecting = false;
+	listen_channels(w);
+	return true;
+}
+
+/* A number of seconds given as an option's value, or an error. */
+static double
+seconds_arg(const char *what, const char *arg, double min, double max)
+{
+	char	   *end;
+	double		v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno != 0 || end == arg || *end != '\0' || !(v >= min && v <= max))
+		fatal("invalid %s \"%s\": give seconds between %g and %g", what, arg, min, max);
+	return v;
 }
 
 int
@@ -1487,6 +1552,17 @@ main(int argc, char **argv)
 		{"json", no_argument, NULL, 1},
 		{"plain", no_argument, NULL, 2},
 		{"once", no_argument, NULL, 3},
+		{"webhook", required_argument, NULL, 4},
+		{"exec", required_argument, NULL, 5},
+		{"state", required_argument, NULL, 6},
+		{"from-start", no_argument, NULL, 7},
+		{"retry-delay", required_argument, NULL, 8},
+		{"retry-max-delay", required_argument, NULL, 9},
+		{"webhook-timeout", required_argument, NULL, 10},
+		{"header", required_argument, NULL, 'H'},
+		{"serve", required_argument, NULL, 20},
+		{"token", required_argument, NULL, 21},
+		{"basic-auth", required_argument, NULL, 22},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, '?'},
 		{NULL, 0, NULL, 0}
@@ -1498,15 +1574,21 @@ main(int argc, char **argv)
 	bool		json = false;
 	bool		plain = false;
 	Watch		w;
+	RelayOptions relay;
+	ServeOptions serve;
 	struct sigaction sa;
 	sigset_t	blocked;
 	int			c;
 	int			status;
-	bool		reconnecting = false;
-	char	   *end;
 
 	memset(&w, 0, sizeof(w));
 	w.interval = 1.0;
+	memset(&relay, 0, sizeof(relay));
+	relay.retry_delay = 1.0;
+	relay.retry_max_delay = 60.0;
+	relay.timeout = 30.0;
+	relay.headers = xmalloc(sizeof(char *) * argc);
+	memset(&serve, 0, sizeof(serve));
 
 	/* characters and their widths as the terminal's locale has them */
 	setlocale(LC_CTYPE, "");
@@ -1521,7 +1603,7 @@ main(int argc, char **argv)
 		usage();
 		return 0;
 	}
-	while ((c = getopt_long(argc, argv, "h:p:U:d:t:k:i:c:V?", long_options, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "h:p:U:d:t:k:i:c:H:V?", long_options, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -1544,11 +1626,7 @@ main(int argc, char **argv)
 				w.key = optarg;
 				break;
 			case 'i':
-				errno = 0;
-				w.interval = strtod(optarg, &end);
-				if (errno != 0 || end == optarg || *end != '\0' ||
-					!(w.interval >= 0.01 && w.interval <= 86400))
-					fatal("invalid interval \"%s\": give seconds between 0.01 and 86400", optarg);
+				w.interval = seconds_arg("interval", optarg, 0.01, 86400);
 				break;
 			case 'c':
 				w.channel = optarg;
@@ -1561,6 +1639,39 @@ main(int argc, char **argv)
 				break;
 			case 3:
 				w.once = true;
+				break;
+			case 4:
+				relay.webhook = optarg;
+				break;
+			case 5:
+				relay.exec = optarg;
+				break;
+			case 6:
+				relay.state = optarg;
+				break;
+			case 7:
+				relay.from_start = true;
+				break;
+			case 8:
+				relay.retry_delay = seconds_arg("retry delay", optarg, 0.01, 3600);
+				break;
+			case 9:
+				relay.retry_max_delay = seconds_arg("retry maximum delay", optarg, 0.01, 86400);
+				break;
+			case 10:
+				relay.timeout = seconds_arg("webhook timeout", optarg, 0.01, 86400);
+				break;
+			case 'H':
+				relay.headers[relay.nheaders++] = optarg;
+				break;
+			case 20:
+				serve.listen = optarg;
+				break;
+			case 21:
+				serve.token = optarg;
+				break;
+			case 22:
+				serve.basic_auth = optarg;
 				break;
 			case 'V':
 				printf("deploy-progress-watch (deploy_progress) %s\n", DEPLOY_PROGRESS_VERSION);
@@ -1578,7 +1689,36 @@ main(int argc, char **argv)
 		fatal("-k/--key needs -t/--table: keys are unique within one table");
 	if (json && plain)
 		fatal("--json and --plain cannot be used together");
+	if (relay_requested(&relay) && serve.listen)
+		fatal("--serve cannot be used with --webhook or --exec: run one program for each");
+	if (relay_requested(&relay))
+	{
+		if (w.key || json || plain)
+			fatal("%s cannot be used with --webhook or --exec: the relay delivers every event of the table (or of all tables)",
+				  w.key ? "-k/--key" : json ? "--json" : "--plain");
+		relay_check_options(&relay);
+		relay.once = w.once;
+		plain = true;
+	}
+	else if (relay.state || relay.from_start || relay.nheaders > 0)
+		fatal("%s needs --webhook or --exec",
+			  relay.state ? "--state" : relay.from_start ? "--from-start" : "-H/--header");
+	if (serve.listen)
+	{
+		if (w.key || json || plain || w.once)
+			fatal("%s cannot be used with --serve: the page shows every in-flight row of the table (or of all tables)",
+				  w.key ? "-k/--key" : json ? "--json" : plain ? "--plain" : "--once");
+		serve_check_options(&serve);
+		plain = true;
+	}
+	else if (serve.token || serve.basic_auth)
+		fatal("%s needs --serve", serve.token ? "--token" : "--basic-auth");
 	w.mode = json ? OUTPUT_JSON : (plain || !isatty(STDOUT_FILENO)) ? OUTPUT_PLAIN : OUTPUT_TTY;
+	/* the relay's and the web page's JSON is UTF-8; on a terminal, text in its encoding, as psql does */
+	if (relay_requested(&relay) || serve.listen)
+		w.client_encoding = "UTF8";
+	else if (w.mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL)
+		w.client_encoding = "auto";
 
 	if (w.mode == OUTPUT_TTY)
 		setvbuf(stdout, NULL, _IOFBF, 1 << 16);	/* a frame is written at once */
@@ -1609,8 +1749,12 @@ main(int argc, char **argv)
 
 	w.conn = connect_db(&w, host, port, user, dbname);
 	check_setup(&w);
+	if (relay_requested(&relay))
+		return relay_run(&w, &relay, w.relid);
 	if (!w.once)
 		listen_channels(&w);
+	if (serve.listen)
+		return serve_run(&w, &serve, w.relid, w.in_flight_sql);
 
 	status = refresh(&w, "start");
 	while (status == KEEP_WATCHING || status == -2)
@@ -1622,20 +1766,10 @@ main(int argc, char **argv)
 		trigger = wait_for_update(&w);
 		if (trigger == NULL)
 			break;
-		if (status == -2 || PQstatus(w.conn) == CONNECTION_BAD)
+		if ((status == -2 || PQstatus(w.conn) == CONNECTION_BAD) && !reconnect(&w))
 		{
-			if (!reconnecting)
-				print_message(&w, "connection lost, reconnecting\n");
-			reconnecting = true;
-			PQreset(w.conn);
-			if (PQstatus(w.conn) != CONNECTION_OK)
-			{
-				status = -2;
-				continue;
-			}
-			print_message(&w, "reconnected\n");
-			reconnecting = false;
-			listen_channels(&w);
+			status = -2;
+			continue;
 		}
 		status = refresh(&w, trigger);
 	}

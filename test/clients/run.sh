@@ -34,7 +34,7 @@ suite_node() {
     cd "$HERE/node"
     # the versions pinned in package-lock.json, nothing else
     npm ci --no-audit --no-fund --loglevel=error
-    PGDATABASE=dp_client_node node --test --test-reporter=spec deployments.test.js
+    PGDATABASE=dp_client_node node --test --test-reporter=spec deployments.test.js drizzle_kit.test.js
 }
 
 suite_python() {
@@ -54,7 +54,7 @@ suite_ruby() {
 suite_watch() {
     fresh_db dp_client_watch
     cd "$HERE/watch"
-    PGDATABASE=dp_client_watch "$PYTHON" -m unittest -v test_watch
+    PGDATABASE=dp_client_watch "$PYTHON" -m unittest -v test_watch test_relay test_serve
 }
 
 suite_prometheus() {

@@ -1,20 +1,13 @@
 // The Drizzle schema of the Node.js client test: a deployments table whose
-// phase column is the extension's enum type deploy_progress.phase, a jobs
-// table with a text phase and a lifecycle of its own, and the read-only
-// view deploy_progress.in_flight.
-import {
-  bigint, doublePrecision, interval, pgSchema, pgTable, serial, text, timestamp,
-} from 'drizzle-orm/pg-core';
+// phase column is the extension's enum type deploy_progress.phase and a
+// jobs table with a text phase and a lifecycle of its own; the extension's
+// objects (its enum and the read-only view deploy_progress.in_flight) come
+// from deploy_progress.js.
+import { bigint, doublePrecision, pgTable, serial, text, timestamp } from 'drizzle-orm/pg-core';
 
-// The extension's objects live in the schema deploy_progress.
-export const deployProgress = pgSchema('deploy_progress');
+import { inFlight, phase } from './deploy_progress.js';
 
-// deploy_progress.phase, in lifecycle order (the built-in lifecycle).
-export const phase = deployProgress.enum('phase', [
-  'queued', 'preparing', 'fetching', 'building', 'transferring', 'migrating',
-  'starting', 'health_check', 'finishing', 'waiting', 'succeeded', 'failed',
-  'cancelled',
-]);
+export { inFlight };
 
 const tz = { withTimezone: true };
 
@@ -69,26 +62,3 @@ CREATE TABLE node_jobs (
     phase               text NOT NULL DEFAULT 'pending',${trackingColumns}
 );
 `;
-
-// deploy_progress.in_flight: every non-terminal row of every tracked table.
-export const inFlight = deployProgress.view('in_flight', {
-  relid: text('relid'),
-  key: text('key'),
-  phase: text('phase'),
-  kind: text('kind'),
-  completed: bigint('completed', { mode: 'number' }),
-  total: bigint('total', { mode: 'number' }),
-  percent: doublePrecision('percent'),
-  averageSpeed: doublePrecision('average_speed'),
-  smoothedSpeed: doublePrecision('smoothed_speed'),
-  speed: doublePrecision('speed'),
-  eta: interval('eta'),
-  phaseUpdatedAt: timestamp('phase_updated_at', tz),
-  progressUpdatedAt: timestamp('progress_updated_at', tz),
-  heartbeatAt: timestamp('heartbeat_at', tz),
-  startedAt: timestamp('started_at', tz),
-  inPhase: interval('in_phase'),
-  elapsed: interval('elapsed'),
-  overallProgress: doublePrecision('overall_progress'),
-  stuckReason: text('stuck_reason'),
-}).existing();

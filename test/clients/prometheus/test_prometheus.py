@@ -177,6 +177,8 @@ scrape_configs:
         self.assertEqual(direct[("deploy_progress_in_flight", (("phase", "building"), ("table", "public.deployments")))], 1)
         self.assertIn(("deploy_progress_phase_duration_seconds_count", (("phase", "building"), ("table", "public.deployments"))), direct)
         self.assertEqual(direct[("deploy_progress_table_skipped", (("table", "public.deployments"),))], 0)
+        # the only active row is silent and a row waits: the fleet is stalled
+        self.assertEqual(direct[("deploy_progress_fleet_stalled", (("table", "public.deployments"),))], 1)
 
     def test_rules_check_and_unit_tests(self):
         subprocess.run(["promtool", "check", "rules", RULES], check=True, stdout=subprocess.DEVNULL)
@@ -188,9 +190,10 @@ scrape_configs:
             return {(a["labels"]["alertname"], a["labels"].get("reason")) for a in alerts
                     if a["state"] == "firing" and a["labels"].get("table") == "public.deployments"}
         # the rules wait one minute of continuous "stuck" before firing
-        seen = until("DeployProgressStuck and DeployProgressQueueOverdue firing",
+        seen = until("DeployProgressStuck, DeployProgressQueueOverdue and DeployProgressFleetStalled firing",
                      lambda: (lambda f: f if {("DeployProgressStuck", "no_heartbeat"),
-                                              ("DeployProgressQueueOverdue", None)} <= f else None)(firing()),
+                                              ("DeployProgressQueueOverdue", None),
+                                              ("DeployProgressFleetStalled", None)} <= f else None)(firing()),
                      240)
         # one failure is below the failure alert's threshold; no table is skipped
         self.assertNotIn(("DeployProgressFailures", None), seen)

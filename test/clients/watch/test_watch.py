@@ -41,7 +41,8 @@ DONE = {"succeeded": 0, "failed": 1, "cancelled": 2}
 
 JSON_KEYS = {"event", "at", "table", "key", "phase", "kind", "completed", "total", "percent",
              "speed", "average_speed", "smoothed_speed", "eta_seconds", "phase_elapsed_seconds",
-             "elapsed_seconds", "overall_progress", "stuck_reason", "reason", "description"}
+             "elapsed_seconds", "overall_progress", "stuck_reason", "reason", "description",
+             "label", "message"}
 
 
 def db():
@@ -239,6 +240,16 @@ def run(*args, timeout=30):
     """Run to completion; (exit status, stdout, stderr)."""
     p = subprocess.run([WATCH, *args], capture_output=True, timeout=timeout, text=True)
     return p.returncode, p.stdout, p.stderr
+
+
+def check_errors(test, cases):
+    """Each (arguments, message): exit status 3, nothing on stdout, the message on stderr."""
+    for args, message in cases:
+        with test.subTest(args=args):
+            rc, out, err = run(*args)
+            test.assertEqual(rc, 3, err)
+            test.assertEqual(out, "")
+            test.assertIn(message, err)
 
 
 def plain_rows(output):
@@ -765,12 +776,7 @@ class WatchTest(unittest.TestCase):
             (["-p", "1"], "connection to server"),
             (["-d", "dp_no_such_database"], 'database "dp_no_such_database" does not exist'),
         ]
-        for args, message in cases:
-            with self.subTest(args=args):
-                rc, out, err = run(*args)
-                self.assertEqual(rc, 3, err)
-                self.assertEqual(out, "")
-                self.assertIn(message, err)
+        check_errors(self, cases)
 
     def test_help_and_version(self):
         rc, out, _ = run("--help")
