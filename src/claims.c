@@ -27,15 +27,23 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/procarray.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "deploy_progress.h"
@@ -276,6 +284,95 @@ claim_lookup(DpTrack *t, Relation rel, TupleTableSlot *oldslot, int old_idx, boo
 						   dp_kind_name(p->kind), p->name),
 				 errhint("Stop working on it and call deploy_progress.release() on it; claim another row.")));
 	}
+	dp_spi_finish_as(&saved);
+}
+
+/*
+ * Whether deploy_progress.claims holds a claim on the row of table "relid"
+ * with key text "key", by any session, as the latest snapshot sees it: an
+ * index probe, without SPI, so that the check costs little on the writes
+ * that make it (a row's insertion and its restart).  False at once when
+ * the claims table is empty on disk, as it is for those who never claim.
+ */
+static bool
+claim_exists(DpTrack *t, Relation trel, TupleTableSlot *slot, text **key_out)
+{
+	Oid			nsp = get_namespace_oid(DP_SCHEMA, true);
+	Oid			claims = OidIsValid(nsp) ? get_relname_relid("claims", nsp) : InvalidOid;
+	Oid			pkey = OidIsValid(nsp) ? get_relname_relid("claims_pkey", nsp) : InvalidOid;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData sk[2];
+	text	   *key;
+	bool		found;
+
+	if (!OidIsValid(claims) || !OidIsValid(pkey))
+		return false;			/* a schema without claims */
+	rel = table_open(claims, AccessShareLock);
+	if (RelationGetNumberOfBlocks(rel) == 0)
+	{
+		table_close(rel, AccessShareLock);
+		return false;
+	}
+	key = dp_row_key(t, trel, slot);
+	*key_out = key;
+	ScanKeyInit(&sk[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(t->tracked_relid));
+	ScanKeyInit(&sk[1], 2, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(key));
+	sk[1].sk_collation = DEFAULT_COLLATION_OID;
+	scan = systable_beginscan(rel, pkey, true, GetLatestSnapshot(), 2, sk);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * A new run of a row: its insertion, or its restart (a write by anyone that
+ * moves it out of a terminal phase).  A claim left on its key belongs to
+ * an earlier run (a deleted row whose key was used again, an ended row
+ * whose owner ended without release()): it is removed, so that the new run
+ * is not reported owner_gone and can be claimed.  A row inserted into a
+ * partition may be a row moved there from another partition by an UPDATE
+ * of its partition key, whose claim is still its own: there only the
+ * claims of owners that have ended are removed (a moved row whose owner is
+ * gone is then reported by its deadlines instead).  Every session checks
+ * this, claimer or not; it costs an index probe of the claims table (none
+ * when that table is empty) once per run, never on progress writes.
+ */
+void
+dp_claims_on_new_run(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
+					 TupleTableSlot *newslot, const DpChange *ch)
+{
+	text	   *key = NULL;
+	Oid			owner;
+	DpSavedUser saved;
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+	int			ret;
+
+	if (oldslot &&
+		!(ch->entered && ch->new_idx >= 0 && ch->old_idx >= 0 &&
+		  DP_KIND_IS_TERMINAL(t->phases[ch->old_idx].kind) &&
+		  !DP_KIND_IS_TERMINAL(t->phases[ch->new_idx].kind)))
+		return;
+	if (!claim_exists(t, rel, newslot, &key))
+		return;
+	if (!OidIsValid(owner = claims_owner()))
+		return;
+	args[0] = ObjectIdGetDatum(t->tracked_relid);
+	args[1] = PointerGetDatum(key);
+	dp_spi_connect_as(owner, &saved);
+	ret = SPI_execute_with_args(oldslot == NULL && rel->rd_rel->relispartition ?
+								"DELETE FROM " DP_SCHEMA ".claims c"
+								" WHERE c.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+								"   AND c.key OPERATOR(pg_catalog.=) $2"
+								"   AND NOT " DP_SCHEMA "._owner_alive(c.pid, c.backend_start)" :
+								"DELETE FROM " DP_SCHEMA ".claims c"
+								" WHERE c.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+								"   AND c.key OPERATOR(pg_catalog.=) $2",
+								2, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "removing the claims of an earlier run failed: %s", SPI_result_code_string(ret));
 	dp_spi_finish_as(&saved);
 }
 

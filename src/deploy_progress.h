@@ -307,6 +307,8 @@ extern double dp_speed_decay(double rate, double seconds, double tau);
 extern void dp_claims_check_lease(DpTrack *t, Relation rel, TupleTableSlot *oldslot);
 extern void dp_claims_on_end(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 							 const DpChange *ch);
+extern void dp_claims_on_new_run(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
+								 TupleTableSlot *newslot, const DpChange *ch);
 extern void dp_claims_after_sweep(Oid relid, const char *why, Datum batch);
 
 /* util.c */

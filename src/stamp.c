@@ -598,6 +598,8 @@ dp_stamp(PG_FUNCTION_ARGS)
 	dp_classify(t, trigdata->tg_relation, oldslot, newslot, phase_kept, counters_kept, &ch);
 	if (oldslot)
 		dp_claims_on_end(t, trigdata->tg_relation, oldslot, &ch);
+	if (!oldslot || ch.entered)
+		dp_claims_on_new_run(t, trigdata->tg_relation, oldslot, newslot, &ch);
 
 	/* a backward move ignored: the row keeps its phase, the rest applies */
 	if (ch.phase_ignored)

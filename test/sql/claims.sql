@@ -136,6 +136,56 @@ SELECT count(*) FROM deploy_progress.owners WHERE key = '8';
 UPDATE claim_jobs SET completed_items = 10 WHERE id = 8;
 
 --------------------------------------------------------------------------
+-- A new run of a row removes the claims of the earlier one
+--------------------------------------------------------------------------
+
+-- a deleted row whose owner is gone: its key used again is a new row, not
+-- owner_gone
+INSERT INTO claim_jobs (id, phase, completed_items, total_items) VALUES (11, 'building', 0, 10);
+INSERT INTO deploy_progress.claims VALUES ('claim_jobs', '11', 2147483647, '2000-01-01 00:00+00', '2026-01-01 12:00+00');
+SELECT key, reason FROM deploy_progress.stuck('claim_jobs', now()) WHERE key = '11';
+DELETE FROM claim_jobs WHERE id = 11;
+SELECT key, alive FROM deploy_progress.owners WHERE key = '11';
+INSERT INTO claim_jobs (id, phase, completed_items, total_items) VALUES (11, 'building', 0, 10);
+SELECT count(*) FROM deploy_progress.owners WHERE key = '11';
+SELECT key, reason FROM deploy_progress.stuck('claim_jobs', now()) WHERE key = '11';
+-- a deleted row this session claimed: the new row is free to claim
+SELECT deploy_progress.claim('claim_jobs', '11');
+DELETE FROM claim_jobs WHERE id = 11;
+INSERT INTO claim_jobs (id, phase, completed_items, total_items) VALUES (11, 'building', 0, 10);
+SELECT count(*) FROM deploy_progress.owners WHERE key = '11';
+SELECT deploy_progress.claim('claim_jobs', '11');
+SELECT key, pid = pg_backend_pid() AS mine FROM deploy_progress.owners WHERE key = '11';
+SELECT deploy_progress.release('claim_jobs', '11');
+-- an ended row restarted by anyone: the claim of its last run (its owner
+-- gone without release()) goes, the restarted row is not owner_gone
+CREATE TABLE claim_restart (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);
+SELECT relid FROM deploy_progress.track('claim_restart', allow_restart => true);
+INSERT INTO claim_restart VALUES (1, 'failed');
+INSERT INTO deploy_progress.claims VALUES ('claim_restart', '1', 2147483647, '2000-01-01 00:00+00', '2026-01-01 12:00+00');
+UPDATE claim_restart SET phase = 'cancelled' WHERE id = 1;
+SELECT count(*) FROM deploy_progress.owners WHERE relid = 'claim_restart'::regclass;
+UPDATE claim_restart SET phase = 'queued' WHERE id = 1;
+SELECT count(*) FROM deploy_progress.owners WHERE relid = 'claim_restart'::regclass;
+SELECT key, reason FROM deploy_progress.stuck('claim_restart', now());
+SELECT deploy_progress.untrack('claim_restart');
+DROP TABLE claim_restart;
+-- a row inserted into a partition may have moved there with its claim:
+-- only the claims of owners that are gone are removed
+CREATE TABLE claim_parts (id integer NOT NULL, region text NOT NULL, phase deploy_progress.phase NOT NULL)
+    PARTITION BY LIST (region);
+CREATE TABLE claim_parts_eu PARTITION OF claim_parts FOR VALUES IN ('eu');
+CREATE UNIQUE INDEX ON claim_parts (id, region);
+SELECT relid FROM deploy_progress.track('claim_parts', key => '{id,region}');
+INSERT INTO deploy_progress.claims VALUES
+    ('claim_parts', '(1,eu)', 2147483647, '2000-01-01 00:00+00', '2026-01-01 12:00+00'),
+    ('claim_parts', '(2,eu)', pg_backend_pid(), :'my_start', '2026-01-01 12:00+00');
+INSERT INTO claim_parts VALUES (1, 'eu', 'building'), (2, 'eu', 'building');
+SELECT key, alive FROM deploy_progress.owners WHERE relid = 'claim_parts'::regclass ORDER BY key;
+SELECT deploy_progress.untrack('claim_parts');
+DROP TABLE claim_parts;
+
+--------------------------------------------------------------------------
 -- Errors: each changes nothing
 --------------------------------------------------------------------------
 
