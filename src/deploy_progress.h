@@ -303,9 +303,18 @@ extern double dp_speed_step(double rate, bool rate_isnull, double delta,
 							double seconds, double elapsed, double tau);
 extern double dp_speed_decay(double rate, double seconds, double tau);
 
+/* claims.c */
+extern void dp_claims_check_lease(DpTrack *t, Relation rel, TupleTableSlot *oldslot);
+extern void dp_claims_on_end(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
+							 const DpChange *ch);
+extern void dp_claims_on_new_run(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
+								 TupleTableSlot *newslot, const DpChange *ch);
+extern void dp_claims_after_sweep(Oid relid, const char *why, Datum batch);
+
 /* util.c */
 extern TriggerData *dp_trigger_data(FunctionCallInfo fcinfo, const char *func,
 									DpTriggerTiming timing, bool insert_update_only);
+extern Oid	dp_extension_table_owner(const char *relname);
 extern void dp_spi_connect(void);
 extern void dp_spi_connect_as(Oid owner, DpSavedUser *saved);
 extern bool dp_type_text_depends_on_settings(Oid typid);

@@ -1211,19 +1211,7 @@ dp_side_remove_all(DpSideCall *call, Oid relid, Oid partition)
 static Oid
 dp_side_table_owner(void)
 {
-	Oid			nsp = get_namespace_oid(DP_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("timings", nsp) : InvalidOid;
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		return InvalidOid;
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		return InvalidOid;
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	return dp_extension_table_owner("timings");
 }
 
 /*

@@ -592,7 +592,14 @@ dp_stamp(PG_FUNCTION_ARGS)
 						   bms_is_member(t->att[DP_ROLE_PERCENT] - FirstLowInvalidHeapAttributeNumber, upd)));
 		owned_kept = !bms_overlap(upd, t->owned_cols);
 	}
+	/* leases: an owner's write to a row someone else ended (claims.c) */
+	if (oldslot)
+		dp_claims_check_lease(t, trigdata->tg_relation, oldslot);
 	dp_classify(t, trigdata->tg_relation, oldslot, newslot, phase_kept, counters_kept, &ch);
+	if (oldslot)
+		dp_claims_on_end(t, trigdata->tg_relation, oldslot, &ch);
+	if (!oldslot || ch.entered)
+		dp_claims_on_new_run(t, trigdata->tg_relation, oldslot, newslot, &ch);
 
 	/* a backward move ignored: the row keeps its phase, the rest applies */
 	if (ch.phase_ignored)

@@ -777,12 +777,13 @@ BEGIN
     -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
+    PERFORM @extschema@._forget_claims(tbl);
     PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration, side-table timings and phase estimates; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings, phase estimates and claims; the table''s rows and its history are left as they are';
 
 --------------------------------------------------------------------------
 -- The configuration in the stamp trigger: schema-only dumps keep tracking
@@ -1245,6 +1246,9 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
+    DELETE FROM @extschema@.claims c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND c.relid = d.objid;
     DELETE FROM @extschema@.phase_estimates e
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
@@ -1254,7 +1258,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings, phase estimates and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop
