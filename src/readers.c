@@ -43,8 +43,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -57,6 +60,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
@@ -88,35 +92,48 @@ static const struct
 	[DP_READER_SWEEP] = {"sweep", "Call fail_stuck() without a table to sweep every tracked table.", true},
 };
 
-/* One table's prepared query for one reader. */
-typedef struct DpReaderKey
+/*
+ * One table's prepared queries, one per reader, and its in-flight index
+ * when that index holds exactly the table's in-flight rows
+ * (_in_flight_index_current()): a table whose such index is empty is
+ * passed over without running its query (or building it).
+ */
+typedef struct DpReaderTable
 {
-	Oid			relid;
-	DpReader	reader;
-} DpReaderKey;
-
-typedef struct DpReaderPlan
-{
-	DpReaderKey key;
-	SPIPlanPtr	plan;			/* kept (SPI_keepplan); NULL: none yet */
+	Oid			relid;			/* hash key */
 	bool		valid;			/* false: rebuild before the next use */
-} DpReaderPlan;
+	Oid			index;
+	SPIPlanPtr	plans[DP_NUM_READERS];	/* kept (SPI_keepplan); NULL: none yet */
+} DpReaderTable;
 
-static HTAB *dp_reader_plans = NULL;
+static HTAB *dp_reader_tables = NULL;
 
-/* Marks the plans of relid (every plan for InvalidOid) stale. */
+/*
+ * The metrics of a table without in-flight rows ($2), for every table
+ * (_table_metrics_empty_query()); stale when a function changes.
+ */
+static SPIPlanPtr dp_empty_metrics_plan = NULL;
+static bool dp_empty_metrics_valid = false;
+
+/* Marks the entry of relid (every entry for InvalidOid) stale. */
 static void
 dp_readers_invalidate(Oid relid)
 {
 	HASH_SEQ_STATUS status;
-	DpReaderPlan *p;
+	DpReaderTable *t;
 
-	if (dp_reader_plans == NULL)
+	if (dp_reader_tables == NULL)
 		return;
-	hash_seq_init(&status, dp_reader_plans);
-	while ((p = hash_seq_search(&status)) != NULL)
-		if (!OidIsValid(relid) || p->key.relid == relid)
-			p->valid = false;
+	if (OidIsValid(relid))
+	{
+		t = hash_search(dp_reader_tables, &relid, HASH_FIND, NULL);
+		if (t)
+			t->valid = false;
+		return;
+	}
+	hash_seq_init(&status, dp_reader_tables);
+	while ((t = hash_seq_search(&status)) != NULL)
+		t->valid = false;
 }
 
 static void
@@ -129,6 +146,7 @@ static void
 dp_readers_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	dp_readers_invalidate(InvalidOid);
+	dp_empty_metrics_valid = false;
 }
 
 static void
@@ -137,127 +155,233 @@ dp_readers_init(void)
 	HASHCTL		ctl;
 
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(DpReaderKey);
-	ctl.entrysize = sizeof(DpReaderPlan);
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(DpReaderTable);
 	ctl.hcxt = AllocSetContextCreate(CacheMemoryContext, "deploy_progress reader plans",
 									 ALLOCSET_SMALL_SIZES);
-	dp_reader_plans = hash_create("deploy_progress reader plans", 64, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	dp_reader_tables = hash_create("deploy_progress reader plans", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(dp_readers_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(ENUMOID, dp_readers_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, dp_readers_syscache_callback, (Datum) 0);
 }
 
-/*
- * The prepared query of one table for one reader, built when missing or
- * stale from the SQL the row generator makes (_reader_query()).  Called in
- * the table's subtransaction: an error here is the table's.
- */
-static SPIPlanPtr
-dp_reader_plan(const char *schema, Oid relid, DpReader reader)
+/* One text value of a one-row query of the extension's SQL. */
+static char *
+dp_reader_sql_value(const char *sql, int nargs, Oid *argtypes, Datum *args)
 {
-	DpReaderKey key;
-	DpReaderPlan *p;
-	bool		found;
-	char	   *sql;
-	Oid			argtypes[2] = {OIDOID, TEXTOID};
-	Datum		args[2];
-	Oid			as_of_type = TIMESTAMPTZOID;
-	bool		isnull;
-	SPIPlanPtr	plan;
-	int			ret;
+	int			ret = SPI_execute_with_args(sql, nargs, argtypes, args, NULL, true, 1);
+	char	   *value;
 
-	memset(&key, 0, sizeof(key));
-	key.relid = relid;
-	key.reader = reader;
-	p = hash_search(dp_reader_plans, &key, HASH_ENTER, &found);
-	if (!found)
-	{
-		p->plan = NULL;
-		p->valid = false;
-	}
-	if (p->valid && p->plan != NULL)
-		return p->plan;
-	if (p->plan != NULL)
-	{
-		SPI_freeplan(p->plan);
-		p->plan = NULL;
-	}
-	/* valid from here: an invalidation while building marks it stale again */
-	p->valid = true;
-
-	args[0] = ObjectIdGetDatum(relid);
-	args[1] = CStringGetTextDatum(dp_readers[reader].name);
-	ret = SPI_execute_with_args(psprintf("SELECT %1$s._reader_query(t, $2) FROM %1$s.tracked t"
-										 " WHERE t.relid OPERATOR(pg_catalog.=) $1",
-										 quote_identifier(schema)),
-								2, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "_reader_query() failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table \"%s\" is not tracked", get_rel_name(relid)),
-				 errdetail("It was untracked while it was being read.")));
-	sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		elog(ERROR, "_reader_query() gave no query for table %u", relid);
+		elog(ERROR, "%s failed: %s", sql, SPI_result_code_string(ret));
+	value = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
 	SPI_freetuptable(SPI_tuptable);
+	return value;
+}
 
-	/* a generic plan at once: $1 (as of) does not change what to read */
-	plan = SPI_prepare_cursor(sql, 1, &as_of_type, CURSOR_OPT_GENERIC_PLAN);
+/* Prepares a reader's query (with a generic plan at once) and keeps it. */
+static SPIPlanPtr
+dp_reader_prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
-	pfree(sql);
-	/* (the entry may have moved: hash_search again) */
-	p = hash_search(dp_reader_plans, &key, HASH_FIND, NULL);
-	Assert(p != NULL);
-	p->plan = plan;
 	return plan;
 }
 
 /*
+ * The entry of a table, made or refreshed when missing or stale (its plans
+ * dropped, its in-flight index looked up again).  Called in the table's
+ * subtransaction: an error here is the table's.
+ */
+static DpReaderTable *
+dp_reader_table(const char *schema, Oid relid)
+{
+	DpReaderTable *t;
+	bool		found;
+	Oid			argtype = OIDOID;
+	Datum		arg = ObjectIdGetDatum(relid);
+	char	   *index;
+
+	t = hash_search(dp_reader_tables, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(t->plans, 0, sizeof(t->plans));
+		t->valid = false;
+	}
+	if (t->valid)
+		return t;
+	for (int i = 0; i < DP_NUM_READERS; i++)
+		if (t->plans[i] != NULL)
+		{
+			SPI_freeplan(t->plans[i]);
+			t->plans[i] = NULL;
+		}
+	/* valid from here: an invalidation while building marks it stale again */
+	t->valid = true;
+	index = dp_reader_sql_value(psprintf("SELECT %s._in_flight_index_current($1)::pg_catalog.oid",
+										 quote_identifier(schema)), 1, &argtype, &arg);
+	t->index = index ? atooid(index) : InvalidOid;
+	return t;
+}
+
+/*
+ * The prepared query of a table for a reader, built when missing from the
+ * SQL the row generator makes (_reader_query()).
+ */
+static SPIPlanPtr
+dp_reader_plan(const char *schema, DpReaderTable *t, DpReader reader)
+{
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+	Oid			as_of_type = TIMESTAMPTZOID;
+	char	   *sql;
+	SPIPlanPtr	plan;
+
+	if (t->plans[reader] != NULL)
+		return t->plans[reader];
+	args[0] = ObjectIdGetDatum(t->relid);
+	args[1] = CStringGetTextDatum(dp_readers[reader].name);
+	sql = dp_reader_sql_value(psprintf("SELECT %1$s._reader_query(t, $2) FROM %1$s.tracked t"
+									   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
+									   quote_identifier(schema)),
+							  2, argtypes, args);
+	if (sql == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not tracked", get_rel_name(t->relid)),
+				 errdetail("It was untracked while it was being read.")));
+	plan = dp_reader_prepare(sql, 1, &as_of_type);
+	/* (the entry does not move: dynahash never relocates entries) */
+	t->plans[reader] = plan;
+	return plan;
+}
+
+/* The plan of the metrics of a table without in-flight rows. */
+static SPIPlanPtr
+dp_reader_empty_metrics_plan(const char *schema)
+{
+	Oid			argtypes[2] = {TIMESTAMPTZOID, REGCLASSOID};
+	char	   *sql;
+
+	if (dp_empty_metrics_plan != NULL && dp_empty_metrics_valid)
+		return dp_empty_metrics_plan;
+	if (dp_empty_metrics_plan != NULL)
+		SPI_freeplan(dp_empty_metrics_plan);
+	dp_empty_metrics_plan = NULL;
+	dp_empty_metrics_valid = true;
+	sql = dp_reader_sql_value(psprintf("SELECT %s._table_metrics_empty_query()", quote_identifier(schema)),
+							  0, NULL, NULL);
+	if (sql == NULL)
+		elog(ERROR, "_table_metrics_empty_query() gave no query");
+	dp_empty_metrics_plan = dp_reader_prepare(sql, 2, argtypes);
+	return dp_empty_metrics_plan;
+}
+
+/*
+ * Whether a table may have in-flight rows: false only when its in-flight
+ * index (which covers exactly those rows) has no entry at all, read from
+ * the index itself without running a query.  Dead entries count: the
+ * query then decides.
+ */
+static bool
+dp_may_have_rows(Oid relid, Oid indexoid)
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	bool		found;
+
+	heap = try_relation_open(relid, AccessShareLock);
+	if (heap == NULL)
+		return true;
+	index = try_relation_open(indexoid, AccessShareLock);
+	if (index == NULL || index->rd_rel->relkind != RELKIND_INDEX || index->rd_index->indrelid != relid)
+	{
+		if (index)
+			relation_close(index, NoLock);
+		relation_close(heap, NoLock);
+		return true;
+	}
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 0, 0);
+	index_rescan(scan, NULL, 0, NULL, 0);
+	found = index_getnext_tid(scan, ForwardScanDirection) != NULL;
+	index_endscan(scan);
+	relation_close(index, NoLock);
+	relation_close(heap, NoLock);
+	return found;
+}
+
+/* Checks that a table's query gives the columns the reader returns. */
+static void
+dp_check_shape(Oid relid, TupleDesc got, TupleDesc want)
+{
+	if (got->natts != want->natts)
+		elog(ERROR, "the query of table %u gives %d columns, not %d", relid, got->natts, want->natts);
+	for (int i = 0; i < want->natts; i++)
+		if (TupleDescAttr(got, i)->atttypid != TupleDescAttr(want, i)->atttypid)
+			elog(ERROR, "column %d of the query of table %u is of type %s, not %s", i + 1, relid,
+				 format_type_be(TupleDescAttr(got, i)->atttypid),
+				 format_type_be(TupleDescAttr(want, i)->atttypid));
+}
+
+/*
+ * Adds rows to the result, under the outer query's resource owner (the
+ * temporary file of a large result is the outer query's, not the table's
+ * subtransaction's).
+ */
+static void
+dp_put_rows(ReturnSetInfo *rsinfo, ResourceOwner store_owner, TupleDesc desc,
+			HeapTuple *rows, uint64 nrows)
+{
+	TupleDesc	want = rsinfo->setDesc;
+	Datum	   *values = palloc(sizeof(Datum) * want->natts);
+	bool	   *nulls = palloc(sizeof(bool) * want->natts);
+	ResourceOwner sub = CurrentResourceOwner;
+
+	CurrentResourceOwner = store_owner;
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		heap_deform_tuple(rows[i], desc, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, want, values, nulls);
+	}
+	CurrentResourceOwner = sub;
+	pfree(values);
+	pfree(nulls);
+}
+
+/*
  * Runs one table's query and adds its rows to the result; the caller holds
- * the subtransaction.
+ * the subtransaction.  A table whose in-flight index is empty has no rows
+ * (but for the metrics' zeros), without its query being run or built.
  */
 static void
 dp_read_table(const char *schema, Oid relid, DpReader reader, Datum as_of,
 			  ReturnSetInfo *rsinfo, ResourceOwner store_owner)
 {
-	SPIPlanPtr	plan = dp_reader_plan(schema, relid, reader);
-	TupleDesc	desc = rsinfo->setDesc;
+	DpReaderTable *t = dp_reader_table(schema, relid);
 	int			ret;
-	Datum	   *values;
-	bool	   *nulls;
 
-	ret = SPI_execute_plan(plan, &as_of, NULL, true, 0);
+	if (OidIsValid(t->index) && !dp_may_have_rows(relid, t->index))
+	{
+		Datum		args[2];
+
+		if (reader != DP_READER_METRICS)
+			return;
+		args[0] = as_of;
+		args[1] = ObjectIdGetDatum(relid);
+		ret = SPI_execute_plan(dp_reader_empty_metrics_plan(schema), args, NULL, true, 0);
+	}
+	else
+		ret = SPI_execute_plan(dp_reader_plan(schema, t, reader), &as_of, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "the query of table %u failed: %s", relid, SPI_result_code_string(ret));
-	if (SPI_tuptable->tupdesc->natts != desc->natts)
-		elog(ERROR, "the query of table %u gives %d columns, not %d",
-			 relid, SPI_tuptable->tupdesc->natts, desc->natts);
-	for (int i = 0; i < desc->natts; i++)
-		if (TupleDescAttr(SPI_tuptable->tupdesc, i)->atttypid != TupleDescAttr(desc, i)->atttypid)
-			elog(ERROR, "column %d of the query of table %u is of type %s, not %s", i + 1, relid,
-				 format_type_be(TupleDescAttr(SPI_tuptable->tupdesc, i)->atttypid),
-				 format_type_be(TupleDescAttr(desc, i)->atttypid));
-	values = palloc(sizeof(Datum) * desc->natts);
-	nulls = palloc(sizeof(bool) * desc->natts);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		ResourceOwner sub = CurrentResourceOwner;
-
-		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
-		/* (the temporary file of a large result is the outer query's) */
-		CurrentResourceOwner = store_owner;
-		tuplestore_putvalues(rsinfo->setResult, desc, values, nulls);
-		CurrentResourceOwner = sub;
-	}
-	pfree(values);
-	pfree(nulls);
+	dp_check_shape(relid, SPI_tuptable->tupdesc, rsinfo->setDesc);
+	dp_put_rows(rsinfo, store_owner, SPI_tuptable->tupdesc, SPI_tuptable->vals, SPI_processed);
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -338,7 +462,7 @@ dp_read_each(PG_FUNCTION_ARGS)
 			break;
 	if (reader == DP_NUM_READERS)
 		elog(ERROR, "unknown reader \"%s\"", name ? name : "(null)");
-	if (dp_reader_plans == NULL)
+	if (dp_reader_tables == NULL)
 		dp_readers_init();
 
 #if PG_VERSION_NUM >= 150000

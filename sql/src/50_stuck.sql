@@ -220,6 +220,28 @@ $$;
 COMMENT ON FUNCTION @extschema@._reader_query(@extschema@.tracked, text) IS
     'Internal: the query a global reader (stuck, in_flight, metrics, sweep) runs for one tracked table';
 
+-- The in-flight index of a table when it holds exactly the table's
+-- in-flight rows: valid, of a plain table (a partitioned table's rows are
+-- in its partitions' indexes), and made for the lifecycle's current
+-- terminal phases (its comment is the statement that would make it now).
+-- _read_each() passes over a table whose such index has no entry.
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_current(tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.indexrelid::pg_catalog.regclass
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indrelid
+     WHERE i.indexrelid OPERATOR(pg_catalog.=) @extschema@._in_flight_index(tbl)
+       AND i.indisvalid AND i.indisready AND i.indislive
+       AND c.relkind OPERATOR(pg_catalog.=) 'r'
+       AND pg_catalog.obj_description(i.indexrelid, 'pg_class')
+           IS NOT DISTINCT FROM @extschema@.in_flight_index_statement(tbl, false)
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index_current(regclass) IS
+    'Internal: the in-flight index of a tracked table when it holds exactly the table''s in-flight rows (valid, of a plain table, with the current predicate)';
+
 -- The rows a global reader (stuck, in_flight, metrics, sweep) returns: its
 -- query for each table _configs() gives, prepared once per session (see
 -- src/readers.c); a table whose query fails is skipped with a warning (or,

@@ -56,6 +56,27 @@ $$;
 COMMENT ON FUNCTION @extschema@._table_metrics_query(@extschema@.tracked) IS
     'Internal: the query of the metrics read from one tracked table: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled';
 
+-- What _table_metrics_query() gives for a table ($2) without in-flight
+-- rows, without reading it: zero rows in each in-flight phase, not
+-- stalled, not skipped.  _read_each() runs it for a table whose in-flight
+-- index is empty.
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics_empty_query()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'SELECT t.relid, ''in_flight''::pg_catalog.text, p.phase, p.position, 0::pg_catalog.int8'
+           '  FROM @extschema@.tracked t'
+           '  JOIN @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) t.lifecycle'
+           ' WHERE t.relid OPERATOR(pg_catalog.=) $2'
+           '   AND p.kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds(''in_flight''))'
+           ' UNION ALL SELECT $2, ''stalled'', NULL, NULL, 0'
+           ' UNION ALL SELECT $2, ''skipped'', NULL, NULL, 0'
+           ' ORDER BY 2, 4, 3'::pg_catalog.text
+$$;
+COMMENT ON FUNCTION @extschema@._table_metrics_empty_query() IS
+    'Internal: the query of the metrics of a tracked table ($2) without in-flight rows (zeros), run without reading the table';
+
 -- The metrics read from the tables themselves, for every tracked table the
 -- caller can read, one table at a time (all or nothing for a table; a
 -- table whose query raised gives only skipped = 1).
