@@ -50,6 +50,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/spi_priv.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -59,6 +60,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -103,10 +105,20 @@ typedef struct DpReaderTable
 	Oid			relid;			/* hash key */
 	bool		valid;			/* false: rebuild before the next use */
 	Oid			index;
-	SPIPlanPtr	plans[DP_NUM_READERS];	/* kept (SPI_keepplan); NULL: none yet */
+	SPIPlanPtr	plans[DP_NUM_READERS];	/* kept (SPI_keepplan); NULL: none */
+	Size		plan_bytes[DP_NUM_READERS];
+	char	   *sql[DP_NUM_READERS];	/* the query's text; NULL: none yet */
 } DpReaderTable;
 
 static HTAB *dp_reader_tables = NULL;
+static MemoryContext dp_reader_cxt = NULL;
+
+/*
+ * The memory the kept plans and texts hold, against
+ * deploy_progress.reader_cache_size: a table whose plan would go beyond it
+ * is planned at each call (from its kept text, which is small).
+ */
+static Size dp_reader_cache_bytes = 0;
 
 /*
  * The metrics of a table without in-flight rows ($2), for every table
@@ -157,8 +169,9 @@ dp_readers_init(void)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
 	ctl.entrysize = sizeof(DpReaderTable);
-	ctl.hcxt = AllocSetContextCreate(CacheMemoryContext, "deploy_progress reader plans",
-									 ALLOCSET_SMALL_SIZES);
+	dp_reader_cxt = AllocSetContextCreate(CacheMemoryContext, "deploy_progress reader plans",
+										  ALLOCSET_SMALL_SIZES);
+	ctl.hcxt = dp_reader_cxt;
 	dp_reader_tables = hash_create("deploy_progress reader plans", 64, &ctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(dp_readers_relcache_callback, (Datum) 0);
@@ -211,16 +224,26 @@ dp_reader_table(const char *schema, Oid relid)
 	if (!found)
 	{
 		memset(t->plans, 0, sizeof(t->plans));
+		memset(t->plan_bytes, 0, sizeof(t->plan_bytes));
+		memset(t->sql, 0, sizeof(t->sql));
 		t->valid = false;
 	}
 	if (t->valid)
 		return t;
 	for (int i = 0; i < DP_NUM_READERS; i++)
+	{
 		if (t->plans[i] != NULL)
-		{
 			SPI_freeplan(t->plans[i]);
-			t->plans[i] = NULL;
+		if (t->sql[i] != NULL)
+		{
+			dp_reader_cache_bytes -= strlen(t->sql[i]) + 1;
+			pfree(t->sql[i]);
 		}
+		dp_reader_cache_bytes -= t->plan_bytes[i];
+		t->plans[i] = NULL;
+		t->plan_bytes[i] = 0;
+		t->sql[i] = NULL;
+	}
 	/* valid from here: an invalidation while building marks it stale again */
 	t->valid = true;
 	index = dp_reader_sql_value(psprintf("SELECT %s._in_flight_index_current($1)::pg_catalog.oid",
@@ -229,9 +252,29 @@ dp_reader_table(const char *schema, Oid relid)
 	return t;
 }
 
+/* The memory a plan holds: its source, query trees and generic plan. */
+static Size
+dp_plan_bytes(SPIPlanPtr plan)
+{
+	Size		bytes = 0;
+	ListCell   *lc;
+
+	foreach(lc, plan->plancache_list)
+	{
+		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+
+		bytes += MemoryContextMemAllocated(ps->context, true);
+		if (ps->gplan != NULL)
+			bytes += MemoryContextMemAllocated(ps->gplan->context, true);
+	}
+	return bytes;
+}
+
 /*
  * The prepared query of a table for a reader, built when missing from the
- * SQL the row generator makes (_reader_query()).
+ * SQL the row generator makes (_reader_query()), whose text is kept.  A
+ * new plan is the entry's, to be weighed after its first run
+ * (dp_reader_weigh_plan()).
  */
 static SPIPlanPtr
 dp_reader_plan(const char *schema, DpReaderTable *t, DpReader reader)
@@ -239,26 +282,59 @@ dp_reader_plan(const char *schema, DpReaderTable *t, DpReader reader)
 	Oid			argtypes[2] = {OIDOID, TEXTOID};
 	Datum		args[2];
 	Oid			as_of_type = TIMESTAMPTZOID;
-	char	   *sql;
+	char	   *sql = t->sql[reader];
 	SPIPlanPtr	plan;
 
 	if (t->plans[reader] != NULL)
 		return t->plans[reader];
-	args[0] = ObjectIdGetDatum(t->relid);
-	args[1] = CStringGetTextDatum(dp_readers[reader].name);
-	sql = dp_reader_sql_value(psprintf("SELECT %1$s._reader_query(t, $2) FROM %1$s.tracked t"
-									   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
-									   quote_identifier(schema)),
-							  2, argtypes, args);
 	if (sql == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table \"%s\" is not tracked", get_rel_name(t->relid)),
-				 errdetail("It was untracked while it was being read.")));
+	{
+		args[0] = ObjectIdGetDatum(t->relid);
+		args[1] = CStringGetTextDatum(dp_readers[reader].name);
+		sql = dp_reader_sql_value(psprintf("SELECT %1$s._reader_query(t, $2) FROM %1$s.tracked t"
+										   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
+										   quote_identifier(schema)),
+								  2, argtypes, args);
+		if (sql == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("table \"%s\" is not tracked", get_rel_name(t->relid)),
+					 errdetail("It was untracked while it was being read.")));
+		if (dp_reader_cache_bytes + strlen(sql) + 1 <= (Size) dp_reader_cache_size * 1024)
+		{
+			t->sql[reader] = MemoryContextStrdup(dp_reader_cxt, sql);
+			dp_reader_cache_bytes += strlen(sql) + 1;
+		}
+	}
 	plan = dp_reader_prepare(sql, 1, &as_of_type);
 	/* (the entry does not move: dynahash never relocates entries) */
 	t->plans[reader] = plan;
+	t->plan_bytes[reader] = 0;
 	return plan;
+}
+
+/*
+ * After a new plan's first run (which made its generic plan): keeps it for
+ * the session when it fits in deploy_progress.reader_cache_size, else frees
+ * it (the table is then planned at each call, from its kept text).
+ */
+static void
+dp_reader_weigh_plan(DpReaderTable *t, DpReader reader)
+{
+	SPIPlanPtr	plan = t->plans[reader];
+	Size		bytes = dp_plan_bytes(plan);
+
+	Assert(t->plan_bytes[reader] == 0);
+	if (dp_reader_cache_bytes + bytes <= (Size) dp_reader_cache_size * 1024)
+	{
+		t->plan_bytes[reader] = bytes;
+		dp_reader_cache_bytes += bytes;
+	}
+	else
+	{
+		SPI_freeplan(plan);
+		t->plans[reader] = NULL;
+	}
 }
 
 /* The plan of the metrics of a table without in-flight rows. */
@@ -377,7 +453,11 @@ dp_read_table(const char *schema, Oid relid, DpReader reader, Datum as_of,
 		ret = SPI_execute_plan(dp_reader_empty_metrics_plan(schema), args, NULL, true, 0);
 	}
 	else
+	{
 		ret = SPI_execute_plan(dp_reader_plan(schema, t, reader), &as_of, NULL, true, 0);
+		if (t->plan_bytes[reader] == 0)
+			dp_reader_weigh_plan(t, reader);
+	}
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "the query of table %u failed: %s", relid, SPI_result_code_string(ret));
 	dp_check_shape(relid, SPI_tuptable->tupdesc, rsinfo->setDesc);
@@ -464,6 +544,9 @@ dp_read_each(PG_FUNCTION_ARGS)
 		elog(ERROR, "unknown reader \"%s\"", name ? name : "(null)");
 	if (dp_reader_tables == NULL)
 		dp_readers_init();
+	/* a smaller deploy_progress.reader_cache_size than what is kept: rebuild */
+	if (dp_reader_cache_bytes > (Size) dp_reader_cache_size * 1024)
+		dp_readers_invalidate(InvalidOid);
 
 #if PG_VERSION_NUM >= 150000
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);

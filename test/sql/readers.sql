@@ -29,6 +29,13 @@ SELECT relid, key, phase, stuck_reason FROM deploy_progress.in_flight WHERE reli
 SELECT relid, key, reason FROM deploy_progress.stuck(NULL, '2026-01-01 12:06') WHERE relid::text LIKE 'rd\_%';
 SELECT relid, key, reason FROM deploy_progress.stuck(NULL, '2026-01-01 12:06') WHERE relid::text LIKE 'rd\_%';
 
+-- with no memory for prepared queries, every table is planned at each call:
+-- the same rows
+SET deploy_progress.reader_cache_size = 0;
+SELECT relid, key, phase, stuck_reason FROM deploy_progress.in_flight WHERE relid::text LIKE 'rd\_%' ORDER BY 1, 2;
+SELECT relid, key, reason FROM deploy_progress.stuck(NULL, '2026-01-01 12:06') WHERE relid::text LIKE 'rd\_%';
+RESET deploy_progress.reader_cache_size;
+
 -- a table without in-flight rows has none, and zeros in the metrics
 SELECT name, labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
  WHERE labels ->> 'table' = 'public.rd_idle'
