@@ -29,6 +29,18 @@
  * execution, as the caller: the plans run with the caller's rights, as the
  * PL/pgSQL loop's queries did, and read nothing of a table's owner's code.
  *
+ * A table whose in-flight index holds exactly its in-flight rows
+ * (_in_flight_index_current(): valid, of a plain table, with the current
+ * predicate) and has no entry at all has no in-flight row: it is passed over
+ * without its query being built or run (the metrics give their zeros from
+ * one query shared by all such tables).  Reading the index this way runs no
+ * code of the table's owner: a btree scan without keys compares nothing.
+ *
+ * The plans are large (a few hundred kB each: the row generator's query is
+ * long), so they are kept only within deploy_progress.reader_cache_size;
+ * a table beyond it keeps its query's text (a few kB) and is planned at
+ * each call.
+ *
  * Each table's query runs in a subtransaction of its own, so that a table
  * whose query raises (a column it was tracked with is gone, ...) is
  * skipped with a warning (_skipped()) and the others are read; a caller
@@ -47,6 +59,7 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -179,6 +192,54 @@ dp_readers_init(void)
 	CacheRegisterSyscacheCallback(PROCOID, dp_readers_syscache_callback, (Datum) 0);
 }
 
+/*
+ * How many _read_each() calls are running in this backend.  Only the
+ * outermost frees plans: a nested call (a row-level security policy of a
+ * tracked table that calls a reader, say) may run while one of the plans is
+ * executing, and uses no cached plan at all.
+ */
+static int	dp_reader_depth = 0;
+
+/* Forgets the plans and text of an entry, and their memory. */
+static void
+dp_reader_table_clear(DpReaderTable *t)
+{
+	for (int i = 0; i < DP_NUM_READERS; i++)
+	{
+		if (t->plans[i] != NULL)
+			SPI_freeplan(t->plans[i]);
+		if (t->sql[i] != NULL)
+		{
+			dp_reader_cache_bytes -= strlen(t->sql[i]) + 1;
+			pfree(t->sql[i]);
+		}
+		dp_reader_cache_bytes -= t->plan_bytes[i];
+		t->plans[i] = NULL;
+		t->plan_bytes[i] = 0;
+		t->sql[i] = NULL;
+	}
+}
+
+/*
+ * Removes the stale entries (of tables changed, untracked or dropped since
+ * they were built), so that their memory does not stay behind; called by
+ * the outermost _read_each() before it reads.
+ */
+static void
+dp_readers_sweep(void)
+{
+	HASH_SEQ_STATUS status;
+	DpReaderTable *t;
+
+	hash_seq_init(&status, dp_reader_tables);
+	while ((t = hash_seq_search(&status)) != NULL)
+		if (!t->valid)
+		{
+			dp_reader_table_clear(t);
+			(void) hash_search(dp_reader_tables, &t->relid, HASH_REMOVE, NULL);
+		}
+}
+
 /* One text value of a one-row query of the extension's SQL. */
 static char *
 dp_reader_sql_value(const char *sql, int nargs, Oid *argtypes, Datum *args)
@@ -230,26 +291,36 @@ dp_reader_table(const char *schema, Oid relid)
 	}
 	if (t->valid)
 		return t;
-	for (int i = 0; i < DP_NUM_READERS; i++)
-	{
-		if (t->plans[i] != NULL)
-			SPI_freeplan(t->plans[i]);
-		if (t->sql[i] != NULL)
-		{
-			dp_reader_cache_bytes -= strlen(t->sql[i]) + 1;
-			pfree(t->sql[i]);
-		}
-		dp_reader_cache_bytes -= t->plan_bytes[i];
-		t->plans[i] = NULL;
-		t->plan_bytes[i] = 0;
-		t->sql[i] = NULL;
-	}
+	Assert(dp_reader_depth == 1);
+	dp_reader_table_clear(t);
 	/* valid from here: an invalidation while building marks it stale again */
 	t->valid = true;
 	index = dp_reader_sql_value(psprintf("SELECT %s._in_flight_index_current($1)::pg_catalog.oid",
 										 quote_identifier(schema)), 1, &argtype, &arg);
 	t->index = index ? atooid(index) : InvalidOid;
 	return t;
+}
+
+/* The text of a table's query for a reader (_reader_query()). */
+static char *
+dp_reader_text(const char *schema, Oid relid, DpReader reader)
+{
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2];
+	char	   *sql;
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = CStringGetTextDatum(dp_readers[reader].name);
+	sql = dp_reader_sql_value(psprintf("SELECT %1$s._reader_query(t, $2) FROM %1$s.tracked t"
+									   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
+									   quote_identifier(schema)),
+							  2, argtypes, args);
+	if (sql == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not tracked", get_rel_name(relid)),
+				 errdetail("It was untracked while it was being read.")));
+	return sql;
 }
 
 /* The memory a plan holds: its source, query trees and generic plan. */
@@ -279,8 +350,6 @@ dp_plan_bytes(SPIPlanPtr plan)
 static SPIPlanPtr
 dp_reader_plan(const char *schema, DpReaderTable *t, DpReader reader)
 {
-	Oid			argtypes[2] = {OIDOID, TEXTOID};
-	Datum		args[2];
 	Oid			as_of_type = TIMESTAMPTZOID;
 	char	   *sql = t->sql[reader];
 	SPIPlanPtr	plan;
@@ -289,17 +358,7 @@ dp_reader_plan(const char *schema, DpReaderTable *t, DpReader reader)
 		return t->plans[reader];
 	if (sql == NULL)
 	{
-		args[0] = ObjectIdGetDatum(t->relid);
-		args[1] = CStringGetTextDatum(dp_readers[reader].name);
-		sql = dp_reader_sql_value(psprintf("SELECT %1$s._reader_query(t, $2) FROM %1$s.tracked t"
-										   " WHERE t.relid OPERATOR(pg_catalog.=) $1",
-										   quote_identifier(schema)),
-								  2, argtypes, args);
-		if (sql == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("table \"%s\" is not tracked", get_rel_name(t->relid)),
-					 errdetail("It was untracked while it was being read.")));
+		sql = dp_reader_text(schema, t->relid, reader);
 		if (dp_reader_cache_bytes + strlen(sql) + 1 <= (Size) dp_reader_cache_size * 1024)
 		{
 			t->sql[reader] = MemoryContextStrdup(dp_reader_cxt, sql);
@@ -376,7 +435,8 @@ dp_may_have_rows(Oid relid, Oid indexoid)
 	if (heap == NULL)
 		return true;
 	index = try_relation_open(indexoid, AccessShareLock);
-	if (index == NULL || index->rd_rel->relkind != RELKIND_INDEX || index->rd_index->indrelid != relid)
+	if (index == NULL || index->rd_rel->relkind != RELKIND_INDEX ||
+		index->rd_rel->relam != BTREE_AM_OID || index->rd_index->indrelid != relid)
 	{
 		if (index)
 			relation_close(index, NoLock);
@@ -439,9 +499,25 @@ static void
 dp_read_table(const char *schema, Oid relid, DpReader reader, Datum as_of,
 			  ReturnSetInfo *rsinfo, ResourceOwner store_owner)
 {
-	DpReaderTable *t = dp_reader_table(schema, relid);
+	DpReaderTable *t;
 	int			ret;
 
+	if (dp_reader_depth > 1)
+	{
+		/* nested: the table's query, made and planned for this call only */
+		Oid			as_of_type = TIMESTAMPTZOID;
+
+		ret = SPI_execute_with_args(dp_reader_text(schema, relid, reader),
+									1, &as_of_type, &as_of, NULL, true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "the query of table %u failed: %s", relid, SPI_result_code_string(ret));
+		dp_check_shape(relid, SPI_tuptable->tupdesc, rsinfo->setDesc);
+		dp_put_rows(rsinfo, store_owner, SPI_tuptable->tupdesc, SPI_tuptable->vals, SPI_processed);
+		SPI_freetuptable(SPI_tuptable);
+		return;
+	}
+
+	t = dp_reader_table(schema, relid);
 	if (OidIsValid(t->index) && !dp_may_have_rows(relid, t->index))
 	{
 		Datum		args[2];
@@ -514,18 +590,13 @@ dp_read_failed(const char *schema, Oid relid, DpReader reader, ErrorData *edata,
 }
 
 /*
- * _read_each(tbl, as_of, reader): the rows of a global reader over every
- * tracked table the caller can read (_configs()), or over tbl only.
+ * The loop of _read_each(): the tables _configs() gives, each read in a
+ * subtransaction of its own.
  */
-PG_FUNCTION_INFO_V1(dp_read_each);
-Datum
-dp_read_each(PG_FUNCTION_ARGS)
+static void
+dp_read_tables(const char *schema, DpReader reader, bool one, FunctionCallInfo fcinfo,
+			   ReturnSetInfo *rsinfo, MemoryContext cxt)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	bool		one = !PG_ARGISNULL(0);
-	char	   *name = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	DpReader	reader;
-	char	   *schema;
 	Oid			argtypes[4] = {REGCLASSOID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -533,47 +604,7 @@ dp_read_each(PG_FUNCTION_ARGS)
 	int			ret;
 	int			ntables;
 	Oid		   *relids;
-	int			nestlevel;
-	MemoryContext cxt;
 	ResourceOwner owner = CurrentResourceOwner;
-
-	for (reader = 0; reader < DP_NUM_READERS; reader++)
-		if (name && strcmp(name, dp_readers[reader].name) == 0)
-			break;
-	if (reader == DP_NUM_READERS)
-		elog(ERROR, "unknown reader \"%s\"", name ? name : "(null)");
-	if (dp_reader_tables == NULL)
-		dp_readers_init();
-	/* a smaller deploy_progress.reader_cache_size than what is kept: rebuild */
-	if (dp_reader_cache_bytes > (Size) dp_reader_cache_size * 1024)
-		dp_readers_invalidate(InvalidOid);
-
-#if PG_VERSION_NUM >= 150000
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-#else
-	{
-		MemoryContext per_query;
-
-		if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-			!(rsinfo->allowedModes & SFRM_Materialize) || rsinfo->expectedDesc == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("set-valued function called in context that cannot accept a set")));
-		per_query = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-		rsinfo->returnMode = SFRM_Materialize;
-		rsinfo->setDesc = CreateTupleDescCopy(rsinfo->expectedDesc);
-		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-		MemoryContextSwitchTo(per_query);
-	}
-#endif
-
-	/* the extension's schema: this function's */
-	schema = get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid));
-	dp_spi_connect();
-	cxt = CurrentMemoryContext;
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
 	/* the tables, in _configs()'s order, after its checks of the arguments */
 	args[0] = PG_GETARG_DATUM(0);
@@ -630,6 +661,78 @@ dp_read_each(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 	}
+}
+
+/*
+ * _read_each(tbl, as_of, reader): the rows of a global reader over every
+ * tracked table the caller can read (_configs()), or over tbl only.
+ */
+PG_FUNCTION_INFO_V1(dp_read_each);
+Datum
+dp_read_each(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		one = !PG_ARGISNULL(0);
+	char	   *name = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	DpReader	reader;
+	char	   *schema;
+	int			nestlevel;
+	MemoryContext cxt;
+
+	for (reader = 0; reader < DP_NUM_READERS; reader++)
+		if (name && strcmp(name, dp_readers[reader].name) == 0)
+			break;
+	if (reader == DP_NUM_READERS)
+		elog(ERROR, "unknown reader \"%s\"", name ? name : "(null)");
+	if (dp_reader_tables == NULL)
+		dp_readers_init();
+
+#if PG_VERSION_NUM >= 150000
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+#else
+	{
+		MemoryContext per_query;
+
+		if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+			!(rsinfo->allowedModes & SFRM_Materialize) || rsinfo->expectedDesc == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("set-valued function called in context that cannot accept a set")));
+		per_query = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		rsinfo->returnMode = SFRM_Materialize;
+		rsinfo->setDesc = CreateTupleDescCopy(rsinfo->expectedDesc);
+		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+		MemoryContextSwitchTo(per_query);
+	}
+#endif
+
+	/* the extension's schema: this function's */
+	schema = get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid));
+	dp_spi_connect();
+	cxt = CurrentMemoryContext;
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+
+	dp_reader_depth++;
+	PG_TRY();
+	{
+		if (dp_reader_depth == 1)
+		{
+			/* a smaller deploy_progress.reader_cache_size than what is kept: rebuild */
+			if (dp_reader_cache_bytes > (Size) dp_reader_cache_size * 1024)
+				dp_readers_invalidate(InvalidOid);
+			dp_readers_sweep();
+		}
+		dp_read_tables(schema, reader, one, fcinfo, rsinfo, cxt);
+	}
+	PG_CATCH();
+	{
+		dp_reader_depth--;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dp_reader_depth--;
 
 	AtEOXact_GUC(false, nestlevel);
 	SPI_finish();

@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # The global readers at fleet scale: in_flight, stuck(), metrics,
-# metrics_prometheus() and fail_stuck() (with nothing to fail) over 10 and
-# over 500 tracked tables holding the same 1,000 rows in flight (evenly
-# spread: 100 and 2 per table, plus 10 finished rows per table), interleaved
-# over several rounds in one run; medians, and the 500 / 10 ratio.
+# metrics_prometheus() and fail_stuck() (with nothing to fail) over fleets
+# of tracked tables holding the same 1,000 rows in flight, interleaved over
+# several rounds in one run; medians, and each fleet against the first.
+# A fleet is N tables (the rows spread evenly: 10 tables of 100 rows, 500
+# tables of 2 rows) or N:B, N tables of which B hold the rows (500:10: 10
+# busy tables among 490 idle ones); every table also has 10 finished rows.
 #
 #   test/bench/readers.sh                      the build of this tree
 #   INSTALLS="before=/opt/a/bin/pg_config after=/opt/b/bin/pg_config" test/bench/readers.sh
 #                                              several installations (each with
 #                                              deploy_progress installed), one
 #                                              cluster each, interleaved
+#   OPTIONS_after="deploy_progress.reader_cache_size = '1GB'"   settings of
+#                                              one installation's cluster
 #
-# ROUNDS (5), CALLS (calls per query per round after the first, 10), TABLES ("10 500"),
+# ROUNDS (5), CALLS (calls per query per round after the first, 10), TABLES ("10 500 500:10"),
 # IN_FLIGHT (1000).  Prints a Markdown table.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
 ROUNDS="${ROUNDS:-5}"
 CALLS="${CALLS:-10}"
-TABLES="${TABLES:-10 500}"
+TABLES="${TABLES:-10 500 500:10}"
 IN_FLIGHT="${IN_FLIGHT:-1000}"
 WORK="$(mktemp -d /tmp/dp_readers.XXXXXX)"
 chmod 755 "$WORK"
@@ -67,19 +71,22 @@ synchronous_commit = off
 shared_buffers = '256MB'
 autovacuum = off
 CONF
+    opts="OPTIONS_$label"
+    if [ -n "${!opts:-}" ]; then echo "${!opts}" >> "$dir/data/postgresql.conf"; fi
     (cd "$dir" && as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null)
     CLUSTERS+=("$bin $dir")
     HOST[$label]=$dir; PORT[$label]=$port
     LABELS+=("$label")
     port=$((port + 1))
-    for n in $TABLES; do
-        log "$label: $n tables, $IN_FLIGHT rows in flight"
-        "$bin/createdb" -h "$dir" -p "${PORT[$label]}" -U postgres "f$n"
-        "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "${PORT[$label]}" -U postgres -d "f$n" <<SQL
+    for fleet in $TABLES; do
+        n=${fleet%%:*}; busy=${fleet#*:}
+        log "$label: $n tables, $IN_FLIGHT rows in flight in $busy of them"
+        "$bin/createdb" -h "$dir" -p "${PORT[$label]}" -U postgres "f${fleet/:/_}"
+        "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "${PORT[$label]}" -U postgres -d "f${fleet/:/_}" <<SQL
 CREATE EXTENSION deploy_progress;
 DO \$\$
 DECLARE
-    per integer := $IN_FLIGHT / $n;
+    per integer := $IN_FLIGHT / $busy;
 BEGIN
     FOR i IN 1 .. $n LOOP
         EXECUTE format('CREATE TABLE fleet_%s (id bigint PRIMARY KEY, phase deploy_progress.phase NOT NULL DEFAULT ''queued'','
@@ -89,7 +96,7 @@ BEGIN
         PERFORM deploy_progress.track(format('fleet_%s', i)::regclass);
         -- in flight: queued, building, transferring and waiting rows, none stuck
         EXECUTE format('INSERT INTO fleet_%s (id, phase, completed_items, total_items)'
-                       ' SELECT g, CASE WHEN g <= %s'
+                       ' SELECT g, CASE WHEN g <= %s AND ' || (i <= $busy) || ''
                        '                THEN (ARRAY[''queued'', ''building'', ''transferring'', ''waiting''])[1 + g %% 4]'
                        '                ELSE ''succeeded'' END::deploy_progress.phase, g, 1000'
                        '   FROM generate_series(1, %s) g', i, per, per + 10);
@@ -110,48 +117,53 @@ declare -A MS COLD
 for r in $(seq "$ROUNDS"); do
     log "round $r of $ROUNDS"
     for label in "${LABELS[@]}"; do
-        for n in $TABLES; do
+        for fleet in $TABLES; do
             for q in "${QUERIES[@]}"; do
                 times=$( { echo '\timing on'; for i in $(seq 0 "$CALLS"); do echo "${SQLQ[$q]};"; done; } \
                          | PGHOST=${HOST[$label]} PGPORT=${PORT[$label]} PGUSER=postgres \
-                           psql -X -q -d "f$n" 2>/dev/null | awk '/^Time:/ {print $2}')
+                           psql -X -q -d "f${fleet/:/_}" 2>/dev/null | awk '/^Time:/ {print $2}')
                 c=$(echo "$times" | head -n 1)
                 t=$(echo "$times" | tail -n +2 | median)
-                MS[$label,$n,$q]="${MS[$label,$n,$q]:-} $t"
-                COLD[$label,$n,$q]="${COLD[$label,$n,$q]:-} $c"
-                printf '  %-8s %4s tables %-20s %10s ms (first call %s ms)\n' "$label" "$n" "$q" "$t" "$c" >&2
+                MS[$label,$fleet,$q]="${MS[$label,$fleet,$q]:-} $t"
+                COLD[$label,$fleet,$q]="${COLD[$label,$fleet,$q]:-} $c"
+                printf '  %-10s %-7s %-20s %10s ms (first call %s ms)\n' "$label" "$fleet" "$q" "$t" "$c" >&2
             done
         done
     done
 done
 
-first=${TABLES%% *}; last=${TABLES##* }
+# one table per measure: a row per reader and fleet, for each installation
+# the median and its ratio to the first fleet's
+first=${TABLES%% *}
+report() { # array name, title
+    local -n M=$1
+    echo "$2"
+    echo
+    printf '| reader | fleet (tables:busy) |'
+    for label in "${LABELS[@]}"; do printf ' %s | %s / %s |' "$label" "$label" "$first"; done
+    echo
+    printf '|---|---|'
+    for label in "${LABELS[@]}"; do printf -- '---:|---:|'; done
+    echo
+    for q in "${QUERIES[@]}"; do
+        for fleet in $TABLES; do
+            printf '| `%s` | %s |' "$q" "$fleet"
+            for label in "${LABELS[@]}"; do
+                a=$(echo ${M[$label,$first,$q]} | tr ' ' '\n' | median)
+                b=$(echo ${M[$label,$fleet,$q]} | tr ' ' '\n' | median)
+                printf ' %s ms | %s× |' "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b / a}')"
+            done
+            echo
+        done
+    done
+    echo
+}
 {
-    printf '| reader |'
-    for label in "${LABELS[@]}"; do printf ' %s, %s tables | %s, %s tables | %s: %s / %s |' \
-        "$label" "$first" "$label" "$last" "$label" "$last" "$first"; done
-    echo
-    printf '|---|'
-    for label in "${LABELS[@]}"; do printf -- '---:|---:|---:|'; done
-    echo
-    for q in "${QUERIES[@]}"; do
-        printf '| `%s` |' "$q"
-        for label in "${LABELS[@]}"; do
-            a=$(echo ${MS[$label,$first,$q]} | tr ' ' '\n' | median)
-            b=$(echo ${MS[$label,$last,$q]} | tr ' ' '\n' | median)
-            printf ' %s ms | %s ms | %s× |' "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b / a}')"
-        done
-        echo
+    report MS "Calls after the first of a session (the session's prepared queries in place):"
+    report COLD "The first call of a session:"
+    echo "$ROUNDS interleaved rounds; each round runs each query in a new session, once (the first call) and then $CALLS times; medians; $IN_FLIGHT rows in flight per fleet; $(nproc) cores, $(date -u +%Y-%m-%d)."
+    for label in "${LABELS[@]}"; do
+        opts="OPTIONS_$label"
+        if [ -n "${!opts:-}" ]; then echo "$label: ${!opts}"; fi
     done
-    for q in "${QUERIES[@]}"; do
-        printf '| `%s`, first call of a session |' "$q"
-        for label in "${LABELS[@]}"; do
-            a=$(echo ${COLD[$label,$first,$q]} | tr ' ' '\n' | median)
-            b=$(echo ${COLD[$label,$last,$q]} | tr ' ' '\n' | median)
-            printf ' %s ms | %s ms | %s× |' "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b / a}')"
-        done
-        echo
-    done
-    echo
-    echo "$ROUNDS interleaved rounds; each round runs each query in a new session, once (the first call) and then $CALLS times; medians; $IN_FLIGHT rows in flight spread evenly over each fleet; $(nproc) cores, $(date -u +%Y-%m-%d)."
 }
