@@ -138,6 +138,15 @@ SELECT labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
  WHERE name = 'deploy_progress_in_flight' AND value > 0;
 RESET ROLE;
 SELECT relid, key FROM deploy_progress.in_flight WHERE relid::text LIKE 'rd\_%' ORDER BY 1, 2;
+-- a policy that calls a reader: the reader inside the reader plans its own
+-- queries
+GRANT SELECT ON rd_idle TO rd_globex;
+CREATE POLICY nested ON rd_a AS RESTRICTIVE USING ((SELECT count(*) FROM deploy_progress.in_flight('rd_idle')) >= 0);
+SET ROLE rd_globex;
+SELECT relid, key FROM deploy_progress.in_flight ORDER BY 1, 2;
+SELECT relid, key FROM deploy_progress.in_flight ORDER BY 1, 2;
+RESET ROLE;
+DROP POLICY nested ON rd_a;
 -- a privilege revoked: the table is no longer read, and asked about by
 -- name, the error says why
 REVOKE SELECT ON rd_a FROM rd_acme;
