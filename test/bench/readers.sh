@@ -93,7 +93,9 @@ BEGIN
                        ' completed_items bigint, total_items bigint, phase_updated_at timestamptz,'
                        ' progress_updated_at timestamptz, heartbeat_at timestamptz, started_at timestamptz,'
                        ' finished_at timestamptz)', i);
-        PERFORM deploy_progress.track(format('fleet_%s', i)::regclass);
+        -- deadlines far enough that no row gets stuck while the bench runs
+        PERFORM deploy_progress.track(format('fleet_%s', i)::regclass,
+                                      heartbeat_deadline => '1 day', progress_deadline => '1 day');
         -- in flight: queued, building, transferring and waiting rows, none stuck
         EXECUTE format('INSERT INTO fleet_%s (id, phase, completed_items, total_items)'
                        ' SELECT g, CASE WHEN g <= %s AND ' || (i <= $busy) || ''
@@ -129,6 +131,18 @@ for r in $(seq "$ROUNDS"); do
                 printf '  %-10s %-7s %-20s %10s ms (first call %s ms)\n' "$label" "$fleet" "$q" "$t" "$c" >&2
             done
         done
+    done
+done
+
+# nothing may have been failed: every fleet still has its rows in flight
+for label in "${LABELS[@]}"; do
+    for fleet in $TABLES; do
+        n=$(PGHOST=${HOST[$label]} PGPORT=${PORT[$label]} PGUSER=postgres \
+            psql -X -At -d "f${fleet/:/_}" -c "SELECT count(*) FROM deploy_progress.in_flight")
+        if [ "$n" != "$IN_FLIGHT" ]; then
+            echo "$label, fleet $fleet: $n rows in flight at the end, not $IN_FLIGHT" >&2
+            exit 1
+        fi
     done
 done
 
