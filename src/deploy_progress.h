@@ -179,7 +179,27 @@ typedef struct DpTrack
 	/* transition history and events (history.c) */
 	DpHistoryMode history;
 	char	   *notify_channel; /* NULL: no NOTIFY */
+
+	/*
+	 * A shard of a Citus distributed table: configured from its stamp
+	 * trigger's argument, tracked_relid is the distributed table (its shell
+	 * on this node), and messages name it instead of the shard.
+	 */
+	bool		citus_shard;
+	char	   *display_name;	/* NULL: the relation's own name */
+
+	/*
+	 * A shard that Citus' metadata does not know yet: create_distributed_table()
+	 * copying the table's rows into it.  Valid for that transaction only
+	 * (copy_lxid); the triggers leave such rows as they are.
+	 */
+	bool		citus_copy;
+	LocalTransactionId copy_lxid;
 } DpTrack;
+
+/* The name messages give a tracked relation: a shard's distributed table. */
+#define DP_REL_NAME(t, rel) \
+	((t)->display_name ? (t)->display_name : RelationGetRelationName(rel))
 
 /* What a write does to a row's phase and counters (dp_classify()). */
 typedef struct DpChange

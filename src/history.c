@@ -860,7 +860,7 @@ dp_record_transition(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	t = dp_get_track(rel);
-	if (t->history == DP_HISTORY_OFF && t->notify_channel == NULL)
+	if (t->citus_copy || (t->history == DP_HISTORY_OFF && t->notify_channel == NULL))
 		return PointerGetDatum(NULL);
 
 	/* stamp() rejects null and unknown phases: nothing to record for them */

@@ -893,7 +893,7 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 			ereport(ERROR,
 					(errcode(ERRCODE_NOT_NULL_VIOLATION),
 					 errmsg("key of a row of tracked table \"%s\" cannot be null",
-							RelationGetRelationName(rel)),
+							DP_REL_NAME(t, rel)),
 					 errhint("Track the table with a key whose columns are NOT NULL.")));
 	}
 	if (t->key_settings)
@@ -1378,7 +1378,7 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	t = dp_get_track(rel);
-	if (!t->side)
+	if (!t->side || t->citus_copy)
 		return PointerGetDatum(NULL);
 	if (!dp_stamping)
 	{

@@ -386,6 +386,37 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_off(text, text[]) IS
     'Internal: the argument of track() that leaves a column role out, for its hints';
 
+-- What Citus makes of a table: 'distributed' (hash, range or append
+-- distributed, or a single-shard table), 'reference', 'local' (a Citus
+-- local table), NULL for a table Citus does not manage or without Citus.
+-- Citus creates the triggers of a distributed table on each of its shards
+-- only with citus.enable_unsafe_triggers on, which the functions that
+-- create or drop our triggers set for their own duration (our triggers
+-- touch the row and this node's deploy_progress tables only, which is what
+-- the setting is about); src/track_cache.c configures a shard from its
+-- stamp trigger's argument.
+CREATE OR REPLACE FUNCTION @extschema@._citus_kind(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT CASE WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference'''
+            '            WHEN p.partmethod = ''n'' AND p.colocationid = 0 THEN ''local'''
+            '            ELSE ''distributed'' END'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+       INTO kind USING tbl;
+    RETURN kind;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_kind(regclass) IS
+    'Internal: what Citus makes of a table (distributed, reference, local), NULL when Citus does not manage it';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -418,6 +449,8 @@ CREATE OR REPLACE FUNCTION @extschema@.track(
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     cfg        @extschema@.tracked;
@@ -459,6 +492,12 @@ BEGIN
         RAISE EXCEPTION 'must be owner of table %', tbl
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can track it.';
+    END IF;
+    IF @extschema@._citus_kind(tbl) = 'reference' THEN
+        RAISE EXCEPTION 'cannot track reference table %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Citus keeps a copy of a reference table on every node, and each copy''s triggers would stamp its rows with that node''s clock and record the history once per node.',
+                  HINT = 'Track a distributed table (create_distributed_table()) or a table local to the coordinator.';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
         RAISE EXCEPTION 'cannot track temporary table %', tbl
@@ -756,6 +795,8 @@ CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean 
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
@@ -871,6 +912,8 @@ CREATE OR REPLACE FUNCTION @extschema@._write_stamp_trigger(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     arg text := @extschema@._trigger_config(tbl);
