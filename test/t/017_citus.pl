@@ -1,0 +1,250 @@
+# Citus distributed tables (issue 17, first phase).  A coordinator and two
+# workers on Unix sockets.  A table tracked and then distributed (with rows,
+# which the data copy keeps as they were) and a table distributed and then
+# tracked (with a lifecycle of its own, which reaches the shards in the
+# stamp trigger's argument); single-shard and multi-shard writes from the
+# coordinator, including a transaction over both workers (two-phase
+# commit: shards send no NOTIFY); the checks name the distributed table,
+# not the shard; restarts; history kept on the workers under the table's
+# name; a lifecycle redefined on the coordinator reaches the shards; a
+# shard moved to the other worker; the coordinator's global readers skip
+# distributed tables with a warning and still read the others; reference
+# tables refused; untrack().
+#
+# Needs Citus built into the PostgreSQL under test: test/citus.sh builds it
+# from the source in ../shared/citus (or $DP_CITUS_SRC) and runs this test.
+# Skipped, saying why, when the source or the build is absent.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use File::Spec;
+
+my $src = $ENV{DP_CITUS_SRC} // '../shared/citus';
+plan skip_all => "no Citus source in $src (set DP_CITUS_SRC to a directory with citus-13.2.2.tar.gz)"
+  unless -f "$src/citus-13.2.2.tar.gz";
+my $pkglibdir = `pg_config --pkglibdir`;
+chomp $pkglibdir;
+plan skip_all => "Citus is not installed into $pkglibdir: run test/citus.sh, which builds it from $src"
+  unless -f "$pkglibdir/citus.so";
+
+# three nodes: the coordinator and two workers
+my @nodes;
+for my $name ('coordinator', 'worker1', 'worker2')
+{
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'citus'
+citus.local_hostname = '@{[$node->host]}'
+wal_level = logical
+max_replication_slots = 10
+max_wal_senders = 10
+max_connections = 60
+log_statement = none
+});
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION citus');
+	push @nodes, $node;
+}
+my ($coord, $w1, $w2) = @nodes;
+$coord->safe_psql('postgres', sprintf(q{
+SELECT citus_set_coordinator_host('%s', %d);
+SELECT citus_add_node('%s', %d);
+SELECT citus_add_node('%s', %d);
+CREATE EXTENSION deploy_progress;
+}, $coord->host, $coord->port, $w1->host, $w1->port, $w2->host, $w2->port));
+is($w1->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'deploy_progress'}),
+	$coord->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'deploy_progress'}),
+	'CREATE EXTENSION reaches the workers');
+
+# psql on the coordinator, expected to fail: its SQLSTATE and message
+sub fails
+{
+	my ($sql) = @_;
+	my ($ret, $out, $err) = $coord->psql('postgres', "\\set VERBOSITY verbose\n$sql");
+	return $ret == 0 ? 'no error' : ($err =~ /ERROR:\s+(\w{5}): ([^\n]*)/ ? "$1: $2" : $err);
+}
+
+# 1. tracked, then distributed, with rows present
+$coord->safe_psql('postgres', q{
+CREATE TABLE deployments (
+    tenant integer, id integer, phase deploy_progress.phase NOT NULL,
+    completed_items integer, total_items integer,
+    phase_updated_at timestamptz, progress_updated_at timestamptz, heartbeat_at timestamptz,
+    started_at timestamptz, finished_at timestamptz,
+    PRIMARY KEY (tenant, id));
+SELECT relid FROM deploy_progress.track('deployments', allow_restart => true);
+INSERT INTO deployments (tenant, id, phase, completed_items, total_items)
+SELECT g, 1, 'building', 0, 10 FROM generate_series(1, 4) g;
+});
+my $before = $coord->safe_psql('postgres',
+	'SELECT tenant, phase, phase_updated_at, heartbeat_at, started_at FROM deployments ORDER BY tenant');
+like(fails(q{SELECT create_distributed_table('deployments', 'tenant')}),
+	qr/triggers/, 'Citus refuses to distribute a tracked table without citus.enable_unsafe_triggers');
+$coord->safe_psql('postgres', q{
+SET citus.enable_unsafe_triggers = on;
+SELECT create_distributed_table('deployments', 'tenant');
+SELECT truncate_local_data_after_distributing_table('deployments');
+});
+is($coord->safe_psql('postgres',
+		'SELECT tenant, phase, phase_updated_at, heartbeat_at, started_at FROM deployments ORDER BY tenant'),
+	$before, 'the data copy of create_distributed_table() keeps the rows as they were stamped');
+my $placed = $coord->safe_psql('postgres', q{
+SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'deployments'::regclass});
+is($placed, 2, 'the shards are on both workers');
+my $history_sql = q{
+SELECT coalesce(string_agg(key || ' ' || coalesce(from_phase, '-') || '>' || to_phase, ', ' ORDER BY key, id), '')
+  FROM deploy_progress.history WHERE relid::text = 'deployments'};
+is($w1->safe_psql('postgres', $history_sql) . $w2->safe_psql('postgres', $history_sql), '',
+	'the copied rows leave no history on the workers');
+
+# 2. distributed, then tracked (track() sets what Citus needs itself), with
+# a lifecycle of the coordinator's
+$coord->safe_psql('postgres', q{
+SELECT count(*) FROM deploy_progress.define_lifecycle('job', '[
+    {"phase": "todo", "kind": "pending"}, {"phase": "running", "kind": "active"},
+    {"phase": "done", "kind": "succeeded"}, {"phase": "error", "kind": "failed"}]');
+CREATE TABLE jobs (tenant integer, id integer, phase text NOT NULL, completed_items integer, total_items integer,
+                   phase_updated_at timestamptz, heartbeat_at timestamptz, started_at timestamptz,
+                   finished_at timestamptz, PRIMARY KEY (tenant, id));
+SELECT create_distributed_table('jobs', 'tenant');
+SELECT relid FROM deploy_progress.track('jobs', lifecycle => 'job');
+});
+is($coord->safe_psql('postgres', q{SHOW citus.enable_unsafe_triggers}), 'off',
+	'track() leaves citus.enable_unsafe_triggers as it was');
+is($w1->safe_psql('postgres', q{SELECT count(*) FROM deploy_progress.lifecycles WHERE name = 'job'}), '0',
+	'the lifecycle is not on the workers: the shards take it from the trigger argument');
+
+# single-shard and multi-shard writes
+$coord->safe_psql('postgres', q{
+INSERT INTO jobs (tenant, id, phase, completed_items, total_items) VALUES (1, 1, 'todo', 0, 5);
+INSERT INTO jobs (tenant, id, phase, completed_items, total_items)
+SELECT g, 1, 'todo', 0, 5 FROM generate_series(2, 6) g;
+UPDATE jobs SET phase = 'running' WHERE tenant = 1;
+BEGIN;
+UPDATE jobs SET phase = 'running' WHERE tenant > 1;
+UPDATE deployments SET completed_items = 2;
+COMMIT;
+UPDATE jobs SET completed_items = 5, phase = 'done' WHERE tenant IN (1, 2);
+});
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(format('%s %s %s %s %s', tenant, phase, phase_updated_at IS NOT NULL AND heartbeat_at IS NOT NULL,
+                         started_at IS NOT NULL, finished_at IS NOT NULL), ', ' ORDER BY tenant) FROM jobs}),
+	'1 done t t t, 2 done t t t, 3 running t t f, 4 running t t f, 5 running t t f, 6 running t t f',
+	'single-shard and multi-shard writes are stamped on every shard (a transaction over both workers commits)');
+is($coord->safe_psql('postgres', q{
+SELECT bool_and(started_at <= phase_updated_at AND phase_updated_at <= finished_at) FROM jobs WHERE phase = 'done'}),
+	't', 'stamps are in order');
+is($coord->safe_psql('postgres', q{
+SELECT bool_and(progress_updated_at > phase_updated_at) FROM deployments}),
+	't', 'counter moves stamp progress_updated_at');
+
+# the checks, naming the distributed table
+is(fails(q{UPDATE jobs SET phase = 'nope' WHERE tenant = 3}),
+	'22P02: "nope" is not a phase of the lifecycle of table "jobs"',
+	'an unknown phase is refused on the shard, naming the table');
+is(fails(q{UPDATE jobs SET phase = 'nope'}),
+	'22P02: "nope" is not a phase of the lifecycle of table "jobs"',
+	'also in a multi-shard statement');
+is(fails(q{UPDATE deployments SET completed_items = 11 WHERE tenant = 2}),
+	'23514: completed items of a row of "deployments" exceed its total: completed_items = 11, total_items = 10',
+	'counters past the total are refused, naming the table');
+is(fails(q{UPDATE jobs SET phase = 'running' WHERE tenant = 1}),
+	'55000: cannot move a row of "jobs" from terminal phase "done" to "running"',
+	'leaving a terminal phase is refused without allow_restart');
+is($coord->safe_psql('postgres', q{SELECT phase || ' ' || completed_items FROM jobs WHERE tenant = 1}),
+	'done 5', 'refused writes change nothing');
+$coord->safe_psql('postgres', q{
+UPDATE deployments SET phase = 'failed' WHERE tenant = 3;
+UPDATE deployments SET phase = 'queued' WHERE tenant = 3;
+});
+is($coord->safe_psql('postgres', q{
+SELECT phase || ' ' || (finished_at IS NULL) FROM deployments WHERE tenant = 3}),
+	'queued t', 'a restart (allow_restart) clears finished_at');
+
+# history on the workers, under the table's name
+my $jobs_history = q{
+SELECT count(*) FROM deploy_progress.history WHERE relid::text = 'jobs'};
+is($w1->safe_psql('postgres', $jobs_history) + $w2->safe_psql('postgres', $jobs_history), 6 + 6 + 2,
+	'every transition is in the history of the shard\'s worker, under the table\'s name');
+is($w1->safe_psql('postgres', q{SELECT count(*) FROM deploy_progress.history WHERE relid::text LIKE '%\_1%'})
+	  + $w2->safe_psql('postgres', q{SELECT count(*) FROM deploy_progress.history WHERE relid::text LIKE '%\_1%'}),
+	0, 'none under a shard\'s name');
+
+# a lifecycle redefined on the coordinator reaches the shards
+$coord->safe_psql('postgres', q{
+SELECT count(*) FROM deploy_progress.define_lifecycle('job', '[
+    {"phase": "todo", "kind": "pending"}, {"phase": "running", "kind": "active"},
+    {"phase": "paused", "kind": "waiting"},
+    {"phase": "done", "kind": "succeeded"}, {"phase": "error", "kind": "failed"}]');
+UPDATE jobs SET phase = 'paused' WHERE tenant > 2;
+});
+is($coord->safe_psql('postgres', q{SELECT count(*) FROM jobs WHERE phase = 'paused'}), '4',
+	'a phase added to the lifecycle on the coordinator is accepted by every shard');
+
+# a shard moved to the other worker: its new copy is configured the same way
+my ($shard, $from_port) = split /\|/, $coord->safe_psql('postgres', q{
+SELECT shardid, nodeport FROM citus_shards
+ WHERE table_name = 'jobs'::regclass AND shardid = get_shard_id_for_distribution_column('jobs', 4)});
+my ($from, $to) = $from_port == $w1->port ? ($w1, $w2) : ($w2, $w1);
+$coord->safe_psql('postgres', sprintf(q{
+SELECT citus_move_shard_placement(%d, '%s', %d, '%s', %d, 'force_logical');
+}, $shard, $from->host, $from->port, $to->host, $to->port));
+is($coord->safe_psql('postgres', qq{SELECT nodeport FROM citus_shards WHERE shardid = $shard}), $to->port,
+	'the shard moved');
+my $moved_before = $coord->safe_psql('postgres', q{SELECT phase_updated_at FROM jobs WHERE tenant = 4});
+$coord->safe_psql('postgres', q{UPDATE jobs SET phase = 'running', completed_items = 1 WHERE tenant = 4});
+is($coord->safe_psql('postgres', qq{
+SELECT phase_updated_at > '$moved_before' FROM jobs WHERE tenant = 4}), 't',
+	'writes to the moved shard are stamped');
+is(fails(q{UPDATE jobs SET completed_items = 9 WHERE tenant = 4}),
+	'23514: completed items of a row of "jobs" exceed its total: completed_items = 9, total_items = 5',
+	'and checked');
+
+# the coordinator's global readers: a local table is still read, the
+# distributed ones are skipped with a warning
+$coord->safe_psql('postgres', q{
+CREATE TABLE local_deployments (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL,
+                                phase_updated_at timestamptz, heartbeat_at timestamptz);
+SELECT relid FROM deploy_progress.track('local_deployments');
+INSERT INTO local_deployments VALUES (1, 'building');
+});
+for my $reader ('SELECT relid, key FROM deploy_progress.in_flight',
+	"SELECT relid, key FROM deploy_progress.stuck(as_of => now() + interval '1 day')")
+{
+	my ($ret, $out, $err) = $coord->psql('postgres', $reader);
+	is($out, 'local_deployments|1', "$reader reads the local table");
+	like($err, qr/WARNING:  deploy_progress\.\w+\(\) skipped table public\.jobs/,
+		"$reader skips the distributed table with a warning");
+}
+{
+	my ($ret, $out, $err) = $coord->psql('postgres',
+		q{SELECT count(*) > 0 FROM deploy_progress.metrics WHERE relid = 'local_deployments'::regclass});
+	is($out, 't', 'metrics reads the local table');
+	like($err, qr/skipped table public\.deployments/, 'metrics skips the distributed table with a warning');
+}
+
+# reference tables are refused
+$coord->safe_psql('postgres', q{
+CREATE TABLE ref_deployments (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);
+SELECT create_reference_table('ref_deployments');
+});
+is(fails(q{SELECT deploy_progress.track('ref_deployments')}),
+	'0A000: cannot track reference table ref_deployments', 'track() refuses a reference table');
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FROM deploy_progress.tracked WHERE relid = 'ref_deployments'::regclass}), '0',
+	'and tracks nothing');
+
+# untrack() drops the triggers on every shard
+$coord->safe_psql('postgres', q{SELECT deploy_progress.untrack('jobs')});
+my $shard_triggers = q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zz_deploy_progress%' AND tgrelid::regclass::text LIKE 'jobs%'};
+is($w1->safe_psql('postgres', $shard_triggers) + $w2->safe_psql('postgres', $shard_triggers), 0,
+	'untrack() removes the triggers from the shards');
+$coord->safe_psql('postgres', q{UPDATE jobs SET phase = 'anything' WHERE tenant = 5});
+is($coord->safe_psql('postgres', q{SELECT phase FROM jobs WHERE tenant = 5}), 'anything',
+	'and the table is written as any other');
+
+$_->stop for @nodes;
+done_testing();
