@@ -2,7 +2,7 @@
 # The Citus test: builds Citus (once, cached in $DP_CITUS_CACHE, default
 # /var/cache/deploy_progress-citus) from ../shared/citus or $DP_CITUS_SRC
 # into PG_CONFIG's installation, builds and installs the extension, and
-# runs test/t/017_citus.pl as the server's OS user.  Without the Citus
+# runs test/t/018_citus.pl as the server's OS user.  Without the Citus
 # source it says so and exits 0 (the test is skipped).
 #
 #   PG_CONFIG=/path/to/pg_config test/citus.sh
@@ -13,7 +13,7 @@ DP_CITUS_SRC="$(cd "$DP_CITUS_SRC" 2>/dev/null && pwd || echo "$DP_CITUS_SRC")"
 export DP_CITUS_SRC
 why="$(citus_source_missing)"
 if [ -n "$why" ]; then
-    echo "test/t/017_citus.pl skipped: $why"
+    echo "test/t/018_citus.pl skipped: $why"
     exit 0
 fi
 ensure_citus
@@ -32,7 +32,7 @@ fi
 status=0
 (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" DP_CITUS_SRC="$DP_CITUS_SRC" \
     PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
-    prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} test/t/017_citus.pl) || status=1
+    prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} test/t/018_citus.pl) || status=1
 if [ $status != 0 ]; then
     find "$tap_dir" -name 'regress_log_*' -exec tail -n 60 {} + 2>/dev/null || true
 fi

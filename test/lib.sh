@@ -110,7 +110,7 @@ stop_cluster() {
     CLUSTER_DIR=
 }
 
-# Citus, for the distributed-table test (test/t/017_citus.pl, run by
+# Citus, for the distributed-table test (test/t/018_citus.pl, run by
 # test/citus.sh).  Its source is not on any package registry: it is looked
 # for in ../shared/citus next to the repository, or in $DP_CITUS_SRC (a
 # directory with citus-<version>.tar.gz and the *.patch files to apply).
