@@ -991,6 +991,28 @@ $$;
 COMMENT ON FUNCTION @extschema@._citus_kind(regclass) IS
     'Internal: what Citus makes of a table (distributed, reference, local), NULL when Citus does not manage it';
 
+-- The distribution column of a Citus distributed table (NULL for a table
+-- without one).
+CREATE OR REPLACE FUNCTION @extschema@._citus_distribution_column(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partkey IS NOT NULL'
+       INTO col USING tbl;
+    RETURN col;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
+    'Internal: the distribution column of a Citus distributed table, NULL for other tables';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -1781,7 +1803,24 @@ DECLARE
     deadlines text;
     checks   text;
     opts     jsonb := to_jsonb(cfg);
+    src      text := coalesce(source, cfg.relid)::text;
+    dist     text := 'NULL::pg_catalog.text';
 BEGIN
+    -- a Citus distributed table: its rows come from the shards through a
+    -- subquery that Citus runs on the workers (filtered there, through each
+    -- shard's in-flight index, and for a single-row reader by its key),
+    -- and the rest of the query runs on this node, where the lifecycles
+    -- are; xmin (dp_xmin) is the row version fail_stuck() re-checks there
+    -- (_fail_batch())
+    IF @extschema@._citus_kind(coalesce(source, cfg.relid)) = 'distributed' THEN
+        src := format('(SELECT t.tableoid, t.ctid, t.xmin, t.%I::pg_catalog.text AS dp_dist, t.*'
+                      '   FROM %s t WHERE %s AND %s OFFSET 0)',
+                      @extschema@._citus_distribution_column(cfg.relid), coalesce(source, cfg.relid),
+                      CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
+                      CASE WHEN extra IS NOT NULL AND extra = @extschema@._key_condition(cfg, 't', 2)
+                           THEN '(' || extra || ')' ELSE 'true' END);
+        dist := 't.dp_dist';
+    END IF;
     SELECT jsonb_object_agg(e.role, e.expr),
            string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
       INTO exprs, roles
@@ -1801,7 +1840,7 @@ BEGIN
               FROM @extschema@._stuck_reasons() sr) x;
 
     RETURN format(
-        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, %s AS phase,'
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, t.xmin AS dp_xmin, %s AS dp_dist, %s AS key, %s AS phase,'
         ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
         ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
         ' FROM %s t'
@@ -1814,8 +1853,8 @@ BEGIN
         '    FROM (SELECT CASE%s'
         '      END AS i) v) st'
         ' WHERE %s%s %s',
-        @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
-        coalesce(source, cfg.relid),
+        dist, @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
+        src,
         CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, @extschema@._phase_expr(cfg, 't'),
         CASE WHEN cfg.storage = 'side'
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
@@ -2305,6 +2344,9 @@ DECLARE
 BEGIN
     SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
+    IF @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RETURN @extschema@._fail_batch_citus(cfg, failed, why, batch_size, as_of);
+    END IF;
     -- 1. lock a batch of stuck rows, skipping rows a writer holds
     EXECUTE format(
         'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
@@ -2347,6 +2389,62 @@ $$;
 COMMENT ON FUNCTION @extschema@._fail_batch(regclass, text, integer, timestamptz, oid[], tid[]) IS
     'Internal: one batch of fail_stuck() in one table for one reason (call it through _fail_batch_as_owner())';
 
+-- _fail_batch() on a Citus distributed table, from the coordinator: a
+-- tableoid names a shard on one worker only, and Citus cannot lock the rows
+-- of a query over several shards (FOR UPDATE).  So it reads up to
+-- batch_size rows stuck for "why" across the shards, each with its
+-- distribution column's value and its row version (ctid and xmin on its
+-- shard), and fails each with an UPDATE routed to its shard by the
+-- distribution column, re-checked there under the row lock the UPDATE
+-- takes: the row version must be the one read, so a row written since (a
+-- heartbeat, progress, another sweep that failed it first) is left.  Two overlapping sweeps fail each row
+-- once: the second waits for the first's lock, then finds a newer version.
+-- The failure reason reaches the shards' history through a SET LOCAL that
+-- Citus propagates (citus.propagate_set_commands, set by fail_stuck()).
+-- One batch per reason and sweep: rows past batch_size go to the next sweep
+-- ("tids" is empty, so fail_stuck() does not ask again).
+CREATE OR REPLACE FUNCTION @extschema@._fail_batch_citus(cfg @extschema@.tracked, failed text, why text,
+                                                         batch_size integer, as_of timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dist      name := @extschema@._citus_distribution_column(cfg.relid);
+    dist_type text := format_type(@extschema@._column_type(cfg.relid, dist), NULL);
+    col_type  text := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+    r         record;
+    done      jsonb := '[]';
+    hit       boolean;
+BEGIN
+    EXECUTE format('SET LOCAL deploy_progress.transition_reason = %L', why);
+    FOR r IN EXECUTE format(
+        'SELECT r.key, r.phase, r.dp_ctid, r.dp_xmin, r.dp_dist FROM (%s) r'
+        ' ORDER BY r.key LIMIT %s',
+        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why)), batch_size)
+        USING as_of
+    LOOP
+        EXECUTE format(
+            'UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+            ' WHERE t.%6$I OPERATOR(pg_catalog.=) $1::%7$s'
+            '   AND t.ctid OPERATOR(pg_catalog.=) $2 AND t.xmin OPERATOR(pg_catalog.=) $3'
+            ' RETURNING true',
+            cfg.relid, cfg.phase_column, failed, col_type,
+            CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                 ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+            dist, dist_type)
+        INTO hit USING r.dp_dist, r.dp_ctid, r.dp_xmin;
+        IF hit THEN
+            done := done || jsonb_build_array(jsonb_build_object('key', r.key, 'from_phase', r.phase));
+        END IF;
+    END LOOP;
+    EXECUTE 'SET LOCAL deploy_progress.transition_reason = ''''';
+    RETURN jsonb_build_object('oids', '[]'::jsonb, 'tids', '[]'::jsonb, 'rows', done);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._fail_batch_citus(@extschema@.tracked, text, text, integer, timestamptz) IS
+    'Internal: one batch of fail_stuck() in a Citus distributed table for one reason: rows read across the shards, failed by key on their shard if their row version is unchanged';
+
 -- _fail_batch() as the table's owner, inside a security-restricted
 -- operation with search_path pg_catalog, pg_temp (as VACUUM and REFRESH
 -- MATERIALIZED VIEW run another role's code), after checking that the caller
@@ -2366,6 +2464,9 @@ CREATE OR REPLACE FUNCTION @extschema@.fail_stuck(tbl regclass DEFAULT NULL, bat
 RETURNS TABLE (relid regclass, key text, from_phase text, to_phase text, reason text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (on a Citus distributed table, the failure reason reaches the shards'
+-- history through SET LOCAL: _fail_batch_citus())
+SET citus.propagate_set_commands = 'local'
 AS $$
 DECLARE
     cfg       @extschema@.tracked;
@@ -3099,15 +3200,16 @@ BEGIN
                 ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
                 '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
                 ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
-                '        (EXISTS (SELECT FROM @extschema@.stuck_tables(%1$L::pg_catalog.regclass, $1)))::integer'
+                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL, $2::pg_catalog.int4'
                 ' UNION ALL'
                 ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
                 ' ORDER BY 2, 4, 3',
                 cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
                 @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'),
                 @extschema@._stuck_query(cfg))
-            USING now();
+            -- (stalled first, apart: Citus cannot plan it in one statement
+            -- with a distributed table's rows)
+            USING now(), (EXISTS (SELECT FROM @extschema@.stuck_tables(cfg.relid, now())))::integer;
         EXCEPTION WHEN OTHERS THEN
             PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
             RETURN QUERY SELECT cfg.relid, 'skipped'::text, NULL::text, NULL::integer, 1::bigint;

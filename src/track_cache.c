@@ -651,6 +651,20 @@ dp_citus_table_of_shard(Relation rel, char **arg, bool *copying)
 	if (errno != 0 || *end != '\0' || end == trig->tgname + strlen(prefix) || shardid <= 0)
 		return InvalidOid;
 
+	/*
+	 * A shard created by this transaction is being filled by Citus:
+	 * create_distributed_table() creates the shards and copies the table's
+	 * rows into them in one distributed transaction, on the connection that
+	 * created each shard, and may or may not have written the shard's
+	 * metadata on that connection before (so the metadata alone cannot
+	 * tell).  Those rows were stamped and checked when they were written.
+	 */
+	if (rel->rd_createSubid != InvalidSubTransactionId)
+	{
+		*copying = true;
+		return InvalidOid;
+	}
+
 	args[0] = Int64GetDatum(shardid);
 	args[1] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 															 RelationGetRelationName(rel)));

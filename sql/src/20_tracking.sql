@@ -417,6 +417,28 @@ $$;
 COMMENT ON FUNCTION @extschema@._citus_kind(regclass) IS
     'Internal: what Citus makes of a table (distributed, reference, local), NULL when Citus does not manage it';
 
+-- The distribution column of a Citus distributed table (NULL for a table
+-- without one).
+CREATE OR REPLACE FUNCTION @extschema@._citus_distribution_column(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partkey IS NOT NULL'
+       INTO col USING tbl;
+    RETURN col;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
+    'Internal: the distribution column of a Citus distributed table, NULL for other tables';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,

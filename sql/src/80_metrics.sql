@@ -47,15 +47,16 @@ BEGIN
                 ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
                 '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
                 ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
-                '        (EXISTS (SELECT FROM @extschema@.stuck_tables(%1$L::pg_catalog.regclass, $1)))::integer'
+                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL, $2::pg_catalog.int4'
                 ' UNION ALL'
                 ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
                 ' ORDER BY 2, 4, 3',
                 cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
                 @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'),
                 @extschema@._stuck_query(cfg))
-            USING now();
+            -- (stalled first, apart: Citus cannot plan it in one statement
+            -- with a distributed table's rows)
+            USING now(), (EXISTS (SELECT FROM @extschema@.stuck_tables(cfg.relid, now())))::integer;
         EXCEPTION WHEN OTHERS THEN
             PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
             RETURN QUERY SELECT cfg.relid, 'skipped'::text, NULL::text, NULL::integer, 1::bigint;
