@@ -258,6 +258,26 @@ SELECT string_agg(tenant || ' ' || phase, ', ' ORDER BY tenant) FROM deployments
 ROLLBACK;
 }), "5\n1 failed, 2 failed, 3 failed, 4 failed", 'a global sweep fails the rows of every table, across the shards');
 
+# the history of a distributed table, read on the coordinator from the workers
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(phase || coalesce(' ' || reason, ''), ', ' ORDER BY started_at) FROM deploy_progress.timeline('jobs', '(4,1)')}),
+	'todo, running, paused, running, error no_heartbeat', 'timeline() reads the row\'s history on its shard\'s worker');
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(phase || ' ' || count, ', ' ORDER BY phase) FROM deploy_progress.phase_stats('jobs') WHERE count > 0}),
+	'paused 1, running 6, todo 6', 'phase_stats() counts the stays recorded on every worker');
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(s->>'step' || ' ' || (s->>'status'), ', ') FROM jsonb_array_elements(deploy_progress.steps('jobs', '(4,1)')) s
+ WHERE s->>'status' = 'failed'}),
+	'running failed', 'steps() too');
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(labels->>'phase' || ' ' || value, ', ' ORDER BY labels->>'phase') FROM deploy_progress.metrics
+ WHERE name = 'deploy_progress_transitions_total' AND labels->>'table' = 'public.jobs' AND value > 0}),
+	'done 2, error 1, paused 4, running 7, todo 6', 'the metrics count the transitions of every worker');
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(labels->>'phase' || ' ' || value, ', ' ORDER BY labels->>'phase') FROM deploy_progress.metrics
+ WHERE name = 'deploy_progress_transitions_total' AND labels->>'table' = 'public.deployments' AND value > 0}),
+	'building 4, failed 1, queued 1', 'and, for a table distributed after it was tracked, those written before');
+
 # reference tables are refused
 $coord->safe_psql('postgres', q{
 CREATE TABLE ref_deployments (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL);
