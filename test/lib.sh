@@ -194,7 +194,9 @@ ensure_citus() {
     for d in pkglib:"$pkglib" share:"$share" bin:"$bin" include:"$inc"; do
         if [ -d "$cache/${d%%:*}" ]; then
             as_root mkdir -p "${d#*:}"
-            as_root cp -a "$cache/${d%%:*}/." "${d#*:}/"
+            # (replacing files rather than writing into them: a server
+            # running from this installation keeps the library it mapped)
+            as_root cp -a --remove-destination "$cache/${d%%:*}/." "${d#*:}/"
         fi
     done
     echo "$key" | as_root tee "$pkglib/citus.deploy_progress_build" >/dev/null

@@ -10,7 +10,8 @@
 # (apt-get, as root or with sudo), builds with -Werror, installs, starts a
 # private PostgreSQL cluster (15, or what PG_MAJOR or PG_CONFIG name) with
 # pg_cron, runs the regression and isolation suites (make installcheck),
-# the README examples (test/readme_examples.sh), the TAP tests and the
+# the README examples (test/readme_examples.sh), the TAP tests (with Citus
+# built from ../shared/citus when it is there, for test/t/018_citus.pl) and the
 # client tests (test/clients), stops the cluster, runs the suites under
 # Valgrind (test/valgrind/run.sh), and exits non-zero on any failure.
 set -euo pipefail
@@ -19,10 +20,19 @@ source "$(dirname "$0")/lib.sh"
 ensure_packages
 build_install
 
+# Citus, for the distributed-table test test/t/018_citus.pl: built once from
+# ../shared/citus (or $DP_CITUS_SRC) into a cache outside the clone
+# ($DP_CITUS_CACHE) and installed into PG_CONFIG's installation; without
+# its source the test says it is skipped, and why
+citus_status=0
+if [ -z "$(citus_source_missing)" ]; then
+    ensure_citus || citus_status=1
+fi
+
 log "starting a throwaway cluster"
 start_cluster "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'postgres'"
 
-status=0
+status=$citus_status
 # the two suites run separately, so that a regression failure does not
 # hide the isolation results
 log "regression suite (make installcheck)"
@@ -58,7 +68,7 @@ if ls "$REPO"/test/t/*.pl >/dev/null 2>&1; then
         tar -C "$REPO" --exclude=./.git --exclude=./tmp_check -cf - . | tar -C "$tap_src" -xf -
         chown -R postgres: "$tap_dir"
     fi
-    if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" \
+    if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" DP_CITUS_SRC="$DP_CITUS_SRC" \
             PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
             prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} test/t/*.pl); then
         status=1

@@ -648,6 +648,12 @@ BEGIN
                                       WHERE cr.under_side = 'side' AND resolved ? cr.role)
                         THEN 'row' ELSE 'side' END;
     END IF;
+    IF storage = 'side' AND @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RAISE EXCEPTION 'cannot track distributed table % in side storage', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'The side timings of a distributed table''s rows would be kept on the workers that hold its shards, where the readers on the coordinator do not see them.',
+                  HINT = 'Add timing columns to the table (for example phase_updated_at and heartbeat_at) and track it with storage => ''row''.';
+    END IF;
     IF storage = 'side' THEN
         -- timings live in the side table only, and so there is no smoothed speed
         resolved := resolved - ARRAY(SELECT cr.role::text FROM @extschema@.column_roles cr

@@ -203,6 +203,30 @@ is(fails(q{UPDATE jobs SET completed_items = 9 WHERE tenant = 4}),
 	'23514: completed items of a row of "jobs" exceed its total: completed_items = 9, total_items = 5',
 	'and checked');
 
+# a move that copies the rows (block_writes, not logical replication):
+# they arrive as they were, with no history
+{
+	my ($shard5, $port5) = split /\|/, $coord->safe_psql('postgres', q{
+SELECT shardid, nodeport FROM citus_shards
+ WHERE table_name = 'jobs'::regclass AND shardid = get_shard_id_for_distribution_column('jobs', 5)});
+	my ($src, $dst) = $port5 == $w1->port ? ($w1, $w2) : ($w2, $w1);
+	my $row5 = q{SELECT phase, phase_updated_at, heartbeat_at FROM jobs WHERE tenant = 5};
+	my $before5 = $coord->safe_psql('postgres', $row5);
+	my $count5 = q{SELECT count(*) FROM deploy_progress.history WHERE relid::text = 'jobs' AND key = '(5,1)'};
+	my $hist5 = $dst->safe_psql('postgres', $count5);
+	$coord->safe_psql('postgres', sprintf(q{
+SELECT citus_move_shard_placement(%d, '%s', %d, '%s', %d, 'block_writes');
+CALL citus_cleanup_orphaned_resources();
+}, $shard5, $src->host, $src->port, $dst->host, $dst->port));
+	is($coord->safe_psql('postgres', qq{SELECT nodeport FROM citus_shards WHERE shardid = $shard5}), $dst->port,
+		'a shard moved with block_writes');
+	is($coord->safe_psql('postgres', $row5), $before5, 'its rows keep their stamps');
+	is($dst->safe_psql('postgres', $count5), $hist5,
+		'the copy records no history (the row\'s history stays where it was written, and the readers read every worker)');
+	is($coord->safe_psql('postgres', q{SELECT count(*) FROM deploy_progress.timeline('jobs', '(5,1)')}), '3',
+		'timeline() still finds it');
+}
+
 # the coordinator's global readers read the distributed tables across the
 # shards, and the local table beside them
 $coord->safe_psql('postgres', q{
@@ -258,6 +282,36 @@ SELECT string_agg(tenant || ' ' || phase, ', ' ORDER BY tenant) FROM deployments
 ROLLBACK;
 }), "5\n1 failed, 2 failed, 3 failed, 4 failed", 'a global sweep fails the rows of every table, across the shards');
 
+# two sweeps at once, as two coordinators' crons overlapping: each stuck row
+# is failed once; the second waits on the workers for the first's row
+# locks, then finds newer row versions and leaves them
+{
+	my $first = $coord->background_psql('postgres');
+	$first->query_safe('BEGIN');
+	is($first->query_safe(q{SELECT count(*) FROM deploy_progress.fail_stuck('deployments', as_of => now() + interval '1 day')}),
+		'4', 'a sweep fails the four stuck rows of the distributed table (not committed yet)');
+	my $second = $coord->background_psql('postgres');
+	$second->query_until(qr/started/, qq{\\echo started\nSELECT 'failed ' || count(*) FROM deploy_progress.fail_stuck('deployments', as_of => now() + interval '1 day');\n});
+	my $waits = q{SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%'};
+	my $waiting = 0;
+	for (1 .. 300)
+	{
+		$waiting = $w1->safe_psql('postgres', $waits) + $w2->safe_psql('postgres', $waits);
+		last if $waiting;
+		select(undef, undef, undef, 0.1);
+	}
+	is($waiting, 1, 'the overlapping sweep waits on a worker for a row the first one failed');
+	$first->query_safe('COMMIT');
+	like($second->query_until(qr/failed \d+/, ''), qr/failed 0/, 'and then fails none of them');
+	$first->quit;
+	$second->quit;
+}
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FROM deploy_progress.transitions WHERE relid = 'deployments'::regclass AND to_phase = 'failed'})
+	+ $w1->safe_psql('postgres', q{SELECT count(*) FROM deploy_progress.history WHERE relid::text = 'deployments' AND to_phase = 'failed'})
+	+ $w2->safe_psql('postgres', q{SELECT count(*) FROM deploy_progress.history WHERE relid::text = 'deployments' AND to_phase = 'failed'}),
+	5, 'each row is failed once in the history (4, and the one failed by hand before)');
+
 # the history of a distributed table, read on the coordinator from the workers
 is($coord->safe_psql('postgres', q{
 SELECT string_agg(phase || coalesce(' ' || reason, ''), ', ' ORDER BY started_at) FROM deploy_progress.timeline('jobs', '(4,1)')}),
@@ -276,7 +330,17 @@ SELECT string_agg(labels->>'phase' || ' ' || value, ', ' ORDER BY labels->>'phas
 is($coord->safe_psql('postgres', q{
 SELECT string_agg(labels->>'phase' || ' ' || value, ', ' ORDER BY labels->>'phase') FROM deploy_progress.metrics
  WHERE name = 'deploy_progress_transitions_total' AND labels->>'table' = 'public.deployments' AND value > 0}),
-	'building 4, failed 1, queued 1', 'and, for a table distributed after it was tracked, those written before');
+	'building 4, failed 5, queued 1', 'and, for a table distributed after it was tracked, those written before');
+
+# side storage is refused for a distributed table (the side table would be
+# on the workers, out of the coordinator's readers' sight)
+$coord->safe_psql('postgres', q{
+CREATE TABLE side_jobs (tenant integer, id integer, phase text NOT NULL, PRIMARY KEY (tenant, id));
+SELECT create_distributed_table('side_jobs', 'tenant');
+});
+is(fails(q{SELECT deploy_progress.track('side_jobs', lifecycle => 'job')}),
+	'0A000: cannot track distributed table public.side_jobs in side storage',
+	'track() refuses side storage on a distributed table');
 
 # reference tables are refused
 $coord->safe_psql('postgres', q{
