@@ -192,6 +192,13 @@ BEGIN
         ON tr.relid = a.relid
      ORDER BY a.ord LIMIT 1;
     IF NOT FOUND THEN
+        IF @extschema@._citus_kind(tbl) IS NOT DISTINCT FROM 'local' THEN
+            -- (its configuration is under its shard: _citus_adopt_local())
+            RAISE EXCEPTION 'table % is not tracked', tbl
+                USING ERRCODE = 'undefined_object',
+                      DETAIL = 'It is a Citus local table. If it was tracked before citus_add_local_table_to_metadata(), its tracking configuration is filed under its shard.',
+                      HINT = 'Run deploy_progress.track() on the table again.';
+        END IF;
         IF detail IS NULL THEN
             RAISE EXCEPTION 'table % is not tracked', tbl
                 USING ERRCODE = 'undefined_object', HINT = hint;
@@ -439,6 +446,46 @@ $$;
 COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
     'Internal: the distribution column of a Citus distributed table, NULL for other tables';
 
+-- A table tracked before citus_add_local_table_to_metadata() made it a
+-- Citus local table: Citus renamed the table itself (its OID) to the name
+-- of the table's shard and created a new table under the old name, so what
+-- the extension keeps of the table is under the shard's OID.  Moves its
+-- history, pruned-history totals, side timings and phase estimates to the
+-- table, as the extension's owner, and returns the shard (NULL when there
+-- is nothing to adopt); track() then moves the configuration.  The shard is
+-- the one Citus' metadata gives for the table, so anyone may call it.
+CREATE OR REPLACE FUNCTION @extschema@._citus_adopt_local(tbl regclass)
+RETURNS regclass
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shard regclass;
+BEGIN
+    IF @extschema@._citus_kind(tbl) IS DISTINCT FROM 'local' THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid, false))'
+            '  FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1'
+       INTO shard USING tbl;
+    IF shard IS NULL OR shard = tbl
+       OR NOT EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = shard) THEN
+        RETURN NULL;
+    END IF;
+    UPDATE @extschema@.history h SET relid = tbl WHERE h.relid = shard;
+    DELETE FROM @extschema@.history_pruned p WHERE p.relid = tbl;
+    UPDATE @extschema@.history_pruned p SET relid = tbl WHERE p.relid = shard;
+    DELETE FROM @extschema@.timings s WHERE s.relid = tbl;
+    UPDATE @extschema@.timings s SET relid = tbl WHERE s.relid = shard;
+    DELETE FROM @extschema@.phase_estimates e WHERE e.relid = tbl;
+    UPDATE @extschema@.phase_estimates e SET relid = tbl WHERE e.relid = shard;
+    RETURN shard;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_adopt_local(regclass) IS
+    'Internal: moves what the extension keeps of a table tracked before it became a Citus local table from its shard (which has the table''s old OID) to the table, and returns the shard';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -477,6 +524,7 @@ AS $$
 DECLARE
     cfg        @extschema@.tracked;
     prev       @extschema@.tracked;
+    adopted    regclass;
     lc         text := lifecycle;
     typ        regtype;
     r          @extschema@.column_roles;
@@ -520,6 +568,12 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   DETAIL = 'Citus keeps a copy of a reference table on every node, and each copy''s triggers would stamp its rows with that node''s clock and record the history once per node.',
                   HINT = 'Track a distributed table (create_distributed_table()) or a table local to the coordinator.';
+    END IF;
+    -- a table tracked before it became a Citus local table: tracked from
+    -- now on under its own name (_citus_adopt_local())
+    adopted := @extschema@._citus_adopt_local(tbl);
+    IF adopted IS NOT NULL THEN
+        DELETE FROM @extschema@.tracked t WHERE t.relid = adopted;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
         RAISE EXCEPTION 'cannot track temporary table %', tbl

@@ -332,6 +332,39 @@ SELECT string_agg(labels->>'phase' || ' ' || value, ', ' ORDER BY labels->>'phas
  WHERE name = 'deploy_progress_transitions_total' AND labels->>'table' = 'public.deployments' AND value > 0}),
 	'building 4, failed 5, queued 1', 'and, for a table distributed after it was tracked, those written before');
 
+# Citus local tables, under their own name: tracked after
+# citus_add_local_table_to_metadata(), or tracked before it and tracked
+# again (Citus gave the table's OID to its shard)
+$coord->safe_psql('postgres', q{
+CREATE TABLE dep_l (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL,
+                    phase_updated_at timestamptz, heartbeat_at timestamptz);
+SELECT relid FROM deploy_progress.track('dep_l');
+INSERT INTO dep_l VALUES (1, 'building');
+SELECT citus_add_local_table_to_metadata('dep_l');
+CREATE TABLE dep_m (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL,
+                    phase_updated_at timestamptz, heartbeat_at timestamptz);
+SELECT citus_add_local_table_to_metadata('dep_m');
+SELECT relid FROM deploy_progress.track('dep_m');
+INSERT INTO dep_m VALUES (1, 'building');
+});
+is(fails(q{SELECT * FROM deploy_progress.stuck('dep_l')}), '42704: table public.dep_l is not tracked',
+	'a table tracked before it became a Citus local table is not tracked under its name');
+like(($coord->psql('postgres', q{SELECT * FROM deploy_progress.stuck('dep_l')}))[2],
+	qr/HINT:  Run deploy_progress.track\(\) on the table again/, 'and the error says what to do');
+$coord->safe_psql('postgres', q{
+SELECT relid FROM deploy_progress.track('dep_l');
+UPDATE dep_l SET phase = 'starting' WHERE id = 1;
+});
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(relid::text, ', ' ORDER BY relid::text) FROM deploy_progress.tracked WHERE relid::text LIKE 'dep\_%'}),
+	'dep_l, dep_m', 'tracked again, it is tracked under its name, and its shard no longer');
+is($coord->safe_psql('postgres', q{SELECT string_agg(phase, ', ' ORDER BY started_at) FROM deploy_progress.timeline('dep_l', '1')}),
+	'building, starting', 'with its history from before, under its name');
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(relid || ' ' || key || ' ' || reason, ', ' ORDER BY relid::text)
+  FROM deploy_progress.stuck(as_of => now() + interval '1 day') WHERE relid::text LIKE 'dep\_%'}),
+	'dep_l 1 no_heartbeat, dep_m 1 no_heartbeat', 'stuck() gives both Citus local tables under their names');
+
 # side storage is refused for a distributed table (the side table would be
 # on the workers, out of the coordinator's readers' sight)
 $coord->safe_psql('postgres', q{
