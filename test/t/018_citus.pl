@@ -256,8 +256,13 @@ SELECT string_agg(labels->>'table' || ' ' || (labels->>'phase') || ' ' || value,
 		  . 'public.local_deployments building 1', 'metrics counts the in-flight rows of every shard');
 	is($err, '', 'without warnings');
 }
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(relid || ' ' || reason, ', ') FROM deploy_progress.stuck_tables(as_of => now() + interval '1 day')}),
+	'deployments fleet_stall', 'stuck_tables() finds the stalled fleet of a distributed table');
 is($coord->safe_psql('postgres', q{SELECT deploy_progress.progress('jobs', '(4,1)')->>'phase'}), 'running',
 	'progress() reads one row of a distributed table');
+like($coord->safe_psql('postgres', q{SELECT deploy_progress.describe('jobs', '(4,1)')}), qr/^Running/,
+	'describe() too');
 is($coord->safe_psql('postgres', q{SELECT started_at IS NOT NULL FROM deploy_progress.timings('jobs', '(4,1)')}), 't',
 	'timings() too');
 
