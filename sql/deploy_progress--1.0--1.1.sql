@@ -1024,10 +1024,12 @@ COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
 -- Citus local table: Citus renamed the table itself (its OID) to the name
 -- of the table's shard and created a new table under the old name, so what
 -- the extension keeps of the table is under the shard's OID.  Moves its
--- history, pruned-history totals, side timings and phase estimates to the
--- table, as the extension's owner, and returns the shard (NULL when there
--- is nothing to adopt); track() then moves the configuration.  The shard is
--- the one Citus' metadata gives for the table, so anyone may call it.
+-- configuration (unless the table has one of its own), history,
+-- pruned-history totals, side timings and phase estimates to the table, as
+-- the extension's owner, and returns the shard (NULL when there is nothing
+-- to adopt).  The shard is the one Citus' metadata gives for the table and
+-- everything moves together, so the result is what the owner's track()
+-- makes of it, and anyone may call it.
 CREATE OR REPLACE FUNCTION @extschema@._citus_adopt_local(tbl regclass)
 RETURNS regclass
 LANGUAGE plpgsql
@@ -1047,6 +1049,12 @@ BEGIN
        OR NOT EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = shard) THEN
         RETURN NULL;
     END IF;
+    IF EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
+        DELETE FROM @extschema@.tracked t WHERE t.relid = shard;
+    ELSE
+        -- (_sync_tracked() rewrites the table's stamp trigger, and Citus its shard's)
+        UPDATE @extschema@.tracked t SET relid = tbl WHERE t.relid = shard;
+    END IF;
     UPDATE @extschema@.history h SET relid = tbl WHERE h.relid = shard;
     DELETE FROM @extschema@.history_pruned p WHERE p.relid = tbl;
     UPDATE @extschema@.history_pruned p SET relid = tbl WHERE p.relid = shard;
@@ -1058,7 +1066,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._citus_adopt_local(regclass) IS
-    'Internal: moves what the extension keeps of a table tracked before it became a Citus local table from its shard (which has the table''s old OID) to the table, and returns the shard';
+    'Internal: moves the configuration and what the extension keeps of a table tracked before it became a Citus local table from its shard (which has the table''s old OID) to the table, and returns the shard';
 
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
@@ -1098,7 +1106,6 @@ AS $$
 DECLARE
     cfg        @extschema@.tracked;
     prev       @extschema@.tracked;
-    adopted    regclass;
     lc         text := lifecycle;
     typ        regtype;
     r          @extschema@.column_roles;
@@ -1145,10 +1152,7 @@ BEGIN
     END IF;
     -- a table tracked before it became a Citus local table: tracked from
     -- now on under its own name (_citus_adopt_local())
-    adopted := @extschema@._citus_adopt_local(tbl);
-    IF adopted IS NOT NULL THEN
-        DELETE FROM @extschema@.tracked t WHERE t.relid = adopted;
-    END IF;
+    PERFORM @extschema@._citus_adopt_local(tbl);
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
         RAISE EXCEPTION 'cannot track temporary table %', tbl
             USING ERRCODE = 'feature_not_supported',
@@ -3345,19 +3349,17 @@ WITH tables AS (
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
                AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')) AS completed_stay,
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
-      FROM @extschema@.history h
-      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
-     WHERE (NOT t.rls OR @extschema@._row_visible(h.relid, h.key))
-       AND NOT t.distributed
-    UNION ALL
-    -- a Citus distributed table's history is on the workers too
-    SELECT h.relid, h.from_phase, h.to_phase, h.to_kind,
-           h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
-               AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')),
-           pg_catalog.date_part('epoch', h.time_in_previous)
-      FROM tables t
-     CROSS JOIN LATERAL @extschema@._transitions(t.relid) h
-     WHERE t.distributed
+      FROM (SELECT h.relid, h.from_phase, h.to_phase, h.to_kind, h.time_in_previous
+              FROM @extschema@.history h
+              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+             WHERE (NOT t.rls OR @extschema@._row_visible(h.relid, h.key))
+               AND NOT t.distributed
+            UNION ALL
+            -- a Citus distributed table's history is on the workers too
+            SELECT x.relid, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
+              FROM tables t
+             CROSS JOIN LATERAL @extschema@._transitions(t.relid) x
+             WHERE t.distributed) h
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k

@@ -110,6 +110,33 @@ stop_cluster() {
     CLUSTER_DIR=
 }
 
+# run_tap FILE...: runs TAP tests (paths or patterns relative to the tree,
+# expanded there) with prove as the server's OS user (the
+# TAP framework starts clusters of its own, which must not run as root),
+# from a copy of the tree that user owns when run as root (it may not be
+# able to read the tree: a clone under /root), with its logs in a directory
+# it owns; prints the end of the logs of a failure.  Returns prove's verdict.
+run_tap() {
+    local pgxs_dir tap_dir tap_src status=0
+    pgxs_dir="$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)"
+    tap_dir="$(mktemp -d /tmp/deploy_progress_tap.XXXXXX)"
+    tap_src="$REPO"
+    if [ "$(id -u)" = 0 ]; then
+        tap_src="$tap_dir/src"
+        mkdir "$tap_src"
+        tar -C "$REPO" --exclude=./.git --exclude=./tmp_check -cf - . | tar -C "$tap_src" -xf -
+        chown -R postgres: "$tap_dir"
+    fi
+    (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" DP_CITUS_SRC="$DP_CITUS_SRC" \
+        PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
+        prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} $*) || status=1
+    if [ $status != 0 ]; then
+        find "$tap_dir" -name 'regress_log_*' -exec tail -n 60 {} + 2>/dev/null || true
+    fi
+    rm -rf "$tap_dir"
+    return $status
+}
+
 # Citus, for the distributed-table test (test/t/018_citus.pl, run by
 # test/citus.sh).  Its source is not on any package registry: it is looked
 # for in ../shared/citus next to the repository, or in $DP_CITUS_SRC (a

@@ -54,27 +54,11 @@ fi
 
 if ls "$REPO"/test/t/*.pl >/dev/null 2>&1; then
     log "TAP suite"
-    # the TAP framework starts clusters of its own, which must not run as
-    # root: run prove as the server's OS user, with its logs in a directory
-    # that user owns (what "make installcheck" would do with TAP_TESTS)
-    pgxs_dir="$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)"
-    tap_dir="$(mktemp -d /tmp/deploy_progress_tap.XXXXXX)"
-    tap_src="$REPO"
-    if [ "$(id -u)" = 0 ]; then
-        # postgres may not be able to read the tree (a clone under /root):
-        # the tests run from a copy it owns
-        tap_src="$tap_dir/src"
-        mkdir "$tap_src"
-        tar -C "$REPO" --exclude=./.git --exclude=./tmp_check -cf - . | tar -C "$tap_src" -xf -
-        chown -R postgres: "$tap_dir"
-    fi
-    if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" DP_CITUS_SRC="$DP_CITUS_SRC" \
-            PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
-            prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} test/t/*.pl); then
+    # (as the server's OS user, with Citus for test/t/018_citus.pl when
+    # ensure_citus installed it above)
+    if ! run_tap 'test/t/*.pl'; then
         status=1
-        find "$tap_dir" -name 'regress_log_*' -exec tail -n 60 {} + 2>/dev/null || true
     fi
-    rm -rf "$tap_dir"
 fi
 
 log "client tests: Node.js, Python, Ruby, deploy-progress-watch, packaging"

@@ -450,10 +450,12 @@ COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
 -- Citus local table: Citus renamed the table itself (its OID) to the name
 -- of the table's shard and created a new table under the old name, so what
 -- the extension keeps of the table is under the shard's OID.  Moves its
--- history, pruned-history totals, side timings and phase estimates to the
--- table, as the extension's owner, and returns the shard (NULL when there
--- is nothing to adopt); track() then moves the configuration.  The shard is
--- the one Citus' metadata gives for the table, so anyone may call it.
+-- configuration (unless the table has one of its own), history,
+-- pruned-history totals, side timings and phase estimates to the table, as
+-- the extension's owner, and returns the shard (NULL when there is nothing
+-- to adopt).  The shard is the one Citus' metadata gives for the table and
+-- everything moves together, so the result is what the owner's track()
+-- makes of it, and anyone may call it.
 CREATE OR REPLACE FUNCTION @extschema@._citus_adopt_local(tbl regclass)
 RETURNS regclass
 LANGUAGE plpgsql
@@ -473,6 +475,12 @@ BEGIN
        OR NOT EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = shard) THEN
         RETURN NULL;
     END IF;
+    IF EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
+        DELETE FROM @extschema@.tracked t WHERE t.relid = shard;
+    ELSE
+        -- (_sync_tracked() rewrites the table's stamp trigger, and Citus its shard's)
+        UPDATE @extschema@.tracked t SET relid = tbl WHERE t.relid = shard;
+    END IF;
     UPDATE @extschema@.history h SET relid = tbl WHERE h.relid = shard;
     DELETE FROM @extschema@.history_pruned p WHERE p.relid = tbl;
     UPDATE @extschema@.history_pruned p SET relid = tbl WHERE p.relid = shard;
@@ -484,7 +492,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._citus_adopt_local(regclass) IS
-    'Internal: moves what the extension keeps of a table tracked before it became a Citus local table from its shard (which has the table''s old OID) to the table, and returns the shard';
+    'Internal: moves the configuration and what the extension keeps of a table tracked before it became a Citus local table from its shard (which has the table''s old OID) to the table, and returns the shard';
 
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
@@ -524,7 +532,6 @@ AS $$
 DECLARE
     cfg        @extschema@.tracked;
     prev       @extschema@.tracked;
-    adopted    regclass;
     lc         text := lifecycle;
     typ        regtype;
     r          @extschema@.column_roles;
@@ -571,10 +578,7 @@ BEGIN
     END IF;
     -- a table tracked before it became a Citus local table: tracked from
     -- now on under its own name (_citus_adopt_local())
-    adopted := @extschema@._citus_adopt_local(tbl);
-    IF adopted IS NOT NULL THEN
-        DELETE FROM @extschema@.tracked t WHERE t.relid = adopted;
-    END IF;
+    PERFORM @extschema@._citus_adopt_local(tbl);
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
         RAISE EXCEPTION 'cannot track temporary table %', tbl
             USING ERRCODE = 'feature_not_supported',

@@ -88,19 +88,17 @@ WITH tables AS (
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
                AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')) AS completed_stay,
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
-      FROM @extschema@.history h
-      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
-     WHERE (NOT t.rls OR @extschema@._row_visible(h.relid, h.key))
-       AND NOT t.distributed
-    UNION ALL
-    -- a Citus distributed table's history is on the workers too
-    SELECT h.relid, h.from_phase, h.to_phase, h.to_kind,
-           h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
-               AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')),
-           pg_catalog.date_part('epoch', h.time_in_previous)
-      FROM tables t
-     CROSS JOIN LATERAL @extschema@._transitions(t.relid) h
-     WHERE t.distributed
+      FROM (SELECT h.relid, h.from_phase, h.to_phase, h.to_kind, h.time_in_previous
+              FROM @extschema@.history h
+              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+             WHERE (NOT t.rls OR @extschema@._row_visible(h.relid, h.key))
+               AND NOT t.distributed
+            UNION ALL
+            -- a Citus distributed table's history is on the workers too
+            SELECT x.relid, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
+              FROM tables t
+             CROSS JOIN LATERAL @extschema@._transitions(t.relid) x
+             WHERE t.distributed) h
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k
