@@ -470,6 +470,8 @@ CREATE OR REPLACE FUNCTION @extschema@._write_stamp_trigger(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     arg text := @extschema@._trigger_config(tbl);
