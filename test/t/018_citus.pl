@@ -227,6 +227,42 @@ CALL citus_cleanup_orphaned_resources();
 		'timeline() still finds it');
 }
 
+# a shard split: the new shards (new shard ids) get the trigger and its
+# argument, their copied rows keep their stamps and write no history
+$coord->safe_psql('postgres', q{
+CREATE TABLE split_jobs (tenant integer, id integer, phase deploy_progress.phase NOT NULL,
+                         phase_updated_at timestamptz, heartbeat_at timestamptz, PRIMARY KEY (tenant, id));
+SELECT create_distributed_table('split_jobs', 'tenant', shard_count => 2);
+SELECT relid FROM deploy_progress.track('split_jobs');
+INSERT INTO split_jobs SELECT g, 1, 'building' FROM generate_series(1, 10) g;
+});
+my $split_rows = q{SELECT string_agg(tenant || ' ' || phase_updated_at, ', ' ORDER BY tenant) FROM split_jobs};
+my $split_before = $coord->safe_psql('postgres', $split_rows);
+$coord->safe_psql('postgres', sprintf(q{
+SELECT citus_split_shard_by_split_points(
+           (SELECT min(shardid) FROM pg_dist_shard WHERE logicalrelid = 'split_jobs'::regclass), ARRAY['-1073741824'],
+           ARRAY[(SELECT nodeid FROM pg_dist_node WHERE nodeport = %d), (SELECT nodeid FROM pg_dist_node WHERE nodeport = %d)],
+           'block_writes');
+}, $w1->port, $w2->port));
+is($coord->safe_psql('postgres', q{SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'split_jobs'::regclass}), '3',
+	'a shard split in two');
+is($coord->safe_psql('postgres', $split_rows), $split_before, 'the split rows keep their stamps');
+$coord->safe_psql('postgres', q{UPDATE split_jobs SET phase = 'starting'});
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FROM deploy_progress.in_flight WHERE relid = 'split_jobs'::regclass AND phase = 'starting' AND in_phase IS NOT NULL}),
+	'10', 'writes to the new shards are stamped');
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(DISTINCT n::text, ',') FROM (
+  SELECT (SELECT count(*) FROM deploy_progress.timeline('split_jobs', format('(%s,1)', g))) n FROM generate_series(1, 10) g) x}),
+	'2', 'and every row has its two transitions, none from the copy');
+$coord->safe_psql('postgres', q{
+CALL citus_cleanup_orphaned_resources();
+SELECT deploy_progress.untrack('split_jobs');
+});
+my $split_triggers = q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zz_deploy_progress%' AND tgrelid::regclass::text LIKE 'split_jobs%'};
+is($w1->safe_psql('postgres', $split_triggers) + $w2->safe_psql('postgres', $split_triggers), 0,
+	'untrack() removes the triggers from the new shards');
+
 # the coordinator's global readers read the distributed tables across the
 # shards, and the local table beside them
 $coord->safe_psql('postgres', q{
