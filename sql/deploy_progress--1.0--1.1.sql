@@ -2802,7 +2802,9 @@ COMMENT ON FUNCTION @extschema@._readable_config(regclass) IS
 -- transitions view (so with the caller's rights and row-level security on
 -- that worker), one query per worker, and given under this node's relid.
 -- History ids are unique per node only; the readers order by time first.
-CREATE OR REPLACE FUNCTION @extschema@._transitions(tbl regclass, k text DEFAULT NULL)
+-- A worker that cannot be read is an error, or for a global reader (named
+-- by "reader") a warning, and its history is left out.
+CREATE OR REPLACE FUNCTION @extschema@._transitions(tbl regclass, k text DEFAULT NULL, reader text DEFAULT NULL)
 RETURNS SETOF @extschema@.transitions
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -2823,6 +2825,12 @@ BEGIN
                      CASE WHEN k IS NULL THEN ''
                           ELSE format(' AND x.key OPERATOR(pg_catalog.=) %L COLLATE "C"', k) END)
     LOOP
+        IF NOT w.success AND reader IS NOT NULL THEN
+            -- a global reader goes on without that worker's history
+            PERFORM @extschema@._skipped(tbl, reader, '08006',
+                                         format('the history on worker %s:%s cannot be read: %s', w.nodename, w.nodeport, w.result));
+            CONTINUE;
+        END IF;
         IF NOT w.success THEN
             RAISE EXCEPTION 'cannot read the history of table % on worker %:%', tbl, w.nodename, w.nodeport
                 USING ERRCODE = 'connection_failure',
@@ -2836,7 +2844,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @extschema@._transitions(regclass, text) IS
+COMMENT ON FUNCTION @extschema@._transitions(regclass, text, text) IS
     'Internal: the readable transitions of one table (or of one of its rows), those of a Citus distributed table read from the workers';
 
 -- The suggested deadline of a phase from its completed stays: 1.5 times
@@ -3360,7 +3368,7 @@ WITH tables AS (
             -- a Citus distributed table's history is on the workers too
             SELECT x.relid, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
               FROM tables t
-             CROSS JOIN LATERAL @extschema@._transitions(t.relid) x
+             CROSS JOIN LATERAL @extschema@._transitions(t.relid, reader => 'metrics') x
              WHERE t.distributed) h
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures

@@ -97,7 +97,7 @@ WITH tables AS (
             -- a Citus distributed table's history is on the workers too
             SELECT x.relid, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
               FROM tables t
-             CROSS JOIN LATERAL @extschema@._transitions(t.relid) x
+             CROSS JOIN LATERAL @extschema@._transitions(t.relid, reader => 'metrics') x
              WHERE t.distributed) h
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures

@@ -438,5 +438,25 @@ $coord->safe_psql('postgres', q{UPDATE jobs SET phase = 'anything' WHERE tenant 
 is($coord->safe_psql('postgres', q{SELECT phase FROM jobs WHERE tenant = 5}), 'anything',
 	'and the table is written as any other');
 
+# a worker down: the global readers skip the distributed tables with a
+# warning and still read the others
+$w2->stop;
+{
+	my ($ret, $out, $err) = $coord->psql('postgres',
+		q{SELECT string_agg(relid || ' ' || key, ', ' ORDER BY relid::text) FROM deploy_progress.in_flight});
+	like($out, qr/^(dep_l 1, dep_m 1, )?local_deployments 1$/, 'in_flight still reads the local tables with a worker down');
+	like($err, qr/WARNING:  deploy_progress\.in_flight\(\) skipped table public\.deployments/,
+		'and says which distributed table it skipped');
+	($ret, $out, $err) = $coord->psql('postgres', q{
+SELECT value FROM deploy_progress.metrics
+ WHERE name = 'deploy_progress_in_flight' AND labels->>'table' = 'public.local_deployments' AND labels->>'phase' = 'building'});
+	is($out, '1', 'metrics too');
+	like($err, qr/skipped table public\.deployments/, 'with a warning');
+	is(fails(q{SELECT * FROM deploy_progress.timeline('deployments', '(1,1)')}) =~ s/worker .*/worker/r,
+		'08006: cannot read the history of table public.deployments on worker',
+		'a reader asked about that table says which worker it cannot read');
+}
+$w2->start;
+
 $_->stop for @nodes;
 done_testing();
