@@ -299,6 +299,13 @@ is($coord->safe_psql('postgres', q{SELECT deploy_progress.progress('jobs', '(4,1
 	'progress() reads one row of a distributed table');
 like($coord->safe_psql('postgres', q{SELECT deploy_progress.describe('jobs', '(4,1)')}), qr/^Running/,
 	'describe() too');
+{
+	# (the key is (tenant, id), the distribution column tenant)
+	my ($ret, $out, $err) = $coord->psql('postgres',
+		q{SET citus.log_remote_commands = on; SELECT deploy_progress.progress('jobs', '(4,1)')->>'phase'});
+	my @reads = $err =~ /issuing SELECT [^\n]* FROM public\.jobs_\d+ /g;
+	is(scalar(@reads) . " $out", '1 running', 'progress() of one row reads one shard');
+}
 is($coord->safe_psql('postgres', q{SELECT started_at IS NOT NULL FROM deploy_progress.timings('jobs', '(4,1)')}), 't',
 	'timings() too');
 
