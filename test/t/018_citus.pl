@@ -413,6 +413,33 @@ SELECT string_agg(relid || ' ' || key || ' ' || reason, ', ' ORDER BY relid::tex
   FROM deploy_progress.stuck(as_of => now() + interval '1 day') WHERE relid::text LIKE 'dep\_%'}),
 	'dep_l 1 no_heartbeat, dep_m 1 no_heartbeat', 'stuck() gives both Citus local tables under their names');
 
+# what does not reach the shards, or is different there
+my $events = q{SELECT count(*) > 0 FROM deploy_progress.events_since(NULL, 1000) WHERE relid = 'jobs'::regclass};
+is($w1->safe_psql('postgres', $events) . $w2->safe_psql('postgres', $events),
+	'tt', 'each worker\'s events_since() gives the events of its shards');
+$coord->safe_psql('postgres', q{
+BEGIN;
+SET LOCAL deploy_progress.stamping = off;
+UPDATE jobs SET phase = 'running' WHERE tenant = 6;
+COMMIT;
+});
+is($coord->safe_psql('postgres', q{SELECT heartbeat_at > now() - interval '1 minute' FROM jobs WHERE tenant = 6}), 't',
+	'SET LOCAL deploy_progress.stamping = off on the coordinator does not reach the shards');
+$coord->safe_psql('postgres', q{
+BEGIN;
+CREATE TABLE same_tx (tenant integer, id integer, phase deploy_progress.phase NOT NULL,
+                      phase_updated_at timestamptz, PRIMARY KEY (tenant, id));
+SELECT create_distributed_table('same_tx', 'tenant');
+SELECT relid FROM deploy_progress.track('same_tx');
+INSERT INTO same_tx VALUES (1, 1, 'building');
+COMMIT;
+INSERT INTO same_tx VALUES (2, 1, 'building');
+});
+is($coord->safe_psql('postgres', q{
+SELECT string_agg(tenant || ' ' || (phase_updated_at IS NOT NULL), ', ' ORDER BY tenant) FROM same_tx}),
+	'1 false, 2 true', 'a row written in the transaction that distributed the table is not stamped; later ones are');
+$coord->safe_psql('postgres', q{SELECT deploy_progress.untrack('same_tx')});
+
 # side storage is refused for a distributed table (the side table would be
 # on the workers, out of the coordinator's readers' sight)
 $coord->safe_psql('postgres', q{
