@@ -45,9 +45,14 @@ endif
 # PGXS cannot build a PROGRAM beside a MODULE_big, so it has rules of its
 # own below.  Its --webhook posts with libcurl, found with pkg-config or
 # curl-config (Debian: libcurl4-openssl-dev); without it, or with
-# WITH_LIBCURL=no, the watcher is built without --webhook.
+# WITH_LIBCURL=no, the watcher is built without --webhook.  Its --serve
+# (the live web page) uses libmicrohttpd, found with pkg-config (Debian:
+# libmicrohttpd-dev); without it, or with WITH_MICROHTTPD=no, the watcher
+# is built without --serve.  The page, src/watch/serve.html, is embedded
+# as a C string (serve_html.h, built).
 WATCH = src/watch/deploy-progress-watch
-WATCH_SRCS = $(WATCH).c src/watch/relay.c
+WATCH_SRCS = $(WATCH).c src/watch/relay.c src/watch/serve.c
+WATCH_HTML = src/watch/serve_html.h
 WITH_LIBCURL ?= yes
 ifeq ($(WITH_LIBCURL),yes)
 CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || curl-config --libs 2>/dev/null)
@@ -57,8 +62,18 @@ else
 $(warning libcurl not found (Debian: libcurl4-openssl-dev): deploy-progress-watch is built without --webhook)
 endif
 endif
+WITH_MICROHTTPD ?= yes
+ifeq ($(WITH_MICROHTTPD),yes)
+MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+ifneq ($(strip $(MHD_LIBS)),)
+MHD_CFLAGS := -DHAVE_MICROHTTPD $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+MHD_LIBS += -lpthread
+else
+$(warning libmicrohttpd not found (Debian: libmicrohttpd-dev): deploy-progress-watch is built without --serve)
+endif
+endif
 
-EXTRA_CLEAN = output_iso results regression.diffs regression.out $(WATCH)
+EXTRA_CLEAN = output_iso results regression.diffs regression.out $(WATCH) $(WATCH_HTML)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -71,9 +86,13 @@ $(SQL_BUILT): $(SQL_SOURCES) $(EXTENSION).control
 
 all: $(WATCH)
 
-$(WATCH): $(WATCH_SRCS) src/watch/watch.h $(EXTENSION).control
-	$(CC) $(CFLAGS) -I$(includedir) $(CURL_CFLAGS) -DDEPLOY_PROGRESS_VERSION='"$(EXTVERSION)"' $(WATCH_SRCS) \
-		$(LDFLAGS) $(LDFLAGS_EX) -L$(libdir) -lpq $(CURL_LIBS) -o $@
+$(WATCH): $(WATCH_SRCS) src/watch/watch.h $(WATCH_HTML) $(EXTENSION).control
+	$(CC) $(CFLAGS) -I$(includedir) -Isrc/watch $(CURL_CFLAGS) $(MHD_CFLAGS) -DDEPLOY_PROGRESS_VERSION='"$(EXTVERSION)"' $(WATCH_SRCS) \
+		$(LDFLAGS) $(LDFLAGS_EX) -L$(libdir) -lpq $(CURL_LIBS) $(MHD_LIBS) -lm -o $@
+
+# the page as one C string literal
+$(WATCH_HTML): src/watch/serve.html
+	perl -ne 'BEGIN { print "/* built from serve.html by the Makefile: do not edit */\nstatic const char serve_html[] =\n" } chomp; s/\\/\\\\/g; s/"/\\"/g; s/\t/\\t/g; s/\?/\\?/g; print "\"$$_\\n\"\n"; END { print ";\n" }' $< > $@
 
 install: install-watch
 uninstall: uninstall-watch

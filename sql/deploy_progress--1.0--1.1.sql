@@ -1801,8 +1801,9 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --   overall_progress      weighted over the lifecycle's phases
 --   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
 --                         the time left for the whole run, from phase_estimates
---                         (_run_eta()): median and 95th percentile; NULL where
---                         the history is too thin
+--                         (_phase_eta_table(), once per query, and _run_eta_part()):
+--                         median and 95th percentile; NULL where the history is
+--                         too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
 --   in_phase, elapsed     the same as intervals, NULL when negative
 --   reason                the failure reason of a failed or cancelled row
@@ -1842,10 +1843,12 @@ AS $$
         '                             ) a) b) f'
         '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '                                  THEN %7$s END AS eta) g'
-        '  LEFT JOIN LATERAL @extschema@._run_eta(%10$L::pg_catalog.regclass, %11$L, r.phase,'
-        '                                         @extschema@._elapsed_seconds(r.phase_updated_at, $1),'
-        '                                         pg_catalog.date_part(''epoch'', g.eta)) w'
-        '         ON r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])',
+        '  LEFT JOIN @extschema@._phase_eta_table(%10$L::pg_catalog.regclass, %11$L) est'
+        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])'
+        '  CROSS JOIN LATERAL (SELECT @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p50, est.thin, h.s, h.e, 0.5) AS p50,'
+        '                             @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p95, est.thin, h.s, h.e, 0.95) AS p95'
+        '                        FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS s,'
+        '                                     pg_catalog.date_part(''epoch'', g.eta) AS e) h) w',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
         lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'),
         -- ETA, work left and average speed: of the percent column (percent
@@ -2966,55 +2969,61 @@ $$;
 COMMENT ON FUNCTION @extschema@.refresh_estimates(regclass, interval) IS
     'Learns from the history of the last "since" how long each in-flight phase of the tracked tables (all, or one) takes and how often runs visit it, for the whole-run ETA; returns the rows written to phase_estimates';
 
+-- Per phase of a tracked table's lifecycle, what the whole run's ETA
+-- needs, computed once per query: the phase's stay quantiles, stays and
+-- the table's runs, and the expected time of the phases after it (each
+-- visited by 5 % of the runs or more: its share times its median, and times
+-- its 95th percentile), with "thin" when one of them has fewer than 20
+-- stays.  _run_eta_part() (C) adds the current phase's time left.
+CREATE OR REPLACE FUNCTION @extschema@._phase_eta_table(tbl regclass, lc text)
+RETURNS TABLE (phase text, quantiles double precision[], stays bigint, runs bigint,
+               ahead_p50 double precision, ahead_p95 double precision, thin boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT lp.phase, e.quantiles, e.stays, e.runs,
+           coalesce(a.p50, 0), coalesce(a.p95, 0), coalesce(a.thin, false)
+      FROM @extschema@.lifecycle_phases lp
+      JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
+     CROSS JOIN LATERAL (
+            SELECT pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[11]) AS p50,
+                   pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[20]) AS p95,
+                   pg_catalog.bool_or(x.stays OPERATOR(pg_catalog.<) 20) AS thin
+              FROM @extschema@.lifecycle_phases lx
+              JOIN @extschema@.phase_estimates x ON x.relid OPERATOR(pg_catalog.=) tbl
+                                                AND x.phase OPERATOR(pg_catalog.=) lx.phase
+             WHERE lx.lifecycle OPERATOR(pg_catalog.=) lc AND lx.position OPERATOR(pg_catalog.>) lp.position
+               AND x.visit_share OPERATOR(pg_catalog.>=) 0.05) a
+     WHERE lp.lifecycle OPERATOR(pg_catalog.=) lc
+$$;
+COMMENT ON FUNCTION @extschema@._phase_eta_table(regclass, text) IS
+    'Internal: per phase of a tracked table, its stay quantiles, stays, the runs, and the expected time of the phases after it, for the whole run''s ETA';
+
+CREATE OR REPLACE FUNCTION @extschema@._run_eta_part(quantiles double precision[], stays bigint, runs bigint,
+                                                     ahead double precision, thin boolean,
+                                                     in_phase double precision, own_eta double precision,
+                                                     q double precision)
+RETURNS double precision
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'dp_run_eta_part';
+COMMENT ON FUNCTION @extschema@._run_eta_part(double precision[], bigint, bigint, double precision, boolean, double precision, double precision, double precision) IS
+    'Internal: one bound (quantile q) of the whole run''s time left in seconds: the current phase''s own ETA, or the q-quantile of its stays longer than in_phase less in_phase, plus the time of the phases ahead; NULL where the estimates cannot tell';
+
 -- The time left for a row of table tbl (lifecycle lc) in phase at_phase,
 -- in it for in_phase seconds, whose own ETA (from its counters or percent)
 -- is own_eta seconds or NULL: {p50, p95} in seconds, each NULL when the
--- estimates cannot tell.  The current phase: its ETA when it has one, else
--- the median (and 95th percentile) of the stays that lasted longer than
--- this one so far, minus its time so far.  Each phase ahead adds its share
--- times its median (95th percentile).  Phases visited by fewer than 5 % of
--- the runs are left out.
+-- estimates cannot tell.  The readers compute the same from
+-- _phase_eta_table() joined once per query.
 CREATE OR REPLACE FUNCTION @extschema@._run_eta(tbl regclass, lc text, at_phase text,
                                                 in_phase double precision, own_eta double precision,
                                                 OUT p50 double precision, OUT p95 double precision)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH cur AS (
-        SELECT lp.position, e.runs,
-               -- the quantiles of the stays longer than this one so far
-               (SELECT array_agg(q.v OPERATOR(pg_catalog.-) greatest(in_phase, 0) ORDER BY q.v)
-                  FROM unnest(e.quantiles) AS q(v)
-                 WHERE q.v OPERATOR(pg_catalog.>) greatest(in_phase, 0)) AS rest,
-               e.stays
-          FROM @extschema@.lifecycle_phases lp
-          JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
-         WHERE lp.lifecycle OPERATOR(pg_catalog.=) lc AND lp.phase OPERATOR(pg_catalog.=) at_phase
-    ), now_part AS (
-        SELECT c.position, c.runs,
-               CASE WHEN own_eta IS NOT NULL THEN own_eta
-                    WHEN c.stays OPERATOR(pg_catalog.>=) 20 AND cardinality(c.rest) OPERATOR(pg_catalog.>) 0
-                    THEN c.rest[ceil(cardinality(c.rest) OPERATOR(pg_catalog.*) 0.5)::integer] END AS p50,
-               CASE WHEN own_eta IS NOT NULL THEN own_eta
-                    WHEN c.stays OPERATOR(pg_catalog.>=) 20 AND cardinality(c.rest) OPERATOR(pg_catalog.>) 0
-                    THEN c.rest[ceil(cardinality(c.rest) OPERATOR(pg_catalog.*) 0.95)::integer] END AS p95
-          FROM cur c
-    ), ahead AS (
-        SELECT sum(e.visit_share OPERATOR(pg_catalog.*) e.quantiles[11]) AS p50,
-               sum(e.visit_share OPERATOR(pg_catalog.*) e.quantiles[20]) AS p95,
-               -- a phase that matters without enough stays to tell
-               bool_or(e.stays OPERATOR(pg_catalog.<) 20) AS thin
-          FROM now_part n
-          JOIN @extschema@.lifecycle_phases lp ON lp.lifecycle OPERATOR(pg_catalog.=) lc
-                                               AND lp.position OPERATOR(pg_catalog.>) n.position
-          JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
-         WHERE e.visit_share OPERATOR(pg_catalog.>=) 0.05
-    )
-    SELECT CASE WHEN n.runs OPERATOR(pg_catalog.>=) 20 AND NOT coalesce(a.thin, false)
-                THEN n.p50 OPERATOR(pg_catalog.+) coalesce(a.p50, 0) END,
-           CASE WHEN n.runs OPERATOR(pg_catalog.>=) 20 AND NOT coalesce(a.thin, false)
-                THEN n.p95 OPERATOR(pg_catalog.+) coalesce(a.p95, 0) END
-      FROM now_part n CROSS JOIN ahead a
+    SELECT @extschema@._run_eta_part(e.quantiles, e.stays, e.runs, e.ahead_p50, e.thin, in_phase, own_eta, 0.5),
+           @extschema@._run_eta_part(e.quantiles, e.stays, e.runs, e.ahead_p95, e.thin, in_phase, own_eta, 0.95)
+      FROM (SELECT 1) one
+      LEFT JOIN @extschema@._phase_eta_table(tbl, lc) e ON e.phase OPERATOR(pg_catalog.=) at_phase
 $$;
 COMMENT ON FUNCTION @extschema@._run_eta(regclass, text, text, double precision, double precision) IS
     'Internal: the median and 95th-percentile time left, in seconds, for a row of a tracked table in a phase for in_phase seconds with its own ETA (or NULL), from phase_estimates; NULL where the history is too thin';

@@ -921,3 +921,78 @@ dp_describe(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
+
+/*
+ * deploy_progress._run_eta_part(quantiles double precision[], stays bigint,
+ *		runs bigint, ahead double precision, thin boolean,
+ *		in_phase double precision, own_eta double precision,
+ *		q double precision) double precision
+ *
+ * One bound of the whole run's time left, in seconds (q = 0.5 for the
+ * median, 0.95 for the 95th percentile), from a phase's row of
+ * _phase_eta_table() (sql/src/75_estimates.sql): the current phase's time
+ * left plus "ahead", the expected time of the phases after it.  The
+ * current phase's time left is own_eta when the row has one; else the
+ * q-quantile of the phase's stays that lasted longer than in_phase, minus
+ * in_phase, read off the ascending quantiles.  NULL where the estimates
+ * cannot tell: fewer than 20 runs, a phase ahead without enough stays
+ * ("thin"), fewer than 20 stays of the current phase, or a stay longer
+ * than every one seen.  Not strict: a row without estimates passes NULLs.
+ */
+PG_FUNCTION_INFO_V1(dp_run_eta_part);
+Datum
+dp_run_eta_part(PG_FUNCTION_ARGS)
+{
+	double		ahead = PG_ARGISNULL(3) ? 0 : PG_GETARG_FLOAT8(3);
+	double		in_phase = PG_ARGISNULL(5) ? 0 : Max(PG_GETARG_FLOAT8(5), 0);
+	double		q;
+	double		current;
+
+	if (PG_ARGISNULL(2) || PG_GETARG_INT64(2) < 20 ||
+		PG_ARGISNULL(4) || PG_GETARG_BOOL(4) || PG_ARGISNULL(7))
+		PG_RETURN_NULL();
+	q = PG_GETARG_FLOAT8(7);
+	if (!(q > 0 && q <= 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("quantile must be greater than 0 and at most 1"),
+				 errdetail("The value given is %g.", q)));
+
+	if (!PG_ARGISNULL(6))
+		current = PG_GETARG_FLOAT8(6);
+	else
+	{
+		ArrayType  *arr;
+		Datum	   *vals;
+		bool	   *nulls;
+		int			n;
+		int			first;
+		int			rest;
+		int			pick;
+
+		if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_GETARG_INT64(1) < 20)
+			PG_RETURN_NULL();
+		arr = PG_GETARG_ARRAYTYPE_P(0);
+		if (ARR_NDIM(arr) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("quantiles must be a one-dimensional array")));
+#if PG_VERSION_NUM >= 160000
+		deconstruct_array_builtin(arr, FLOAT8OID, &vals, &nulls, &n);
+#else
+		deconstruct_array(arr, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &vals, &nulls, &n);
+#endif
+		/* the quantiles ascend: the stays longer than in_phase come last */
+		for (first = 0; first < n; first++)
+			if (!nulls[first] && DatumGetFloat8(vals[first]) > in_phase)
+				break;
+		rest = n - first;
+		if (rest == 0)
+			PG_RETURN_NULL();
+		pick = (int) ceil(rest * q);
+		pick = Max(pick, 1);
+		current = DatumGetFloat8(vals[first + pick - 1]) - in_phase;
+	}
+	PG_RETURN_FLOAT8(current + ahead);
+}

@@ -39,11 +39,13 @@ ensure_packages() {
     # the client tests (test/clients) need libpq, git, Debian's python3
     # with psycopg 3, Ruby with ActiveRecord and pg, Node.js with npm, and
     # tmux (the terminal of deploy-progress-watch's screen tests), libcurl
-    # (its --webhook relay), and Prometheus with postgres_exporter (the
-    # shipped rules and dashboard)
+    # (its --webhook relay), libmicrohttpd with pkg-config (its --serve) and
+    # headless Chromium driven by Selenium (the web page's tests), and
+    # Prometheus with postgres_exporter (the shipped rules and dashboard)
     local pkgs=(build-essential "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
                 "postgresql-$PG_MAJOR-cron" postgresql-contrib libipc-run-perl
                 libpq-dev libcurl4-openssl-dev git python3-psycopg ruby-activerecord ruby-pg tmux
+                pkg-config libmicrohttpd-dev chromium chromium-driver python3-selenium
                 prometheus prometheus-postgres-exporter "$@")
     local missing=()
     for p in "${pkgs[@]}"; do

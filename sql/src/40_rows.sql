@@ -169,8 +169,9 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --   overall_progress      weighted over the lifecycle's phases
 --   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
 --                         the time left for the whole run, from phase_estimates
---                         (_run_eta()): median and 95th percentile; NULL where
---                         the history is too thin
+--                         (_phase_eta_table(), once per query, and _run_eta_part()):
+--                         median and 95th percentile; NULL where the history is
+--                         too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
 --   in_phase, elapsed     the same as intervals, NULL when negative
 --   reason                the failure reason of a failed or cancelled row
@@ -210,10 +211,12 @@ AS $$
         '                             ) a) b) f'
         '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '                                  THEN %7$s END AS eta) g'
-        '  LEFT JOIN LATERAL @extschema@._run_eta(%10$L::pg_catalog.regclass, %11$L, r.phase,'
-        '                                         @extschema@._elapsed_seconds(r.phase_updated_at, $1),'
-        '                                         pg_catalog.date_part(''epoch'', g.eta)) w'
-        '         ON r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])',
+        '  LEFT JOIN @extschema@._phase_eta_table(%10$L::pg_catalog.regclass, %11$L) est'
+        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])'
+        '  CROSS JOIN LATERAL (SELECT @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p50, est.thin, h.s, h.e, 0.5) AS p50,'
+        '                             @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p95, est.thin, h.s, h.e, 0.95) AS p95'
+        '                        FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS s,'
+        '                                     pg_catalog.date_part(''epoch'', g.eta) AS e) h) w',
         rows, cfg.speed_time_constant, pg_catalog.date_part('epoch', cfg.speed_time_constant),
         lc.weights, lc.kinds, @extschema@._kinds('unsuccessful'),
         -- ETA, work left and average speed: of the percent column (percent

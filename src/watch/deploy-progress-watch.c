@@ -45,8 +45,9 @@
  * overwrite a few of the lines above it: it never leaves fragments.
  *
  * With --webhook or --exec the program relays the durable event stream
- * instead (relay.c), with this file's connection, LISTEN and wait; what
- * the two files share is declared in watch.h.
+ * instead (relay.c), and with --serve it serves a live web page of the
+ * rows (serve.c), with this file's connection, in_flight query, LISTEN
+ * and wait; what the files share is declared in watch.h.
  *
  * IDENTIFICATION
  *	  src/watch/deploy-progress-watch.c
@@ -263,11 +264,13 @@ static void
 usage(void)
 {
 	printf("deploy-progress-watch shows live progress of deploy_progress's tracked tables,\n"
-		   "or relays their events to a webhook or a command.\n\n"
+		   "on a terminal or as a live web page, or relays their events to a webhook\n"
+		   "or a command.\n\n"
 		   "Usage:\n"
 		   "  deploy-progress-watch [OPTION]... [DBNAME]\n"
 		   "  deploy-progress-watch --webhook=URL --state=FILE [OPTION]... [DBNAME]\n"
-		   "  deploy-progress-watch --exec=COMMAND --state=FILE [OPTION]... [DBNAME]\n\n"
+		   "  deploy-progress-watch --exec=COMMAND --state=FILE [OPTION]... [DBNAME]\n"
+		   "  deploy-progress-watch --serve=[ADDR:]PORT [OPTION]... [DBNAME]\n\n"
 		   "Options:\n"
 		   "  -t, --table=TABLE        watch one tracked table (default: every tracked table)\n"
 		   "  -k, --key=KEY            watch one row of TABLE; exit when it reaches a terminal phase\n"
@@ -293,13 +296,22 @@ usage(void)
 		   "  -H, --header=HEADER      add \"Name: value\" to each request (repeatable)\n"
 		   "  With -t the relay delivers one table's events; -i, -c and --once (deliver\n"
 		   "  the events there are, then exit) apply as well.\n\n"
+		   "Web page options (read-only; -t, -i and -c apply):\n"
+		   "      --serve=[ADDR:]PORT  serve the live page on ADDR (default 127.0.0.1) and PORT\n"
+		   "                           (0: any free port); the URL is printed on stdout\n"
+		   "      --token=TOKEN        require \"Authorization: Bearer TOKEN\" or ?token=TOKEN\n"
+		   "      --basic-auth=USER:PASSWORD  require HTTP basic authentication\n"
+		   "                           (an address that is not loopback needs one of them;\n"
+		   "                           DEPLOY_PROGRESS_WATCH_TOKEN and DEPLOY_PROGRESS_WATCH_BASIC_AUTH\n"
+		   "                           give them out of sight of ps)\n\n"
 		   "Connection options:\n"
 		   "  -h, --host=HOSTNAME      database server host or socket directory\n"
 		   "  -p, --port=PORT          database server port\n"
 		   "  -U, --username=USERNAME  database user name\n"
 		   "  -d, --dbname=DBNAME      database name or connection string\n\n"
 		   "Exit status with -k: 0 succeeded, 1 failed, 2 cancelled, 3 error, 4 interrupted.\n"
-		   "Exit status of the relay: 0 ended by a signal or --once, 3 error.\n"
+		   "Exit status of the relay: 0 ended by a signal or --once, 3 error;\n"
+		   "of --serve: 0 ended by SIGINT or SIGTERM, 3 error.\n"
 		   "The usual PG* environment variables and ~/.pgpass apply.\n");
 }
 
@@ -1548,6 +1560,9 @@ main(int argc, char **argv)
 		{"retry-max-delay", required_argument, NULL, 9},
 		{"webhook-timeout", required_argument, NULL, 10},
 		{"header", required_argument, NULL, 'H'},
+		{"serve", required_argument, NULL, 20},
+		{"token", required_argument, NULL, 21},
+		{"basic-auth", required_argument, NULL, 22},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, '?'},
 		{NULL, 0, NULL, 0}
@@ -1560,6 +1575,7 @@ main(int argc, char **argv)
 	bool		plain = false;
 	Watch		w;
 	RelayOptions relay;
+	ServeOptions serve;
 	struct sigaction sa;
 	sigset_t	blocked;
 	int			c;
@@ -1572,6 +1588,7 @@ main(int argc, char **argv)
 	relay.retry_max_delay = 60.0;
 	relay.timeout = 30.0;
 	relay.headers = xmalloc(sizeof(char *) * argc);
+	memset(&serve, 0, sizeof(serve));
 
 	/* characters and their widths as the terminal's locale has them */
 	setlocale(LC_CTYPE, "");
@@ -1647,6 +1664,15 @@ main(int argc, char **argv)
 			case 'H':
 				relay.headers[relay.nheaders++] = optarg;
 				break;
+			case 20:
+				serve.listen = optarg;
+				break;
+			case 21:
+				serve.token = optarg;
+				break;
+			case 22:
+				serve.basic_auth = optarg;
+				break;
 			case 'V':
 				printf("deploy-progress-watch (deploy_progress) %s\n", DEPLOY_PROGRESS_VERSION);
 				return 0;
@@ -1663,6 +1689,8 @@ main(int argc, char **argv)
 		fatal("-k/--key needs -t/--table: keys are unique within one table");
 	if (json && plain)
 		fatal("--json and --plain cannot be used together");
+	if (relay_requested(&relay) && serve.listen)
+		fatal("--serve cannot be used with --webhook or --exec: run one program for each");
 	if (relay_requested(&relay))
 	{
 		if (w.key || json || plain)
@@ -1675,9 +1703,19 @@ main(int argc, char **argv)
 	else if (relay.state || relay.from_start || relay.nheaders > 0)
 		fatal("%s needs --webhook or --exec",
 			  relay.state ? "--state" : relay.from_start ? "--from-start" : "-H/--header");
+	if (serve.listen)
+	{
+		if (w.key || json || plain || w.once)
+			fatal("%s cannot be used with --serve: the page shows every in-flight row of the table (or of all tables)",
+				  w.key ? "-k/--key" : json ? "--json" : plain ? "--plain" : "--once");
+		serve_check_options(&serve);
+		plain = true;
+	}
+	else if (serve.token || serve.basic_auth)
+		fatal("%s needs --serve", serve.token ? "--token" : "--basic-auth");
 	w.mode = json ? OUTPUT_JSON : (plain || !isatty(STDOUT_FILENO)) ? OUTPUT_PLAIN : OUTPUT_TTY;
-	/* the relay's JSON is UTF-8; on a terminal, text in its encoding, as psql does */
-	if (relay_requested(&relay))
+	/* the relay's and the web page's JSON is UTF-8; on a terminal, text in its encoding, as psql does */
+	if (relay_requested(&relay) || serve.listen)
 		w.client_encoding = "UTF8";
 	else if (w.mode == OUTPUT_TTY && getenv("PGCLIENTENCODING") == NULL)
 		w.client_encoding = "auto";
@@ -1715,6 +1753,8 @@ main(int argc, char **argv)
 		return relay_run(&w, &relay, w.relid);
 	if (!w.once)
 		listen_channels(&w);
+	if (serve.listen)
+		return serve_run(&w, &serve, w.relid, w.in_flight_sql);
 
 	status = refresh(&w, "start");
 	while (status == KEEP_WATCHING || status == -2)

@@ -3,7 +3,8 @@
  * watch.h
  *	  What the parts of deploy-progress-watch share: the helpers of
  *	  deploy-progress-watch.c (errors, memory, JSON strings, the wait for
- *	  a NOTIFY and the reconnection) and the relay's entry point (relay.c).
+ *	  a NOTIFY and the reconnection) and the entry points of the relay
+ *	  (relay.c) and of the web page (serve.c).
  *
  * IDENTIFICATION
  *	  src/watch/watch.h
@@ -70,5 +71,16 @@ typedef struct RelayOptions
 extern bool relay_requested(const RelayOptions *o);
 extern void relay_check_options(RelayOptions *o);
 extern int	relay_run(Watch *w, RelayOptions *o, const char *relid);
+
+/* --serve: the live web page (serve.c) */
+typedef struct ServeOptions
+{
+	const char *listen;			/* --serve's [ADDR:]PORT */
+	const char *token;			/* --token, or NULL */
+	const char *basic_auth;		/* --basic-auth's USER:PASSWORD, or NULL */
+} ServeOptions;
+
+extern void serve_check_options(ServeOptions *o);
+extern int	serve_run(Watch *w, ServeOptions *o, const char *relid, const char *in_flight_sql);
 
 #endif							/* DEPLOY_PROGRESS_WATCH_H */

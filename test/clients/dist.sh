@@ -24,7 +24,8 @@ tar -tzf "$tmp/$dist.tar.gz" | grep -v '/$' | sort > "$tmp/tar.list"
 diff -u "$tmp/tar.list" "$tmp/zip.list"
 git ls-files | grep -v -e '^\.ci/' -e '^\.git' | sed "s|^|$dist/|" | sort > "$tmp/git.list"
 diff -u "$tmp/git.list" "$tmp/tar.list"
-for f in META.json deploy_progress.control Makefile src/watch/deploy-progress-watch.c src/watch/relay.c src/watch/watch.h; do
+for f in META.json deploy_progress.control Makefile src/watch/deploy-progress-watch.c src/watch/relay.c src/watch/watch.h \
+         src/watch/serve.c src/watch/serve.html; do
     grep -qx "$dist/$f" "$tmp/tar.list" || { echo "$f is missing from $dist.tar.gz" >&2; exit 1; }
 done
 
@@ -49,6 +50,11 @@ for f in "$($PG_CONFIG --sharedir)/extension/deploy_progress.control" \
     [ -f "$tmp/root$f" ] || { echo "make install did not install $f" >&2; exit 1; }
 done
 "$tmp/root$($PG_CONFIG --bindir)/deploy-progress-watch" --version
+# built with its web page (libmicrohttpd, found by the Makefile with pkg-config)
+if "$tmp/root$($PG_CONFIG --bindir)/deploy-progress-watch" --serve 0.0.0.0:0 2>"$tmp/serve.err"; then
+    echo "deploy-progress-watch --serve 0.0.0.0:0 without a token did not fail" >&2; exit 1
+fi
+grep -q "needs --token or --basic-auth" "$tmp/serve.err" || { cat "$tmp/serve.err" >&2; exit 1; }
 
 # deploy-progress-watch on PATH: in Debian's layout (/usr/lib/postgresql/N/bin,
 # not on PATH) make install links it into /usr/local/bin; elsewhere not,

@@ -54,7 +54,7 @@ suite_ruby() {
 suite_watch() {
     fresh_db dp_client_watch
     cd "$HERE/watch"
-    PGDATABASE=dp_client_watch "$PYTHON" -m unittest -v test_watch test_relay
+    PGDATABASE=dp_client_watch "$PYTHON" -m unittest -v test_watch test_relay test_serve
 }
 
 suite_prometheus() {
