@@ -38,7 +38,8 @@ char	   *dp_transition_reason = NULL;
 
 /*
  * deploy_progress.notify_bulk_threshold: a statement that moves more rows of
- * one table sends one summary event per target phase (history.c); 0: never.
+ * one table sends one summary event per target phase (history.c); -1: never,
+ * 0: every statement (as log_min_duration_statement's -1 and 0).
  */
 int			dp_notify_bulk_threshold = 100;
 
@@ -97,10 +98,10 @@ _PG_init(void)
 	DefineCustomIntVariable("deploy_progress.notify_bulk_threshold",
 							"Most transitions of one table in one statement that are sent as one NOTIFY event each.",
 							"A statement that moves more rows of a table sends one summary event per target phase "
-							"for that table instead; 0 sends one event per transition whatever their number.",
+							"for that table instead; 0 summarizes every statement, -1 sends one event per transition whatever their number.",
 							&dp_notify_bulk_threshold,
 							100,
-							0, INT_MAX,
+							-1, INT_MAX,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);

@@ -28,7 +28,8 @@
  * of each tracked table (a partition's rows count under the tracked
  * partitioned table) the statement made.  A table with more than
  * deploy_progress.notify_bulk_threshold of them gets one summary event per
- * phase entered instead of one event per transition (dp_events_send()).
+ * phase entered instead of one event per transition (dp_events_send());
+ * -1 never summarizes, 0 summarizes every statement.
  * Each buffered row carries the statement depth it was queued at, and a
  * statement's end takes only the rows of its own depth and deeper: the
  * statements that a bulk statement's row triggers run (an audit trigger's
@@ -568,7 +569,7 @@ dp_events_send(int first)
 			dp_rows[i].event->count++;
 	for (e = dp_event_tables; e; e = e->next)
 	{
-		e->summarize = threshold > 0 && e->count > threshold;
+		e->summarize = threshold >= 0 && e->count > threshold;
 		any_bulk |= e->summarize;
 	}
 

@@ -82,11 +82,17 @@ WITH o AS (UPDATE bulk_other SET phase = 'starting' RETURNING id)
 UPDATE bulk_jobs SET phase = 'starting' WHERE phase <> 'starting';
 SELECT regexp_replace(payload, '"at":"[^"]*"', '"at":"..."') FROM pg_temp.received() ORDER BY n;
 
--- threshold 0: one event per row whatever their number
-SET deploy_progress.notify_bulk_threshold = 0;
+-- threshold -1: one event per row whatever their number
+SET deploy_progress.notify_bulk_threshold = -1;
 UPDATE bulk_jobs SET phase = 'health_check';
 SELECT count(*) AS events, count(*) FILTER (WHERE payload::jsonb ? 'bulk') AS summaries
   FROM pg_temp.received();
+-- threshold 0: every statement is summarized, a one-row statement too
+SET deploy_progress.notify_bulk_threshold = 0;
+UPDATE bulk_jobs SET phase = 'transferring' WHERE id = 1;
+SELECT regexp_replace(payload, '"at":"[^"]*"', '"at":"..."') FROM pg_temp.received() ORDER BY n;
+UPDATE bulk_jobs SET phase = 'health_check' WHERE id = 1;
+SELECT count(*) FROM pg_temp.received();
 SET deploy_progress.notify_bulk_threshold = 3;
 
 -- the setting is per session: "sender" has the default, 100
@@ -211,9 +217,91 @@ SELECT octet_length(payload) < 1000 AS under_1000_bytes,
        payload::jsonb -> 'count' AS count
   FROM pg_temp.received() ORDER BY n;
 
+-- COPY FROM is one statement like any other
+CREATE TABLE bulk_copy (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL,
+                        phase_updated_at timestamptz);
+SELECT relid FROM deploy_progress.track('bulk_copy');
+COPY bulk_copy (id, phase) FROM STDIN;
+1	queued
+2	queued
+3	building
+4	queued
+5	queued
+\.
+SELECT * FROM pg_temp.events('bulk_copy');
+-- ... at the threshold, one event per row
+COPY bulk_copy (id, phase) FROM STDIN;
+6	queued
+7	queued
+8	queued
+\.
+SELECT count(*) AS events, count(*) FILTER (WHERE payload::jsonb ? 'bulk') AS summaries
+  FROM pg_temp.received();
+-- ... and in a savepoint rolled back later, nothing
+BEGIN;
+SAVEPOINT s;
+COPY bulk_copy (id, phase) FROM STDIN;
+9	queued
+10	queued
+11	queued
+12	queued
+\.
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT count(*) FROM pg_temp.received();
+SELECT count(*) FROM deploy_progress.history WHERE relid = 'bulk_copy'::regclass AND key::integer > 8;
+
+-- nested statements: the triggers of a bulk statement move rows of another
+-- tracked table; each statement they run is counted on its own, and the
+-- outer statement's rows wait for its end
+CREATE TABLE bulk_child (id integer PRIMARY KEY, phase deploy_progress.phase NOT NULL,
+                         phase_updated_at timestamptz);
+SELECT relid FROM deploy_progress.track('bulk_child');
+INSERT INTO bulk_child SELECT g, 'queued' FROM generate_series(1, 8) g;
+SELECT count(*) FROM pg_temp.received();
+-- a row trigger: one-row statements, one event each
+CREATE FUNCTION bulk_cascade() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE bulk_child SET phase = NEW.phase WHERE id = NEW.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER cascade AFTER UPDATE ON bulk_copy FOR EACH ROW EXECUTE FUNCTION bulk_cascade();
+UPDATE bulk_copy SET phase = 'fetching' WHERE id <= 5;
+SELECT regexp_replace(payload, '"at":"[^"]*"', '"at":"..."') FROM pg_temp.received() ORDER BY n;
+DROP TRIGGER cascade ON bulk_copy;
+-- a statement trigger moving 8 rows: their summary, then the outer statement's 2 events
+CREATE FUNCTION bulk_cascade_all() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE bulk_child SET phase = 'building' WHERE phase <> 'building';
+    RETURN NULL;
+END $$;
+CREATE TRIGGER cascade_all AFTER UPDATE ON bulk_copy FOR EACH STATEMENT EXECUTE FUNCTION bulk_cascade_all();
+UPDATE bulk_copy SET phase = 'building' WHERE id <= 2;
+SELECT regexp_replace(payload, '"at":"[^"]*"', '"at":"..."') FROM pg_temp.received() ORDER BY n;
+DROP TRIGGER cascade_all ON bulk_copy;
+-- a row trigger whose EXCEPTION block rolls back every other nested update:
+-- their events are not sent, and their history is not kept
+CREATE FUNCTION bulk_cascade_some() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        UPDATE bulk_child SET phase = NEW.phase WHERE id = NEW.id;
+        IF NEW.id % 2 = 0 THEN
+            RAISE EXCEPTION 'undo';
+        END IF;
+    EXCEPTION WHEN raise_exception THEN NULL;
+    END;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER cascade_some AFTER UPDATE ON bulk_copy FOR EACH ROW EXECUTE FUNCTION bulk_cascade_some();
+UPDATE bulk_copy SET phase = 'transferring' WHERE id <= 5;
+SELECT regexp_replace(payload, '"at":"[^"]*"', '"at":"..."') FROM pg_temp.received() ORDER BY n;
+SELECT key, to_phase FROM deploy_progress.history
+ WHERE relid = 'bulk_child'::regclass AND to_phase = 'transferring' ORDER BY key::integer;
+DROP TRIGGER cascade_some ON bulk_copy;
+
 -- bad values are refused and change nothing
 \set VERBOSITY terse
-SET deploy_progress.notify_bulk_threshold = -1;
+SET deploy_progress.notify_bulk_threshold = -2;
 SET deploy_progress.notify_bulk_threshold = 'many';
 SET deploy_progress.notify_bulk_threshold = 1e10;
 \set VERBOSITY default
@@ -221,6 +309,6 @@ SHOW deploy_progress.notify_bulk_threshold;
 
 SELECT dblink_disconnect('listener');
 SELECT dblink_disconnect('sender');
-DROP TABLE bulk_jobs, bulk_other, bulk_audit, bulk_stuck, bulk_parts, bulk_keys;
-DROP FUNCTION bulk_audit();
+DROP TABLE bulk_jobs, bulk_other, bulk_audit, bulk_stuck, bulk_parts, bulk_keys, bulk_copy, bulk_child;
+DROP FUNCTION bulk_audit(), bulk_cascade(), bulk_cascade_all(), bulk_cascade_some();
 DROP EXTENSION dblink;
