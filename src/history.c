@@ -552,13 +552,15 @@ static void dp_notify_summary(DpEventGroup *g);
  * transition, except for a table with more than
  * deploy_progress.notify_bulk_threshold of them, whose transitions are sent
  * as one summary event per phase entered, in the place of the first
- * transition into that phase.  The groups live in the caller's context.
+ * transition into that phase.  The groups are made in the caller's
+ * context and freed when sent.
  */
 static void
 dp_events_send(int first)
 {
 	int			threshold = dp_notify_bulk_threshold;
 	bool		any_bulk = false;
+	DpEventGroup *groups = NULL;	/* of every summarized table */
 	DpEventTable *e;
 	int			i;
 
@@ -575,8 +577,6 @@ dp_events_send(int first)
 
 	if (any_bulk)
 	{
-		DpEventGroup *groups = NULL;	/* of every summarized table */
-
 		for (i = first; i < dp_nrows; i++)
 		{
 			DpHistRow  *r = &dp_rows[i];
@@ -619,6 +619,15 @@ dp_events_send(int first)
 			dp_notify(r);
 		else if (r->group)
 			dp_notify_summary(r->group);
+	}
+
+	/* a PL/pgSQL loop may run many bulk statements in one context */
+	while (groups)
+	{
+		DpEventGroup *next = groups->next;
+
+		pfree(groups);
+		groups = next;
 	}
 }
 
