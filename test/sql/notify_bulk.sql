@@ -306,6 +306,13 @@ SET deploy_progress.notify_bulk_threshold = 'many';
 SET deploy_progress.notify_bulk_threshold = 1e10;
 \set VERBOSITY default
 SHOW deploy_progress.notify_bulk_threshold;
+-- before a session loads the library, PostgreSQL takes any value; the
+-- library checks it when it loads, and a bad one leaves the default
+SELECT dblink_connect('fresh', :'connstr');
+SELECT dblink_exec('fresh', 'SET deploy_progress.notify_bulk_threshold = -5');
+SELECT * FROM dblink('fresh', 'SELECT deploy_progress.percent(1, 4)') AS t(p double precision);
+SELECT * FROM dblink('fresh', 'SHOW deploy_progress.notify_bulk_threshold') AS t(threshold text);
+SELECT dblink_disconnect('fresh');
 
 SELECT dblink_disconnect('listener');
 SELECT dblink_disconnect('sender');
