@@ -299,6 +299,20 @@ SELECT key, to_phase FROM deploy_progress.history
  WHERE relid = 'bulk_child'::regclass AND to_phase = 'transferring' ORDER BY key::integer;
 DROP TRIGGER cascade_some ON bulk_copy;
 
+-- a procedure that commits between two bulk statements: a summary each,
+-- the first one delivered at the procedure's COMMIT
+CREATE PROCEDURE bulk_two_commits() LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE bulk_child SET phase = 'health_check';
+    COMMIT;
+    UPDATE bulk_child SET phase = 'succeeded';
+END $$;
+CALL bulk_two_commits();
+SELECT payload::jsonb ->> 'to' AS to_phase, payload::jsonb ->> 'count' AS count,
+       payload::jsonb ->> 'bulk' AS bulk
+  FROM pg_temp.received() ORDER BY n;
+DROP PROCEDURE bulk_two_commits();
+
 -- bad values are refused and change nothing
 \set VERBOSITY terse
 SET deploy_progress.notify_bulk_threshold = -2;
