@@ -221,6 +221,7 @@ typedef struct DpSavedUser
 extern bool dp_stamping;
 extern int	dp_clock;
 extern char *dp_transition_reason;
+extern int	dp_notify_bulk_threshold;
 extern TimestampTz dp_now(void);
 extern const char *dp_schema_name(DpSchema schema);
 extern DpSchema dp_schema_of_version(const char *version);
