@@ -304,6 +304,14 @@ extern double dp_speed_step(double rate, bool rate_isnull, double delta,
 							double seconds, double elapsed, double tau);
 extern double dp_speed_decay(double rate, double seconds, double tau);
 
+/* history.c: a row moved to another partition by an UPDATE */
+extern void dp_history_note_move(DpTrack *t, Relation rel, TupleTableSlot *newslot,
+								 bool phase_changed, int old_idx,
+								 TimestampTz old_phase_at, bool old_phase_at_null);
+
+extern bool dp_side_moving(Oid relid, int *old_idx, TimestampTz *old_phase_at,
+						   bool *old_phase_at_null);
+
 /* claims.c */
 extern void dp_claims_check_lease(DpTrack *t, Relation rel, TupleTableSlot *oldslot);
 extern void dp_claims_on_end(DpTrack *t, Relation rel, TupleTableSlot *oldslot,

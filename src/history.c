@@ -198,6 +198,108 @@ dp_history_reset(void)
 		MemoryContextReset(dp_hist_cxt);
 }
 
+/*
+ * Rows moved to another partition.  PostgreSQL runs an UPDATE that moves a
+ * row to another partition as a DELETE from the old partition and an
+ * INSERT into the new one, and fires the new partition's AFTER INSERT
+ * triggers, not AFTER UPDATE: without a note, the history would record the
+ * move as the row's insertion into its phase (no previous phase, no time
+ * in it), and a move that kept the phase as a transition.  The stamp
+ * trigger recognizes the moved row in the new partition's BEFORE INSERT
+ * (stamp.c, dp_is_moved_row()) and notes here what the UPDATE did to its
+ * phase; the AFTER INSERT of that row, which fires later in the same order
+ * as the notes were made, takes its note by table and key.  Notes are
+ * looked for from the oldest not taken, at most DP_MOVE_WINDOW of them (a
+ * MERGE interleaves moved and inserted rows: an inserted row looks at a
+ * few notes only); when all are taken they are forgotten, and the end of
+ * the (sub)transaction drops those it made.
+ */
+typedef struct DpMovedRow
+{
+	Oid			relid;			/* the tracked table */
+	text	   *key;
+	int			level;			/* transaction nesting level of the note */
+	bool		taken;
+	bool		phase_changed;
+	int			old_idx;
+	TimestampTz old_phase_at;
+	bool		old_phase_at_null;
+} DpMovedRow;
+
+#define DP_MOVE_WINDOW 16
+
+static MemoryContext dp_moves_cxt = NULL;
+static DpMovedRow *dp_moves = NULL;
+static int	dp_nmoves = 0;
+static int	dp_maxmoves = 0;
+static int	dp_moves_head = 0;		/* the oldest note not taken */
+
+static void
+dp_moves_reset(void)
+{
+	dp_nmoves = dp_maxmoves = dp_moves_head = 0;
+	dp_moves = NULL;
+	if (dp_moves_cxt)
+		MemoryContextReset(dp_moves_cxt);
+}
+
+void
+dp_history_note_move(DpTrack *t, Relation rel, TupleTableSlot *newslot, bool phase_changed,
+					 int old_idx, TimestampTz old_phase_at, bool old_phase_at_null)
+{
+	MemoryContext oldcxt;
+	text	   *key = dp_row_key(t, rel, newslot);
+	DpMovedRow *m;
+
+	if (dp_moves_cxt == NULL)
+		dp_moves_cxt = AllocSetContextCreate(TopMemoryContext,
+											 "deploy_progress moved rows",
+											 ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(dp_moves_cxt);
+	if (dp_nmoves >= dp_maxmoves)
+	{
+		int			newmax = dp_maxmoves ? dp_maxmoves * 2 : 64;
+
+		dp_moves = dp_moves ? repalloc_huge(dp_moves, sizeof(DpMovedRow) * newmax) :
+			palloc(sizeof(DpMovedRow) * newmax);
+		dp_maxmoves = newmax;
+	}
+	m = &dp_moves[dp_nmoves++];
+	m->relid = t->tracked_relid;
+	m->key = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(key));
+	m->level = GetCurrentTransactionNestLevel();
+	m->taken = false;
+	m->phase_changed = phase_changed;
+	m->old_idx = old_phase_at_null && !phase_changed ? -1 : old_idx;
+	m->old_phase_at = old_phase_at;
+	m->old_phase_at_null = old_phase_at_null;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* The note of the row of table "relid" with key "key" inserted into a partition, if moved. */
+static DpMovedRow *
+dp_moves_take(Oid relid, text *key)
+{
+	int			seen = 0;
+
+	for (int i = dp_moves_head; i < dp_nmoves && seen < DP_MOVE_WINDOW; i++)
+	{
+		DpMovedRow *m = &dp_moves[i];
+
+		if (m->taken)
+			continue;
+		seen++;
+		if (m->relid == relid && dp_text_equal(PointerGetDatum(m->key), PointerGetDatum(key)))
+		{
+			m->taken = true;
+			while (dp_moves_head < dp_nmoves && dp_moves[dp_moves_head].taken)
+				dp_moves_head++;
+			return m;
+		}
+	}
+	return NULL;
+}
+
 /* The buffer's memory context, created on first use. */
 static MemoryContext
 dp_history_cxt(void)
@@ -790,6 +892,8 @@ dp_history_xact_callback(XactEvent event, void *arg)
 			dp_flushing = false;
 			if (dp_nrows > 0 || dp_rows != NULL || dp_event_tables != NULL)
 				dp_history_reset();
+			if (dp_nmoves > 0)
+				dp_moves_reset();
 			break;
 	}
 }
@@ -804,9 +908,26 @@ dp_history_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	if (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB)
 		dp_side_subxact_end(event == SUBXACT_EVENT_COMMIT_SUB);
+	level = GetCurrentTransactionNestLevel();
+	if (dp_nmoves > 0 && (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB))
+	{
+		/* the notes of an aborted subtransaction are dropped, a commit hands them up */
+		for (i = dp_moves_head; i < dp_nmoves; i++)
+		{
+			if (dp_moves[i].level < level)
+				continue;
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+				dp_moves[i].taken = true;
+			else
+				dp_moves[i].level = level - 1;
+		}
+		while (dp_moves_head < dp_nmoves && dp_moves[dp_moves_head].taken)
+			dp_moves_head++;
+		if (dp_moves_head == dp_nmoves)
+			dp_moves_reset();
+	}
 	if (dp_nrows == 0)
 		return;
-	level = GetCurrentTransactionNestLevel();
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		dp_flushing = false;
@@ -1076,6 +1197,8 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	bool		record;
 	DpHistRow	row;
 	AttrNumber	att_started;
+	DpMovedRow *moved = NULL;	/* the note of a row moved to this partition */
+	DpMovedRow	moved_copy;
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
@@ -1097,6 +1220,46 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	if (isnull || (new_idx = dp_phase_index(t, phase)) < 0)
 		return PointerGetDatum(NULL);
 	memset(&row, 0, sizeof(row));
+	if (oldslot == NULL && dp_nmoves > dp_moves_head && rel->rd_rel->relispartition)
+	{
+		DpMovedRow *m = dp_moves_take(t->tracked_relid, dp_row_key(t, rel, newslot));
+
+		if (m)
+		{
+			bool		same = !m->phase_changed || m->old_idx == new_idx;
+			int			old = m->old_idx;
+
+			moved = m;
+			if (dp_moves_head == dp_nmoves)
+			{
+				/* every note taken: forget them, this one once copied */
+				moved_copy = *m;
+				moved = &moved_copy;
+				dp_moves_reset();
+			}
+			if (same)
+				return PointerGetDatum(NULL);	/* a move, not a transition */
+			old_idx = old;
+			if (old_idx >= 0)
+				row.from = cstring_to_text(t->phases[old_idx].name);
+		}
+	}
+	else if (oldslot == NULL && t->side && rel->rd_rel->relispartition)
+	{
+		int			old;
+
+		if (dp_side_moving(t->tracked_relid, &old, &moved_copy.old_phase_at,
+						   &moved_copy.old_phase_at_null))
+		{
+			if (old == new_idx)
+				return PointerGetDatum(NULL);	/* a move, not a transition */
+			moved_copy.phase_changed = true;
+			moved_copy.old_idx = old_idx = old;
+			moved = &moved_copy;
+			if (old_idx >= 0)
+				row.from = cstring_to_text(t->phases[old_idx].name);
+		}
+	}
 	if (oldslot)
 	{
 		Datum		old_phase = slot_getattr(oldslot, t->att_phase, &isnull);
@@ -1141,6 +1304,16 @@ dp_record_transition(PG_FUNCTION_ARGS)
 			if (!row.prev_null)
 				row.prev = dp_timing_from_column(t, DP_ROLE_PHASE_UPDATED_AT, d);
 		}
+		else if (moved)
+		{
+			row.prev_null = moved->old_phase_at_null;
+			row.prev = moved->old_phase_at;
+		}
+	}
+	else if (t->side && moved)
+	{
+		row.prev_null = moved->old_phase_at_null;
+		row.prev = moved->old_phase_at;
 	}
 	else if (t->side && oldslot)
 	{
