@@ -28,6 +28,8 @@
 --   * the stamp trigger of a tracked table carries its configuration as
 --     its argument (confirmed by the trigger's comment), and recreates it
 --     after a schema-only restore; existing triggers are rewritten
+--   * owners and leases: claim(), release(), the claims table and the
+--     owners view; the stuck reason owner_gone, first in priority
 
 \echo Use "ALTER EXTENSION deploy_progress UPDATE TO '1.1'" to load this file. \quit
 
@@ -66,19 +68,23 @@ COMMENT ON FUNCTION @extschema@._kinds(text) IS
     'Internal: the phase kinds in order, all or of one class (terminal, in_flight, unsuccessful, clocked)';
 
 -- The reasons a row can be stuck, in order of priority: the kind of phase
--- the reason applies to, the timing role whose time starts its clock, and
--- the tracked option holding its deadline (the phase's own deadline when
--- that option is NULL and phase_deadline says so).  A row is stuck when its
--- clock plus the deadline is strictly before the time asked about.
+-- the reason applies to (NULL: every in-flight kind), the timing role whose
+-- time starts its clock, and the tracked option holding its deadline (the
+-- phase's own deadline when that option is NULL and phase_deadline says
+-- so; no option at all: no deadline).  A row is stuck when its clock plus
+-- the deadline is strictly before the time asked about.  owner_gone's
+-- clock, claimed_at, is the time of the row's claim when its owner session
+-- has ended, else NULL (55_claims.sql).
 CREATE OR REPLACE FUNCTION @extschema@._stuck_reasons()
 RETURNS TABLE (priority integer, reason text, kind text, clock text, deadline text, phase_deadline boolean)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    VALUES (1, 'no_heartbeat',  'active',  'heartbeat_at',        'heartbeat_deadline', false),
-           (2, 'no_progress',   'active',  'progress_updated_at', 'progress_deadline',  false),
-           (3, 'phase_overdue', 'active',  'phase_updated_at',    'phase_deadline',     true),
-           (4, 'queue_overdue', 'pending', 'phase_updated_at',    'queue_deadline',     true)
+    VALUES (1, 'owner_gone',    NULL,      'claimed_at',          NULL,                 false),
+           (2, 'no_heartbeat',  'active',  'heartbeat_at',        'heartbeat_deadline', false),
+           (3, 'no_progress',   'active',  'progress_updated_at', 'progress_deadline',  false),
+           (4, 'phase_overdue', 'active',  'phase_updated_at',    'phase_deadline',     true),
+           (5, 'queue_overdue', 'pending', 'phase_updated_at',    'queue_deadline',     true)
 $$;
 COMMENT ON FUNCTION @extschema@._stuck_reasons() IS
     'Internal: the stuck reasons in order of priority, with the kind of phase each applies to, its clock (a timing role) and its deadline (a tracked option)';
@@ -550,6 +556,21 @@ DROP FUNCTION @extschema@._in_flight_counts();
 -- in_flight gains the label and message columns
 DROP VIEW @extschema@.in_flight;
 DROP FUNCTION @extschema@.in_flight(regclass, timestamptz);
+
+--------------------------------------------------------------------------
+-- Owners and leases: the claims table (55_claims.sql)
+--------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.claims (
+    relid           regclass NOT NULL,
+    key             text NOT NULL,
+    pid             integer NOT NULL,
+    backend_start   timestamptz NOT NULL,
+    claimed_at      timestamptz NOT NULL,
+    PRIMARY KEY (relid, key)
+);
+COMMENT ON TABLE @extschema@.claims IS
+    'The owners of claimed rows of tracked tables: the session (process ID and start time) that called claim() on the row, and when; written by claim() and the triggers as the extension''s owner, read through the owners view';
 
 --------------------------------------------------------------------------
 -- Functions and views as sql/src defines them in 1.1
@@ -1027,7 +1048,7 @@ COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
 -- of the table's shard and created a new table under the old name, so what
 -- the extension keeps of the table is under the shard's OID.  Moves its
 -- configuration (unless the table has one of its own), history,
--- pruned-history totals, side timings and phase estimates to the table, as
+-- pruned-history totals, side timings, phase estimates and claims to the table, as
 -- the extension's owner, and returns the shard (NULL when there is nothing
 -- to adopt).  The shard is the one Citus' metadata gives for the table and
 -- everything moves together, so the result is what the owner's track()
@@ -1064,6 +1085,8 @@ BEGIN
     UPDATE @extschema@.timings s SET relid = tbl WHERE s.relid = shard;
     DELETE FROM @extschema@.phase_estimates e WHERE e.relid = tbl;
     UPDATE @extschema@.phase_estimates e SET relid = tbl WHERE e.relid = shard;
+    DELETE FROM @extschema@.claims c WHERE c.relid = tbl;
+    UPDATE @extschema@.claims c SET relid = tbl WHERE c.relid = shard;
     RETURN shard;
 END
 $$;
@@ -1480,12 +1503,13 @@ BEGIN
     -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
+    PERFORM @extschema@._forget_claims(tbl);
     PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration, side-table timings and phase estimates; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings, phase estimates and claims; the table''s rows and its history are left as they are';
 
 -- Keeps the stamp triggers of the tables tracked with a lifecycle in step
 -- with its phases, after define_lifecycle().  As the extension's owner,
@@ -1752,6 +1776,9 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
+    DELETE FROM @extschema@.claims c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND c.relid = d.objid;
     DELETE FROM @extschema@.phase_estimates e
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
@@ -1761,7 +1788,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings, phase estimates and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.eta(percent double precision, speed double precision)
@@ -1957,16 +1984,22 @@ BEGIN
            string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
       INTO exprs, roles
       FROM @extschema@._role_exprs(cfg) WITH ORDINALITY AS e(role, expr, ord);
+    -- owner_gone's clock: the time of the row's claim when its owner
+    -- session has ended (the owners view, joined as o, holds those only)
+    exprs := exprs || jsonb_build_object('claimed_at', 'o.claimed_at');
 
     -- the stuck reason: the first of _stuck_reasons() whose clock plus
     -- deadline is before $1 (v.i is its priority)
     SELECT string_agg(quote_literal(x.reason), ', ' ORDER BY x.priority),
            string_agg(format(' WHEN %s THEN %s', x.priority, exprs ->> x.clock), '' ORDER BY x.priority),
            string_agg(format(' WHEN %s THEN %s', x.priority, x.dl), '' ORDER BY x.priority),
-           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) %L AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
-                             x.kind, exprs ->> x.clock, x.dl, x.priority), '' ORDER BY x.priority)
+           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]) AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
+                             CASE WHEN x.kind IS NULL THEN @extschema@._kinds('in_flight') ELSE ARRAY[x.kind] END, exprs ->> x.clock, x.dl, x.priority),
+                      '' ORDER BY x.priority)
       INTO reasons, clocks, deadlines, checks
-      FROM (SELECT sr.*, CASE WHEN sr.phase_deadline
+      FROM (SELECT sr.*, CASE WHEN sr.deadline IS NULL
+                              THEN '''0''::pg_catalog.interval'
+                              WHEN sr.phase_deadline
                               THEN format('coalesce(%L::pg_catalog.interval, p.deadline)', opts ->> sr.deadline)
                               ELSE format('%L::pg_catalog.interval', opts ->> sr.deadline) END AS dl
               FROM @extschema@._stuck_reasons() sr) x;
@@ -1978,7 +2011,7 @@ BEGIN
         ' FROM %s t'
         ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
         '  AND p.phase OPERATOR(pg_catalog.=) %s'
-        '%s'
+        '%s%s'
         ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
         '         CASE v.i%s END AS clock,'
         '         CASE v.i%s END AS deadline'
@@ -1992,6 +2025,8 @@ BEGIN
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
                          ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
              ELSE '' END,
+        format(' LEFT JOIN @extschema@.owners o ON o.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
+               ' AND o.key OPERATOR(pg_catalog.=) %s AND NOT o.alive', cfg.relid::oid, @extschema@._key_expr(cfg, 't')),
         reasons, clocks, deadlines, checks,
         CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
         CASE WHEN extra IS NULL THEN '' ELSE ' AND (' || extra || ')' END,
@@ -2663,6 +2698,178 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.fail_stuck(regclass, integer, timestamptz) IS
     'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches, as each table''s owner) and returns what it failed';
+
+-- Whether the session with a process ID and start time is still connected
+-- (src/claims.c: the process array, and pg_stat_activity's start time);
+-- NULL on a standby, which cannot see the primary's sessions.
+CREATE OR REPLACE FUNCTION @extschema@._owner_alive(pid integer, backend_start timestamptz)
+RETURNS boolean
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'dp_owner_alive';
+COMMENT ON FUNCTION @extschema@._owner_alive(integer, timestamptz) IS
+    'Internal: whether the server session with this process ID and start time (pg_stat_activity.backend_start) still exists (NULL on a standby)';
+
+-- Everyone reads the claims through this view: those of the tables it may
+-- read, and of a table whose row-level security applies to the role, those
+-- of the rows it can see.
+CREATE OR REPLACE VIEW @extschema@.owners
+WITH (security_barrier)
+AS
+SELECT c.relid, c.key, c.pid, c.backend_start, c.claimed_at,
+       @extschema@._owner_alive(c.pid, c.backend_start) AS alive
+  FROM @extschema@.claims c
+ WHERE pg_catalog.has_table_privilege(c.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(c.relid) OR @extschema@._row_visible(c.relid, c.key));
+COMMENT ON VIEW @extschema@.owners IS
+    'The claimed rows of the tracked tables the current role can read (of a table under row-level security, of the rows it can see): the owner session''s process ID and start time, when it claimed the row, and whether it is still connected';
+GRANT SELECT ON @extschema@.owners TO PUBLIC;
+
+-- claim()'s check, with the caller's rights: the table is tracked, the
+-- caller may update the row (it is locked FOR UPDATE, which applies the
+-- table's privileges and UPDATE policies), and the row has not ended.
+-- Gives the tracked table (a partition's partitioned table) and the row's
+-- key text as the triggers write it.
+CREATE OR REPLACE FUNCTION @extschema@._claim_row(tbl regclass, key text, OUT relid regclass, OUT row_key text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+    k   text := key;
+    r   record;
+BEGIN
+    cfg := @extschema@._config(tbl, 'Only the rows of tracked tables can be claimed; track it with deploy_progress.track() first.',
+                               ancestors => true);
+    IF NOT has_any_column_privilege(tbl, 'UPDATE') THEN
+        RAISE EXCEPTION 'permission denied to claim rows of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'claim() makes the calling session the owner of the row, as the worker that updates it: it needs the UPDATE privilege on the table.',
+                  HINT = 'Claim rows as the role that works on them; readers use stuck() and the owners view.';
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT x.key, x.phase, x.kind, x.failure_reason FROM (%s) x',
+                       @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2), 'FOR UPDATE OF t',
+                                             in_flight => false, source => tbl))
+           INTO STRICT r USING pg_catalog.now(), k;
+    EXCEPTION
+        WHEN no_data_found OR data_exception THEN
+            RAISE EXCEPTION 'table % has no row with key %', tbl, quote_literal(k)
+                USING ERRCODE = 'no_data_found',
+                      DETAIL = 'Only an existing row can be claimed.',
+                      HINT = 'Insert the row first, then claim it with its key text, for example ''42'' or, for a composite key, ''(42,eu)''.';
+        WHEN too_many_rows THEN
+            RAISE EXCEPTION 'table % has more than one row with key %', tbl, quote_literal(k)
+                USING ERRCODE = 'cardinality_violation',
+                      DETAIL = format('The key columns (%s) do not identify a row.', array_to_string(cfg.key_columns, ', ')),
+                      HINT = 'Track the table with key columns that are unique.';
+    END;
+    IF r.kind = ANY (@extschema@._kinds('terminal')) THEN
+        RAISE EXCEPTION 'cannot claim row % of table %: it has ended', quote_literal(r.key), tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It is in %s phase "%s"%s.', r.kind, r.phase,
+                                  CASE WHEN r.failure_reason IS NOT NULL THEN format('; reason: %s', r.failure_reason) ELSE '' END),
+                  HINT = 'Claim a row that has not ended; insert a new row for a new attempt.';
+    END IF;
+    relid := cfg.relid;
+    row_key := r.key;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._claim_row(regclass, text) IS
+    'Internal: claim()''s check and lock of the row, as the caller; gives the tracked table and the row''s key text';
+
+-- claim()'s write, run as the extension's owner (REVOKEd from PUBLIC):
+-- records the session as the row's owner, taking the row over from an
+-- owner whose session has ended; a live owner's claim is an error, this
+-- session's own claim is kept as it is.
+CREATE OR REPLACE FUNCTION @extschema@._claim_write(tbl regclass, key text, pid integer, backend_start timestamptz)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held @extschema@.claims;
+BEGIN
+    INSERT INTO @extschema@.claims AS c (relid, key, pid, backend_start, claimed_at)
+    VALUES (tbl, key, pid, backend_start, pg_catalog.now())
+    ON CONFLICT ON CONSTRAINT claims_pkey DO UPDATE
+       SET pid = excluded.pid, backend_start = excluded.backend_start, claimed_at = excluded.claimed_at
+     WHERE NOT @extschema@._owner_alive(c.pid, c.backend_start);
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO held FROM @extschema@.claims c
+     WHERE c.relid = _claim_write.tbl AND c.key = _claim_write.key;
+    IF held.pid = _claim_write.pid AND held.backend_start = _claim_write.backend_start THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'row % of table % is claimed by another session', quote_literal(key), tbl
+        USING ERRCODE = 'object_in_use',
+              DETAIL = format('The session with process ID %s (started %s) claimed it at %s and is still connected.',
+                              held.pid, held.backend_start, held.claimed_at),
+              HINT = 'Claim another row; this one can be claimed again once that session calls release() on it or ends.';
+END
+$$;
+COMMENT ON FUNCTION @extschema@._claim_write(regclass, text, integer, timestamptz) IS
+    'Internal: records a claim for claim() (run as the extension''s owner)';
+REVOKE ALL ON FUNCTION @extschema@._claim_write(regclass, text, integer, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.claim(tbl regclass, key text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'dp_claim';
+COMMENT ON FUNCTION @extschema@.claim(regclass, text) IS
+    'Makes the calling session the owner of a row of a tracked table (it must be allowed to update the row): stuck() reports the row as owner_gone as soon as the session ends, and the session''s writes to the row fail once someone else ends it';
+
+-- Ends this session's claim on a row; false when it held none.  Runs as
+-- the extension's owner, and removes only a claim of the calling session.
+CREATE OR REPLACE FUNCTION @extschema@.release(tbl regclass, key text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    IF tbl IS NULL OR key IS NULL THEN
+        RAISE EXCEPTION 'table and key must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the tracked table and the row''s key text, as to claim().';
+    END IF;
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot release rows on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'Claims are recorded on the primary, and this server is in recovery (read-only).',
+                  HINT = 'Connect the worker to the primary.';
+    END IF;
+    cfg := @extschema@._config(tbl, 'Only the rows of tracked tables can be claimed and released.', ancestors => true);
+    DELETE FROM @extschema@.claims c
+     WHERE c.relid = cfg.relid
+       AND c.key = @extschema@._key_text(cfg.relid, release.key)
+       AND c.pid = pg_catalog.pg_backend_pid()
+       AND c.backend_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a);
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.release(regclass, text) IS
+    'Ends the calling session''s claim on a row of a tracked table; false when the session did not claim it';
+
+-- Removes the claims of a table that is not (or no longer) tracked;
+-- untrack() runs with the caller's rights, who cannot write the claims, so
+-- this runs as their owner, and since it only removes claims of a table
+-- that no tracking configuration refers to, anyone may call it.
+CREATE OR REPLACE FUNCTION @extschema@._forget_claims(tbl regclass)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.claims c
+     WHERE c.relid OPERATOR(pg_catalog.=) tbl
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid OPERATOR(pg_catalog.=) tbl)
+$$;
+COMMENT ON FUNCTION @extschema@._forget_claims(regclass) IS
+    'Internal: removes the claims of a table that is not tracked';
 
 -- The query in_flight() runs for one table ($1: as of), in key order.
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_query(cfg @extschema@.tracked)

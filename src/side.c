@@ -1211,19 +1211,7 @@ dp_side_remove_all(DpSideCall *call, Oid relid, Oid partition)
 static Oid
 dp_side_table_owner(void)
 {
-	Oid			nsp = get_namespace_oid(DP_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("timings", nsp) : InvalidOid;
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		return InvalidOid;
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		return InvalidOid;
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	return dp_extension_table_owner("timings");
 }
 
 /*
@@ -1352,6 +1340,25 @@ static inline Oid
 dp_side_partition_of(Relation rel)
 {
 	return rel->rd_rel->relispartition ? RelationGetRelid(rel) : InvalidOid;
+}
+
+/*
+ * For the history's AFTER INSERT of a row in partition of tracked table
+ * "relid": whether it is the new half of a row moved from another
+ * partition (its old half's AFTER DELETE has just fired, see dp_move), and
+ * then the phase it had and when it entered it.
+ */
+bool
+dp_side_moving(Oid relid, int *old_idx, TimestampTz *old_phase_at, bool *old_phase_at_null)
+{
+	if (!dp_move.valid || dp_move.tracked_relid != relid ||
+		dp_move.depth != dp_statement_depth ||
+		dp_move.level != GetCurrentTransactionNestLevel())
+		return false;
+	*old_idx = dp_move.old_phase_null ? -1 : dp_move.old_idx;
+	*old_phase_at_null = !dp_move.found || dp_move.ts_null[DP_ROLE_PHASE_UPDATED_AT];
+	*old_phase_at = *old_phase_at_null ? 0 : dp_move.ts[DP_ROLE_PHASE_UPDATED_AT];
+	return true;
 }
 
 /*

@@ -368,6 +368,10 @@ typedef struct DpMoved
 	bool		ts_null[DP_NUM_ROLES];
 	double		speed;
 	bool		speed_null;
+	bool		phase_changed;	/* the UPDATE changed the row's phase ... */
+	int			old_idx;		/* ... from this one (-1: unknown) */
+	TimestampTz old_phase_at;	/* when the old phase was entered */
+	bool		old_phase_at_null;
 } DpMoved;
 
 static DpMoved dp_moved;
@@ -595,7 +599,14 @@ dp_stamp(PG_FUNCTION_ARGS)
 						   bms_is_member(t->att[DP_ROLE_PERCENT] - FirstLowInvalidHeapAttributeNumber, upd)));
 		owned_kept = !bms_overlap(upd, t->owned_cols);
 	}
+	/* leases: an owner's write to a row someone else ended (claims.c) */
+	if (oldslot)
+		dp_claims_check_lease(t, trigdata->tg_relation, oldslot);
 	dp_classify(t, trigdata->tg_relation, oldslot, newslot, phase_kept, counters_kept, &ch);
+	if (oldslot)
+		dp_claims_on_end(t, trigdata->tg_relation, oldslot, &ch);
+	if (!oldslot || ch.entered)
+		dp_claims_on_new_run(t, trigdata->tg_relation, oldslot, newslot, &ch);
 
 	/* a backward move ignored: the row keeps its phase, the rest applies */
 	if (ch.phase_ignored)
@@ -612,7 +623,13 @@ dp_stamp(PG_FUNCTION_ARGS)
 			PointerGetDatum(dp_modify_tuple(t, trigdata->tg_relation, newslot, newtuple,
 											ncols, cols, vals, nulls));
 	if (oldslot == NULL && dp_is_moved_row(t, trigdata->tg_relation, newslot))
+	{
+		/* the history's AFTER INSERT must see the UPDATE, not an INSERT */
+		if (t->history != DP_HISTORY_OFF || t->notify_channel != NULL)
+			dp_history_note_move(t, trigdata->tg_relation, newslot, dp_moved.phase_changed,
+								 dp_moved.old_idx, dp_moved.old_phase_at, dp_moved.old_phase_at_null);
 		return PointerGetDatum(newtuple);
+	}
 
 	/*
 	 * The value each timing column should have: the old row's (NULL on
@@ -821,6 +838,18 @@ dp_stamp(PG_FUNCTION_ARGS)
 				d = slot_getattr(newslot, t->att[DP_ROLE_ITEMS_PER_SECOND], &isnull);
 			dp_moved.speed_null = isnull;
 			dp_moved.speed = isnull ? 0 : DatumGetFloat8(d);
+		}
+		dp_moved.phase_changed = ch.entered;
+		dp_moved.old_idx = ch.old_idx;
+		dp_moved.old_phase_at_null = true;
+		dp_moved.old_phase_at = 0;
+		if (ch.entered && t->att[DP_ROLE_PHASE_UPDATED_AT])
+		{
+			Datum		d = slot_getattr(oldslot, t->att[DP_ROLE_PHASE_UPDATED_AT],
+										 &dp_moved.old_phase_at_null);
+
+			if (!dp_moved.old_phase_at_null)
+				dp_moved.old_phase_at = dp_timing_from_column(t, DP_ROLE_PHASE_UPDATED_AT, d);
 		}
 		dp_moved.tracked_relid = t->tracked_relid;
 		dp_moved.cid = GetCurrentCommandId(false);

@@ -451,7 +451,7 @@ COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
 -- of the table's shard and created a new table under the old name, so what
 -- the extension keeps of the table is under the shard's OID.  Moves its
 -- configuration (unless the table has one of its own), history,
--- pruned-history totals, side timings and phase estimates to the table, as
+-- pruned-history totals, side timings, phase estimates and claims to the table, as
 -- the extension's owner, and returns the shard (NULL when there is nothing
 -- to adopt).  The shard is the one Citus' metadata gives for the table and
 -- everything moves together, so the result is what the owner's track()
@@ -488,6 +488,8 @@ BEGIN
     UPDATE @extschema@.timings s SET relid = tbl WHERE s.relid = shard;
     DELETE FROM @extschema@.phase_estimates e WHERE e.relid = tbl;
     UPDATE @extschema@.phase_estimates e SET relid = tbl WHERE e.relid = shard;
+    DELETE FROM @extschema@.claims c WHERE c.relid = tbl;
+    UPDATE @extschema@.claims c SET relid = tbl WHERE c.relid = shard;
     RETURN shard;
 END
 $$;
@@ -904,12 +906,13 @@ BEGIN
     -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
+    PERFORM @extschema@._forget_claims(tbl);
     PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration, side-table timings and phase estimates; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings, phase estimates and claims; the table''s rows and its history are left as they are';
 
 --------------------------------------------------------------------------
 -- The configuration in the stamp trigger: schema-only dumps keep tracking
@@ -1374,6 +1377,9 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
+    DELETE FROM @extschema@.claims c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND c.relid = d.objid;
     DELETE FROM @extschema@.phase_estimates e
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
@@ -1383,7 +1389,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings, phase estimates and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop

@@ -196,16 +196,22 @@ BEGIN
            string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
       INTO exprs, roles
       FROM @extschema@._role_exprs(cfg) WITH ORDINALITY AS e(role, expr, ord);
+    -- owner_gone's clock: the time of the row's claim when its owner
+    -- session has ended (the owners view, joined as o, holds those only)
+    exprs := exprs || jsonb_build_object('claimed_at', 'o.claimed_at');
 
     -- the stuck reason: the first of _stuck_reasons() whose clock plus
     -- deadline is before $1 (v.i is its priority)
     SELECT string_agg(quote_literal(x.reason), ', ' ORDER BY x.priority),
            string_agg(format(' WHEN %s THEN %s', x.priority, exprs ->> x.clock), '' ORDER BY x.priority),
            string_agg(format(' WHEN %s THEN %s', x.priority, x.dl), '' ORDER BY x.priority),
-           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) %L AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
-                             x.kind, exprs ->> x.clock, x.dl, x.priority), '' ORDER BY x.priority)
+           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]) AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
+                             CASE WHEN x.kind IS NULL THEN @extschema@._kinds('in_flight') ELSE ARRAY[x.kind] END, exprs ->> x.clock, x.dl, x.priority),
+                      '' ORDER BY x.priority)
       INTO reasons, clocks, deadlines, checks
-      FROM (SELECT sr.*, CASE WHEN sr.phase_deadline
+      FROM (SELECT sr.*, CASE WHEN sr.deadline IS NULL
+                              THEN '''0''::pg_catalog.interval'
+                              WHEN sr.phase_deadline
                               THEN format('coalesce(%L::pg_catalog.interval, p.deadline)', opts ->> sr.deadline)
                               ELSE format('%L::pg_catalog.interval', opts ->> sr.deadline) END AS dl
               FROM @extschema@._stuck_reasons() sr) x;
@@ -217,7 +223,7 @@ BEGIN
         ' FROM %s t'
         ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
         '  AND p.phase OPERATOR(pg_catalog.=) %s'
-        '%s'
+        '%s%s'
         ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
         '         CASE v.i%s END AS clock,'
         '         CASE v.i%s END AS deadline'
@@ -231,6 +237,8 @@ BEGIN
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
                          ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
              ELSE '' END,
+        format(' LEFT JOIN @extschema@.owners o ON o.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
+               ' AND o.key OPERATOR(pg_catalog.=) %s AND NOT o.alive', cfg.relid::oid, @extschema@._key_expr(cfg, 't')),
         reasons, clocks, deadlines, checks,
         CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
         CASE WHEN extra IS NULL THEN '' ELSE ' AND (' || extra || ')' END,
