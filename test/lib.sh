@@ -141,7 +141,12 @@ run_tap() {
 # test/citus.sh).  Its source is not on any package registry: it is looked
 # for in ../shared/citus next to the repository, or in $DP_CITUS_SRC (a
 # directory with citus-<version>.tar.gz and the *.patch files to apply).
-: "${DP_CITUS_SRC:=$REPO/../shared/citus}"
+# (next to the clone, else where this project's machines keep it)
+if [ -z "${DP_CITUS_SRC:-}" ]; then
+    for DP_CITUS_SRC in "$REPO/../shared/citus" /work/shared/citus; do
+        [ -d "$DP_CITUS_SRC" ] && break
+    done
+fi
 : "${DP_CITUS_VERSION:=13.2.2}"
 : "${DP_CITUS_CACHE:=/var/cache/deploy_progress-citus}"
 export DP_CITUS_SRC DP_CITUS_VERSION DP_CITUS_CACHE
