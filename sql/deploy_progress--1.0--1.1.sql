@@ -476,6 +476,8 @@ CREATE OR REPLACE FUNCTION @extschema@._write_stamp_trigger(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     arg text := @extschema@._trigger_config(tbl);
@@ -881,6 +883,13 @@ BEGIN
         ON tr.relid = a.relid
      ORDER BY a.ord LIMIT 1;
     IF NOT FOUND THEN
+        IF @extschema@._citus_kind(tbl) IS NOT DISTINCT FROM 'local' THEN
+            -- (its configuration is under its shard: _citus_adopt_local())
+            RAISE EXCEPTION 'table % is not tracked', tbl
+                USING ERRCODE = 'undefined_object',
+                      DETAIL = 'It is a Citus local table. If it was tracked before citus_add_local_table_to_metadata(), its tracking configuration is filed under its shard.',
+                      HINT = 'Run deploy_progress.track() on the table again.';
+        END IF;
         IF detail IS NULL THEN
             RAISE EXCEPTION 'table % is not tracked', tbl
                 USING ERRCODE = 'undefined_object', HINT = hint;
@@ -981,6 +990,109 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_off(text, text[]) IS
     'Internal: the argument of track() that leaves a column role out, for its hints';
 
+-- What Citus makes of a table: 'distributed' (hash, range or append
+-- distributed, or a single-shard table), 'reference', 'local' (a Citus
+-- local table), NULL for a table Citus does not manage or without Citus.
+-- Citus creates the triggers of a distributed table on each of its shards
+-- only with citus.enable_unsafe_triggers on, which the functions that
+-- create or drop our triggers set for their own duration (our triggers
+-- touch the row and this node's deploy_progress tables only, which is what
+-- the setting is about); src/track_cache.c configures a shard from its
+-- stamp trigger's argument.
+CREATE OR REPLACE FUNCTION @extschema@._citus_kind(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT CASE WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference'''
+            '            WHEN p.partmethod = ''n'' AND p.colocationid = 0 THEN ''local'''
+            '            ELSE ''distributed'' END'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+       INTO kind USING tbl;
+    RETURN kind;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_kind(regclass) IS
+    'Internal: what Citus makes of a table (distributed, reference, local), NULL when Citus does not manage it';
+
+-- The distribution column of a Citus distributed table (NULL for a table
+-- without one).
+CREATE OR REPLACE FUNCTION @extschema@._citus_distribution_column(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partkey IS NOT NULL'
+       INTO col USING tbl;
+    RETURN col;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
+    'Internal: the distribution column of a Citus distributed table, NULL for other tables';
+
+-- A table tracked before citus_add_local_table_to_metadata() made it a
+-- Citus local table: Citus renamed the table itself (its OID) to the name
+-- of the table's shard and created a new table under the old name, so what
+-- the extension keeps of the table is under the shard's OID.  Moves its
+-- configuration (unless the table has one of its own), history,
+-- pruned-history totals, side timings, phase estimates and claims to the table, as
+-- the extension's owner, and returns the shard (NULL when there is nothing
+-- to adopt).  The shard is the one Citus' metadata gives for the table and
+-- everything moves together, so the result is what the owner's track()
+-- makes of it, and anyone may call it.
+CREATE OR REPLACE FUNCTION @extschema@._citus_adopt_local(tbl regclass)
+RETURNS regclass
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shard regclass;
+BEGIN
+    IF @extschema@._citus_kind(tbl) IS DISTINCT FROM 'local' THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid, false))'
+            '  FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1'
+       INTO shard USING tbl;
+    IF shard IS NULL OR shard = tbl
+       OR NOT EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = shard) THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
+        DELETE FROM @extschema@.tracked t WHERE t.relid = shard;
+    ELSE
+        -- (_sync_tracked() rewrites the table's stamp trigger, and Citus its shard's)
+        UPDATE @extschema@.tracked t SET relid = tbl WHERE t.relid = shard;
+    END IF;
+    UPDATE @extschema@.history h SET relid = tbl WHERE h.relid = shard;
+    DELETE FROM @extschema@.history_pruned p WHERE p.relid = tbl;
+    UPDATE @extschema@.history_pruned p SET relid = tbl WHERE p.relid = shard;
+    DELETE FROM @extschema@.timings s WHERE s.relid = tbl;
+    UPDATE @extschema@.timings s SET relid = tbl WHERE s.relid = shard;
+    DELETE FROM @extschema@.phase_estimates e WHERE e.relid = tbl;
+    UPDATE @extschema@.phase_estimates e SET relid = tbl WHERE e.relid = shard;
+    DELETE FROM @extschema@.claims c WHERE c.relid = tbl;
+    UPDATE @extschema@.claims c SET relid = tbl WHERE c.relid = shard;
+    RETURN shard;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_adopt_local(regclass) IS
+    'Internal: moves the configuration and what the extension keeps of a table tracked before it became a Citus local table from its shard (which has the table''s old OID) to the table, and returns the shard';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -1013,6 +1125,8 @@ CREATE OR REPLACE FUNCTION @extschema@.track(
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     cfg        @extschema@.tracked;
@@ -1055,6 +1169,15 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can track it.';
     END IF;
+    IF @extschema@._citus_kind(tbl) = 'reference' THEN
+        RAISE EXCEPTION 'cannot track reference table %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Citus keeps a copy of a reference table on every node, and each copy''s triggers would stamp its rows with that node''s clock and record the history once per node.',
+                  HINT = 'Track a distributed table (create_distributed_table()) or a table local to the coordinator.';
+    END IF;
+    -- a table tracked before it became a Citus local table: tracked from
+    -- now on under its own name (_citus_adopt_local())
+    PERFORM @extschema@._citus_adopt_local(tbl);
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
         RAISE EXCEPTION 'cannot track temporary table %', tbl
             USING ERRCODE = 'feature_not_supported',
@@ -1181,6 +1304,12 @@ BEGIN
         storage := CASE WHEN EXISTS (SELECT 1 FROM @extschema@.column_roles cr
                                       WHERE cr.under_side = 'side' AND resolved ? cr.role)
                         THEN 'row' ELSE 'side' END;
+    END IF;
+    IF storage = 'side' AND @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RAISE EXCEPTION 'cannot track distributed table % in side storage', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'The side timings of a distributed table''s rows would be kept on the workers that hold its shards, where the readers on the coordinator do not see them.',
+                  HINT = 'Add timing columns to the table (for example phase_updated_at and heartbeat_at) and track it with storage => ''row''.';
     END IF;
     IF storage = 'side' THEN
         -- timings live in the side table only, and so there is no smoothed speed
@@ -1351,6 +1480,8 @@ CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean 
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
@@ -1738,6 +1869,57 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS
     'Internal: the SQL expression giving each column role''s value in a tracked table''s rows (NULL where the table has no such column)';
 
+-- Field n of a key text of several columns (the text of a record, as
+-- record_out writes it: (1,"a b")), NULL when it is null or absent.
+-- A reader of one row of a Citus distributed table gives Citus the
+-- distribution column's value from it, so that it reads one shard.
+CREATE OR REPLACE FUNCTION @extschema@._key_field(key text, n integer)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    len    integer := length(key);
+    i      integer := 2;
+    field  integer := 1;
+    buf    text := '';
+    quoted boolean := false;
+    empty  boolean := true;
+    c      text;
+BEGIN
+    IF len < 2 OR left(key, 1) <> '(' OR right(key, 1) <> ')' THEN
+        RETURN NULL;
+    END IF;
+    WHILE i < len LOOP
+        c := substr(key, i, 1);
+        IF quoted AND c = '\' THEN
+            i := i + 1;
+            buf := buf || substr(key, i, 1);
+        ELSIF quoted AND c = '"' AND substr(key, i + 1, 1) = '"' THEN
+            i := i + 1;
+            buf := buf || '"';
+        ELSIF c = '"' THEN
+            quoted := NOT quoted;
+            empty := false;
+        ELSIF c = ',' AND NOT quoted THEN
+            IF field = n THEN
+                EXIT;
+            END IF;
+            field := field + 1;
+            buf := '';
+            empty := true;
+        ELSE
+            buf := buf || c;
+            empty := false;
+        END IF;
+        i := i + 1;
+    END LOOP;
+    RETURN CASE WHEN field = n AND NOT empty THEN buf END;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._key_field(text, integer) IS
+    'Internal: field n of the text of a record (a key of several columns), NULL when null or absent';
+
 -- A SELECT over a tracked table's rows (its in-flight rows, or all of them)
 -- giving:
 --   dp_tableoid, dp_ctid  the row's physical address (fail_stuck() locks by it)
@@ -1765,7 +1947,39 @@ DECLARE
     deadlines text;
     checks   text;
     opts     jsonb := to_jsonb(cfg);
+    src      text := coalesce(source, cfg.relid)::text;
+    dist     text := 'NULL::pg_catalog.text';
+    by_key   text;
 BEGIN
+    -- a Citus distributed table: its rows come from the shards through a
+    -- subquery that Citus runs on the workers (filtered there, through each
+    -- shard's in-flight index, and for a single-row reader by its key),
+    -- and the rest of the query runs on this node, where the lifecycles
+    -- are; xmin (dp_xmin) is the row version fail_stuck() re-checks there
+    -- (_fail_batch())
+    IF @extschema@._citus_kind(coalesce(source, cfg.relid)) = 'distributed' THEN
+        dist := @extschema@._citus_distribution_column(cfg.relid);
+        IF extra IS NOT NULL AND extra = @extschema@._key_condition(cfg, 't', 2) THEN
+            by_key := '(' || extra || ')';
+            -- the distribution column among several key columns: its
+            -- value from the key text ($2), for Citus to pick the shard
+            -- (of the built-in types whose text reads back as the value)
+            IF cardinality(cfg.key_columns) > 1 AND dist = ANY (cfg.key_columns)
+               AND @extschema@._column_type(cfg.relid, dist) IN
+                   ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
+                    'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.uuid'::regtype) THEN
+                by_key := by_key || format(' AND t.%I OPERATOR(pg_catalog.=) @extschema@._key_field($2, %s)::%s',
+                                           dist, array_position(cfg.key_columns, dist),
+                                           @extschema@._column_type(cfg.relid, dist)::regtype);
+            END IF;
+        END IF;
+        src := format('(SELECT t.tableoid, t.ctid, t.xmin, t.%I::pg_catalog.text AS dp_dist, t.*'
+                      '   FROM %s t WHERE %s AND %s OFFSET 0)',
+                      dist, coalesce(source, cfg.relid),
+                      CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
+                      coalesce(by_key, 'true'));
+        dist := 't.dp_dist';
+    END IF;
     SELECT jsonb_object_agg(e.role, e.expr),
            string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
       INTO exprs, roles
@@ -1791,7 +2005,7 @@ BEGIN
               FROM @extschema@._stuck_reasons() sr) x;
 
     RETURN format(
-        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, %s AS phase,'
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, t.xmin AS dp_xmin, %s AS dp_dist, %s AS key, %s AS phase,'
         ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
         ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
         ' FROM %s t'
@@ -1804,8 +2018,8 @@ BEGIN
         '    FROM (SELECT CASE%s'
         '      END AS i) v) st'
         ' WHERE %s%s %s',
-        @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
-        coalesce(source, cfg.relid),
+        dist, @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
+        src,
         CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, @extschema@._phase_expr(cfg, 't'),
         CASE WHEN cfg.storage = 'side'
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
@@ -2321,6 +2535,9 @@ DECLARE
 BEGIN
     SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
+    IF @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RETURN @extschema@._fail_batch_citus(cfg, failed, why, batch_size, as_of);
+    END IF;
     -- 1. lock a batch of stuck rows, skipping rows a writer holds
     EXECUTE format(
         'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
@@ -2363,6 +2580,62 @@ $$;
 COMMENT ON FUNCTION @extschema@._fail_batch(regclass, text, integer, timestamptz, oid[], tid[]) IS
     'Internal: one batch of fail_stuck() in one table for one reason (call it through _fail_batch_as_owner())';
 
+-- _fail_batch() on a Citus distributed table, from the coordinator: a
+-- tableoid names a shard on one worker only, and Citus cannot lock the rows
+-- of a query over several shards (FOR UPDATE).  So it reads up to
+-- batch_size rows stuck for "why" across the shards, each with its
+-- distribution column's value and its row version (ctid and xmin on its
+-- shard), and fails each with an UPDATE routed to its shard by the
+-- distribution column, re-checked there under the row lock the UPDATE
+-- takes: the row version must be the one read, so a row written since (a
+-- heartbeat, progress, another sweep that failed it first) is left.  Two overlapping sweeps fail each row
+-- once: the second waits for the first's lock, then finds a newer version.
+-- The failure reason reaches the shards' history through a SET LOCAL that
+-- Citus propagates (citus.propagate_set_commands, set by fail_stuck()).
+-- One batch per reason and sweep: rows past batch_size go to the next sweep
+-- ("tids" is empty, so fail_stuck() does not ask again).
+CREATE OR REPLACE FUNCTION @extschema@._fail_batch_citus(cfg @extschema@.tracked, failed text, why text,
+                                                         batch_size integer, as_of timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dist      name := @extschema@._citus_distribution_column(cfg.relid);
+    dist_type text := format_type(@extschema@._column_type(cfg.relid, dist), NULL);
+    col_type  text := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+    r         record;
+    done      jsonb := '[]';
+    hit       boolean;
+BEGIN
+    EXECUTE format('SET LOCAL deploy_progress.transition_reason = %L', why);
+    FOR r IN EXECUTE format(
+        'SELECT r.key, r.phase, r.dp_ctid, r.dp_xmin, r.dp_dist FROM (%s) r'
+        ' ORDER BY r.key LIMIT %s',
+        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why)), batch_size)
+        USING as_of
+    LOOP
+        EXECUTE format(
+            'UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+            ' WHERE t.%6$I OPERATOR(pg_catalog.=) $1::%7$s'
+            '   AND t.ctid OPERATOR(pg_catalog.=) $2 AND t.xmin OPERATOR(pg_catalog.=) $3'
+            ' RETURNING true',
+            cfg.relid, cfg.phase_column, failed, col_type,
+            CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                 ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+            dist, dist_type)
+        INTO hit USING r.dp_dist, r.dp_ctid, r.dp_xmin;
+        IF hit THEN
+            done := done || jsonb_build_array(jsonb_build_object('key', r.key, 'from_phase', r.phase));
+        END IF;
+    END LOOP;
+    EXECUTE 'SET LOCAL deploy_progress.transition_reason = ''''';
+    RETURN jsonb_build_object('oids', '[]'::jsonb, 'tids', '[]'::jsonb, 'rows', done);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._fail_batch_citus(@extschema@.tracked, text, text, integer, timestamptz) IS
+    'Internal: one batch of fail_stuck() in a Citus distributed table for one reason: rows read across the shards, failed by key on their shard if their row version is unchanged';
+
 -- _fail_batch() as the table's owner, inside a security-restricted
 -- operation with search_path pg_catalog, pg_temp (as VACUUM and REFRESH
 -- MATERIALIZED VIEW run another role's code), after checking that the caller
@@ -2382,6 +2655,9 @@ CREATE OR REPLACE FUNCTION @extschema@.fail_stuck(tbl regclass DEFAULT NULL, bat
 RETURNS TABLE (relid regclass, key text, from_phase text, to_phase text, reason text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (on a Citus distributed table, the failure reason reaches the shards'
+-- history through SET LOCAL: _fail_batch_citus())
+SET citus.propagate_set_commands = 'local'
 AS $$
 DECLARE
     cfg       @extschema@.tracked;
@@ -2819,6 +3095,60 @@ $$;
 COMMENT ON FUNCTION @extschema@._readable_config(regclass) IS
     'Internal: the tracking configuration of a table, checking that it is tracked and that the caller can read it';
 
+-- The transitions of one table (of one row of it when k is not NULL) that
+-- the caller can read, as the transitions view gives them.  A Citus
+-- distributed table's history is on the workers, where its shards' triggers
+-- write it under the table's name (on this node: what was written before
+-- the table was distributed, and that of shards placed here): it is also
+-- read there, through each worker's
+-- transitions view (so with the caller's rights and row-level security on
+-- that worker), one query per worker, and given under this node's relid.
+-- History ids are unique per node only; the readers order by time first.
+-- A worker that cannot be read is an error, or for a global reader (named
+-- by "reader") a warning, and its history is left out.
+CREATE OR REPLACE FUNCTION @extschema@._transitions(tbl regclass, k text DEFAULT NULL, reader text DEFAULT NULL)
+RETURNS SETOF @extschema@.transitions
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w record;
+BEGIN
+    RETURN QUERY SELECT * FROM @extschema@.transitions x
+                  WHERE x.relid OPERATOR(pg_catalog.=) tbl AND (k IS NULL OR x.key OPERATOR(pg_catalog.=) k);
+    IF @extschema@._citus_kind(tbl) IS DISTINCT FROM 'distributed' THEN
+        RETURN;
+    END IF;
+    FOR w IN EXECUTE 'SELECT r.nodename, r.nodeport, r.success, r.result FROM pg_catalog.run_command_on_workers($1) r'
+        USING format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x) OPERATOR(pg_catalog.-) ''relid''), ''[]'')'
+                     '  FROM deploy_progress.transitions x'
+                     ' WHERE x.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass%s',
+                     tbl::text,
+                     CASE WHEN k IS NULL THEN ''
+                          ELSE format(' AND x.key OPERATOR(pg_catalog.=) %L COLLATE "C"', k) END)
+    LOOP
+        IF NOT w.success AND reader IS NOT NULL THEN
+            -- a global reader goes on without that worker's history
+            PERFORM @extschema@._skipped(tbl, reader, '08006',
+                                         format('the history on worker %s:%s cannot be read: %s', w.nodename, w.nodeport, w.result));
+            CONTINUE;
+        END IF;
+        IF NOT w.success THEN
+            RAISE EXCEPTION 'cannot read the history of table % on worker %:%', tbl, w.nodename, w.nodeport
+                USING ERRCODE = 'connection_failure',
+                      DETAIL = format('The worker answered: %s', w.result),
+                      HINT = 'The history of a distributed table is kept on the workers that hold its shards; check that this one is up.';
+        END IF;
+        RETURN QUERY
+            SELECT x.id, tbl, x.key, x.from_phase, x.to_phase, x.to_kind, x.at, x.time_in_previous,
+                   x.completed, x.total, x.reason, x.txid, x.label, x.message, x.metadata
+              FROM pg_catalog.jsonb_populate_recordset(NULL::@extschema@.transitions, w.result::pg_catalog.jsonb) x;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._transitions(regclass, text, text) IS
+    'Internal: the readable transitions of one table (or of one of its rows), those of a Citus distributed table read from the workers';
+
 -- The suggested deadline of a phase from its completed stays: 1.5 times
 -- their 95th percentile, rounded up to a whole minute (at least one), once
 -- there are at least 20 of them; NULL below that, and for phases that take
@@ -2855,8 +3185,8 @@ BEGIN
                h.to_kind <> ALL (@extschema@._kinds('unsuccessful')) AND h.time_in_previous IS NOT NULL AS completed,
                h.to_kind = 'failed' AS failure,
                extract(epoch FROM h.time_in_previous)::double precision AS secs
-          FROM @extschema@.transitions h
-         WHERE h.relid = tbl AND h.from_phase IS NOT NULL
+          FROM @extschema@._transitions(tbl) h
+         WHERE h.from_phase IS NOT NULL
            AND (since IS NULL OR h.at >= since)
     ), agg AS (
         SELECT s.from_phase,
@@ -2902,8 +3232,7 @@ BEGIN
            END,
            h.reason
       FROM (SELECT x.*, lead(x.at) OVER (ORDER BY x.at, x.id) AS next_at
-              FROM @extschema@.transitions x
-             WHERE x.relid = tbl AND x.key = k) h
+              FROM @extschema@._transitions(tbl, k) x) h
      ORDER BY h.at, h.id;
 END
 $$;
@@ -2952,8 +3281,7 @@ BEGIN
                            row_number() OVER w AS ord,
                            x.from_phase IS NULL
                                OR lag(x.to_kind) OVER w = ANY (@extschema@._kinds('terminal')) AS starts
-                      FROM @extschema@.transitions x
-                     WHERE x.relid = tbl AND x.key = k
+                      FROM @extschema@._transitions(tbl, k) x
                     WINDOW w AS (ORDER BY x.at, x.id)) h) a
      WHERE a.ord >= coalesce(a.attempt, 1);
 
@@ -3361,7 +3689,8 @@ WITH tables AS (
     -- only the history of the rows it can see counts, and none of the
     -- pruned totals (which cannot be split by row)
     SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label,
-           pg_catalog.row_security_active(t.relid) AS rls
+           pg_catalog.row_security_active(t.relid) AS rls,
+           @extschema@._citus_kind(t.relid) IS NOT DISTINCT FROM 'distributed' AS distributed
       FROM @extschema@.tracked t
      WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
 ), pruned AS (
@@ -3373,9 +3702,17 @@ WITH tables AS (
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
                AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')) AS completed_stay,
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
-      FROM @extschema@.history h
-      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
-     WHERE NOT t.rls OR @extschema@._row_visible(h.relid, h.key)
+      FROM (SELECT h.relid, h.from_phase, h.to_phase, h.to_kind, h.time_in_previous
+              FROM @extschema@.history h
+              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+             WHERE (NOT t.rls OR @extschema@._row_visible(h.relid, h.key))
+               AND NOT t.distributed
+            UNION ALL
+            -- a Citus distributed table's history is on the workers too
+            SELECT x.relid, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
+              FROM tables t
+             CROSS JOIN LATERAL @extschema@._transitions(t.relid, reader => 'metrics') x
+             WHERE t.distributed) h
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k

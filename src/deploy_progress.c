@@ -36,6 +36,13 @@ bool		dp_stamping = true;
 /* deploy_progress.transition_reason: reason recorded with transitions. */
 char	   *dp_transition_reason = NULL;
 
+/*
+ * deploy_progress.notify_bulk_threshold: a statement that moves more rows of
+ * one table sends one summary event per target phase (history.c); -1: never,
+ * 0: every statement (as log_min_duration_statement's -1 and 0).
+ */
+int			dp_notify_bulk_threshold = 100;
+
 /* deploy_progress.clock: which "now" the triggers stamp with. */
 int			dp_clock = DP_CLOCK_STATEMENT;
 
@@ -102,6 +109,17 @@ _PG_init(void)
 							MAX_KILOBYTES,
 							PGC_USERSET,
 							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("deploy_progress.notify_bulk_threshold",
+							"Most transitions of one table in one statement that are sent as one NOTIFY event each.",
+							"A statement that moves more rows of a table sends one summary event per target phase "
+							"for that table instead; 0 summarizes every statement, -1 sends one event per transition whatever their number.",
+							&dp_notify_bulk_threshold,
+							100,
+							-1, INT_MAX,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 
 	dp_history_init();

@@ -10,7 +10,8 @@
 # (apt-get, as root or with sudo), builds with -Werror, installs, starts a
 # private PostgreSQL cluster (15, or what PG_MAJOR or PG_CONFIG name) with
 # pg_cron, runs the regression and isolation suites (make installcheck),
-# the README examples (test/readme_examples.sh), the TAP tests and the
+# the README examples (test/readme_examples.sh), the TAP tests (with Citus
+# built from ../shared/citus when it is there, for test/t/018_citus.pl) and the
 # client tests (test/clients), stops the cluster, runs the suites under
 # Valgrind (test/valgrind/run.sh), and exits non-zero on any failure.
 set -euo pipefail
@@ -19,10 +20,19 @@ source "$(dirname "$0")/lib.sh"
 ensure_packages
 build_install
 
+# Citus, for the distributed-table test test/t/018_citus.pl: built once from
+# ../shared/citus (or $DP_CITUS_SRC) into a cache outside the clone
+# ($DP_CITUS_CACHE) and installed into PG_CONFIG's installation; without
+# its source the test says it is skipped, and why
+citus_status=0
+if [ -z "$(citus_source_missing)" ]; then
+    ensure_citus || citus_status=1
+fi
+
 log "starting a throwaway cluster"
 start_cluster "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'postgres'"
 
-status=0
+status=$citus_status
 # the two suites run separately, so that a regression failure does not
 # hide the isolation results
 log "regression suite (make installcheck)"
@@ -44,27 +54,11 @@ fi
 
 if ls "$REPO"/test/t/*.pl >/dev/null 2>&1; then
     log "TAP suite"
-    # the TAP framework starts clusters of its own, which must not run as
-    # root: run prove as the server's OS user, with its logs in a directory
-    # that user owns (what "make installcheck" would do with TAP_TESTS)
-    pgxs_dir="$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)"
-    tap_dir="$(mktemp -d /tmp/deploy_progress_tap.XXXXXX)"
-    tap_src="$REPO"
-    if [ "$(id -u)" = 0 ]; then
-        # postgres may not be able to read the tree (a clone under /root):
-        # the tests run from a copy it owns
-        tap_src="$tap_dir/src"
-        mkdir "$tap_src"
-        tar -C "$REPO" --exclude=./.git --exclude=./tmp_check -cf - . | tar -C "$tap_src" -xf -
-        chown -R postgres: "$tap_dir"
-    fi
-    if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" \
-            PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
-            prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} test/t/*.pl); then
+    # (as the server's OS user, with Citus for test/t/018_citus.pl when
+    # ensure_citus installed it above)
+    if ! run_tap 'test/t/*.pl'; then
         status=1
-        find "$tap_dir" -name 'regress_log_*' -exec tail -n 60 {} + 2>/dev/null || true
     fi
-    rm -rf "$tap_dir"
 fi
 
 log "client tests: Node.js, Python, Ruby, deploy-progress-watch, packaging"

@@ -81,6 +81,57 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS
     'Internal: the SQL expression giving each column role''s value in a tracked table''s rows (NULL where the table has no such column)';
 
+-- Field n of a key text of several columns (the text of a record, as
+-- record_out writes it: (1,"a b")), NULL when it is null or absent.
+-- A reader of one row of a Citus distributed table gives Citus the
+-- distribution column's value from it, so that it reads one shard.
+CREATE OR REPLACE FUNCTION @extschema@._key_field(key text, n integer)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    len    integer := length(key);
+    i      integer := 2;
+    field  integer := 1;
+    buf    text := '';
+    quoted boolean := false;
+    empty  boolean := true;
+    c      text;
+BEGIN
+    IF len < 2 OR left(key, 1) <> '(' OR right(key, 1) <> ')' THEN
+        RETURN NULL;
+    END IF;
+    WHILE i < len LOOP
+        c := substr(key, i, 1);
+        IF quoted AND c = '\' THEN
+            i := i + 1;
+            buf := buf || substr(key, i, 1);
+        ELSIF quoted AND c = '"' AND substr(key, i + 1, 1) = '"' THEN
+            i := i + 1;
+            buf := buf || '"';
+        ELSIF c = '"' THEN
+            quoted := NOT quoted;
+            empty := false;
+        ELSIF c = ',' AND NOT quoted THEN
+            IF field = n THEN
+                EXIT;
+            END IF;
+            field := field + 1;
+            buf := '';
+            empty := true;
+        ELSE
+            buf := buf || c;
+            empty := false;
+        END IF;
+        i := i + 1;
+    END LOOP;
+    RETURN CASE WHEN field = n AND NOT empty THEN buf END;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._key_field(text, integer) IS
+    'Internal: field n of the text of a record (a key of several columns), NULL when null or absent';
+
 -- A SELECT over a tracked table's rows (its in-flight rows, or all of them)
 -- giving:
 --   dp_tableoid, dp_ctid  the row's physical address (fail_stuck() locks by it)
@@ -108,7 +159,39 @@ DECLARE
     deadlines text;
     checks   text;
     opts     jsonb := to_jsonb(cfg);
+    src      text := coalesce(source, cfg.relid)::text;
+    dist     text := 'NULL::pg_catalog.text';
+    by_key   text;
 BEGIN
+    -- a Citus distributed table: its rows come from the shards through a
+    -- subquery that Citus runs on the workers (filtered there, through each
+    -- shard's in-flight index, and for a single-row reader by its key),
+    -- and the rest of the query runs on this node, where the lifecycles
+    -- are; xmin (dp_xmin) is the row version fail_stuck() re-checks there
+    -- (_fail_batch())
+    IF @extschema@._citus_kind(coalesce(source, cfg.relid)) = 'distributed' THEN
+        dist := @extschema@._citus_distribution_column(cfg.relid);
+        IF extra IS NOT NULL AND extra = @extschema@._key_condition(cfg, 't', 2) THEN
+            by_key := '(' || extra || ')';
+            -- the distribution column among several key columns: its
+            -- value from the key text ($2), for Citus to pick the shard
+            -- (of the built-in types whose text reads back as the value)
+            IF cardinality(cfg.key_columns) > 1 AND dist = ANY (cfg.key_columns)
+               AND @extschema@._column_type(cfg.relid, dist) IN
+                   ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
+                    'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.uuid'::regtype) THEN
+                by_key := by_key || format(' AND t.%I OPERATOR(pg_catalog.=) @extschema@._key_field($2, %s)::%s',
+                                           dist, array_position(cfg.key_columns, dist),
+                                           @extschema@._column_type(cfg.relid, dist)::regtype);
+            END IF;
+        END IF;
+        src := format('(SELECT t.tableoid, t.ctid, t.xmin, t.%I::pg_catalog.text AS dp_dist, t.*'
+                      '   FROM %s t WHERE %s AND %s OFFSET 0)',
+                      dist, coalesce(source, cfg.relid),
+                      CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
+                      coalesce(by_key, 'true'));
+        dist := 't.dp_dist';
+    END IF;
     SELECT jsonb_object_agg(e.role, e.expr),
            string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
       INTO exprs, roles
@@ -134,7 +217,7 @@ BEGIN
               FROM @extschema@._stuck_reasons() sr) x;
 
     RETURN format(
-        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, %s AS phase,'
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, t.xmin AS dp_xmin, %s AS dp_dist, %s AS key, %s AS phase,'
         ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
         ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
         ' FROM %s t'
@@ -147,8 +230,8 @@ BEGIN
         '    FROM (SELECT CASE%s'
         '      END AS i) v) st'
         ' WHERE %s%s %s',
-        @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
-        coalesce(source, cfg.relid),
+        dist, @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
+        src,
         CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, @extschema@._phase_expr(cfg, 't'),
         CASE WHEN cfg.storage = 'side'
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'

@@ -295,6 +295,9 @@ DECLARE
 BEGIN
     SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
+    IF @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RETURN @extschema@._fail_batch_citus(cfg, failed, why, batch_size, as_of);
+    END IF;
     -- 1. lock a batch of stuck rows, skipping rows a writer holds
     EXECUTE format(
         'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
@@ -337,6 +340,62 @@ $$;
 COMMENT ON FUNCTION @extschema@._fail_batch(regclass, text, integer, timestamptz, oid[], tid[]) IS
     'Internal: one batch of fail_stuck() in one table for one reason (call it through _fail_batch_as_owner())';
 
+-- _fail_batch() on a Citus distributed table, from the coordinator: a
+-- tableoid names a shard on one worker only, and Citus cannot lock the rows
+-- of a query over several shards (FOR UPDATE).  So it reads up to
+-- batch_size rows stuck for "why" across the shards, each with its
+-- distribution column's value and its row version (ctid and xmin on its
+-- shard), and fails each with an UPDATE routed to its shard by the
+-- distribution column, re-checked there under the row lock the UPDATE
+-- takes: the row version must be the one read, so a row written since (a
+-- heartbeat, progress, another sweep that failed it first) is left.  Two overlapping sweeps fail each row
+-- once: the second waits for the first's lock, then finds a newer version.
+-- The failure reason reaches the shards' history through a SET LOCAL that
+-- Citus propagates (citus.propagate_set_commands, set by fail_stuck()).
+-- One batch per reason and sweep: rows past batch_size go to the next sweep
+-- ("tids" is empty, so fail_stuck() does not ask again).
+CREATE OR REPLACE FUNCTION @extschema@._fail_batch_citus(cfg @extschema@.tracked, failed text, why text,
+                                                         batch_size integer, as_of timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dist      name := @extschema@._citus_distribution_column(cfg.relid);
+    dist_type text := format_type(@extschema@._column_type(cfg.relid, dist), NULL);
+    col_type  text := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+    r         record;
+    done      jsonb := '[]';
+    hit       boolean;
+BEGIN
+    EXECUTE format('SET LOCAL deploy_progress.transition_reason = %L', why);
+    FOR r IN EXECUTE format(
+        'SELECT r.key, r.phase, r.dp_ctid, r.dp_xmin, r.dp_dist FROM (%s) r'
+        ' ORDER BY r.key LIMIT %s',
+        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why)), batch_size)
+        USING as_of
+    LOOP
+        EXECUTE format(
+            'UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+            ' WHERE t.%6$I OPERATOR(pg_catalog.=) $1::%7$s'
+            '   AND t.ctid OPERATOR(pg_catalog.=) $2 AND t.xmin OPERATOR(pg_catalog.=) $3'
+            ' RETURNING true',
+            cfg.relid, cfg.phase_column, failed, col_type,
+            CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                 ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+            dist, dist_type)
+        INTO hit USING r.dp_dist, r.dp_ctid, r.dp_xmin;
+        IF hit THEN
+            done := done || jsonb_build_array(jsonb_build_object('key', r.key, 'from_phase', r.phase));
+        END IF;
+    END LOOP;
+    EXECUTE 'SET LOCAL deploy_progress.transition_reason = ''''';
+    RETURN jsonb_build_object('oids', '[]'::jsonb, 'tids', '[]'::jsonb, 'rows', done);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._fail_batch_citus(@extschema@.tracked, text, text, integer, timestamptz) IS
+    'Internal: one batch of fail_stuck() in a Citus distributed table for one reason: rows read across the shards, failed by key on their shard if their row version is unchanged';
+
 -- _fail_batch() as the table's owner, inside a security-restricted
 -- operation with search_path pg_catalog, pg_temp (as VACUUM and REFRESH
 -- MATERIALIZED VIEW run another role's code), after checking that the caller
@@ -356,6 +415,9 @@ CREATE OR REPLACE FUNCTION @extschema@.fail_stuck(tbl regclass DEFAULT NULL, bat
 RETURNS TABLE (relid regclass, key text, from_phase text, to_phase text, reason text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (on a Citus distributed table, the failure reason reaches the shards'
+-- history through SET LOCAL: _fail_batch_citus())
+SET citus.propagate_set_commands = 'local'
 AS $$
 DECLARE
     cfg       @extschema@.tracked;

@@ -99,7 +99,8 @@ WITH tables AS (
     -- only the history of the rows it can see counts, and none of the
     -- pruned totals (which cannot be split by row)
     SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label,
-           pg_catalog.row_security_active(t.relid) AS rls
+           pg_catalog.row_security_active(t.relid) AS rls,
+           @extschema@._citus_kind(t.relid) IS NOT DISTINCT FROM 'distributed' AS distributed
       FROM @extschema@.tracked t
      WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
 ), pruned AS (
@@ -111,9 +112,17 @@ WITH tables AS (
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
                AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')) AS completed_stay,
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
-      FROM @extschema@.history h
-      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
-     WHERE NOT t.rls OR @extschema@._row_visible(h.relid, h.key)
+      FROM (SELECT h.relid, h.from_phase, h.to_phase, h.to_kind, h.time_in_previous
+              FROM @extschema@.history h
+              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+             WHERE (NOT t.rls OR @extschema@._row_visible(h.relid, h.key))
+               AND NOT t.distributed
+            UNION ALL
+            -- a Citus distributed table's history is on the workers too
+            SELECT x.relid, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
+              FROM tables t
+             CROSS JOIN LATERAL @extschema@._transitions(t.relid, reader => 'metrics') x
+             WHERE t.distributed) h
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k
