@@ -2464,7 +2464,9 @@ COMMENT ON FUNCTION @extschema@._reader_query(@extschema@.tracked, text) IS
 -- in-flight rows: valid, of a plain table (a partitioned table's rows are
 -- in its partitions' indexes), and made for the lifecycle's current
 -- terminal phases (its comment is the statement that would make it now).
--- _read_each() passes over a table whose such index has no entry.
+-- _read_each() passes over a table whose such index has no entry.  Not
+-- of a table Citus manages: its rows are in its shards, not in the table
+-- this node sees (20_tracking.sql, _citus_kind()).
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_current(tbl regclass)
 RETURNS regclass
 LANGUAGE sql STABLE STRICT
@@ -2476,6 +2478,7 @@ AS $$
      WHERE i.indexrelid OPERATOR(pg_catalog.=) @extschema@._in_flight_index(tbl)
        AND i.indisvalid AND i.indisready AND i.indislive
        AND c.relkind OPERATOR(pg_catalog.=) 'r'
+       AND @extschema@._citus_kind(tbl) IS NULL
        AND pg_catalog.obj_description(i.indexrelid, 'pg_class')
            IS NOT DISTINCT FROM @extschema@.in_flight_index_statement(tbl, false)
 $$;

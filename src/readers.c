@@ -118,6 +118,7 @@ typedef struct DpReaderTable
 	Oid			relid;			/* hash key */
 	bool		valid;			/* false: rebuild before the next use */
 	Oid			index;
+	bool		citus;			/* Citus manages the table: custom plans */
 	SPIPlanPtr	plans[DP_NUM_READERS];	/* kept (SPI_keepplan); NULL: none */
 	Size		plan_bytes[DP_NUM_READERS];
 	char	   *sql[DP_NUM_READERS];	/* the query's text; NULL: none yet */
@@ -254,11 +255,16 @@ dp_reader_sql_value(const char *sql, int nargs, Oid *argtypes, Datum *args)
 	return value;
 }
 
-/* Prepares a reader's query (with a generic plan at once) and keeps it. */
+/*
+ * Prepares a reader's query (with a generic plan at once) and keeps it; a
+ * query over a table that Citus manages is planned for each run instead
+ * (Citus plans a distributed query with its parameters' values).
+ */
 static SPIPlanPtr
-dp_reader_prepare(const char *sql, int nargs, Oid *argtypes)
+dp_reader_prepare(const char *sql, int nargs, Oid *argtypes, bool custom)
 {
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+										  custom ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
@@ -298,6 +304,8 @@ dp_reader_table(const char *schema, Oid relid)
 	index = dp_reader_sql_value(psprintf("SELECT %s._in_flight_index_current($1)::pg_catalog.oid",
 										 quote_identifier(schema)), 1, &argtype, &arg);
 	t->index = index ? atooid(index) : InvalidOid;
+	t->citus = dp_reader_sql_value(psprintf("SELECT %s._citus_kind($1)", quote_identifier(schema)),
+								   1, &argtype, &arg) != NULL;
 	return t;
 }
 
@@ -365,7 +373,7 @@ dp_reader_plan(const char *schema, DpReaderTable *t, DpReader reader)
 			dp_reader_cache_bytes += strlen(sql) + 1;
 		}
 	}
-	plan = dp_reader_prepare(sql, 1, &as_of_type);
+	plan = dp_reader_prepare(sql, 1, &as_of_type, t->citus);
 	/* (the entry does not move: dynahash never relocates entries) */
 	t->plans[reader] = plan;
 	t->plan_bytes[reader] = 0;
@@ -413,7 +421,7 @@ dp_reader_empty_metrics_plan(const char *schema)
 							  0, NULL, NULL);
 	if (sql == NULL)
 		elog(ERROR, "_table_metrics_empty_query() gave no query");
-	dp_empty_metrics_plan = dp_reader_prepare(sql, 2, argtypes);
+	dp_empty_metrics_plan = dp_reader_prepare(sql, 2, argtypes, false);
 	return dp_empty_metrics_plan;
 }
 
