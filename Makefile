@@ -18,6 +18,7 @@ OBJS = \
 	src/history.o \
 	src/sweep.o \
 	src/claims.o \
+	src/readers.o \
 	src/util.o
 
 # The current version's install script is built from the living source,

@@ -2048,7 +2048,7 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --   overall_progress      weighted over the lifecycle's phases
 --   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
 --                         the time left for the whole run, from phase_estimates
---                         (_phase_eta_table(), once per query, and _run_eta_part()):
+--                         (_phase_eta_sql(), joined once per query, and _run_eta_part()):
 --                         median and 95th percentile; NULL where the history is
 --                         too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
@@ -2090,8 +2090,8 @@ AS $$
         '                             ) a) b) f'
         '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '                                  THEN %7$s END AS eta) g'
-        '  LEFT JOIN @extschema@._phase_eta_table(%10$L::pg_catalog.regclass, %11$L) est'
-        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])'
+        '  LEFT JOIN (%10$s) est'
+        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%11$L::pg_catalog.text[])'
         '  CROSS JOIN LATERAL (SELECT @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p50, est.thin, h.s, h.e, 0.5) AS p50,'
         '                             @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p95, est.thin, h.s, h.e, 0.95) AS p95'
         '                        FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS s,'
@@ -2110,7 +2110,7 @@ AS $$
                   '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
                   '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
              ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END,
-        cfg.relid::oid, cfg.lifecycle, @extschema@._kinds('in_flight'))
+        @extschema@._phase_eta_sql(cfg.relid, cfg.lifecycle), @extschema@._kinds('in_flight'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
      CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;
@@ -2438,37 +2438,64 @@ $$;
 COMMENT ON FUNCTION @extschema@._configs(regclass, timestamptz, text, text[]) IS
     'Internal: the tracking configurations a global reader or sweep goes through (all tables, or one), those on which the caller has the given privileges';
 
--- The rows a global reader (stuck, in_flight) returns: its query for each
--- table _configs() gives, a table whose query fails skipped with a warning
--- (or, asked about that one table, its error); each query sorts, so that
--- an error leaves none of its rows behind.
-CREATE OR REPLACE FUNCTION @extschema@._read_each(tbl regclass, as_of timestamptz, reader text)
-RETURNS SETOF record
+-- The query of a global reader for one table ($1: as of): stuck() and
+-- in_flight's rows (_stuck_query(), _in_flight_query()), the metrics read
+-- from the table (_table_metrics_query()), and for fail_stuck() the table
+-- once when it has a stuck row.
+CREATE OR REPLACE FUNCTION @extschema@._reader_query(cfg @extschema@.tracked, reader text)
+RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cfg @extschema@.tracked;
 BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of,
-                   CASE reader WHEN 'stuck' THEN 'Call stuck() without a table to check every tracked table.'
-                               ELSE 'Select from the view deploy_progress.in_flight to see every tracked table.' END)
-    LOOP
-        BEGIN
-            RETURN QUERY EXECUTE CASE reader WHEN 'stuck' THEN @extschema@._stuck_query(cfg)
-                                             ELSE @extschema@._in_flight_query(cfg) END
-                         USING as_of;
-        EXCEPTION WHEN OTHERS THEN
-            IF tbl IS NOT NULL THEN
-                RAISE;
-            END IF;
-            PERFORM @extschema@._skipped(cfg.relid, reader, SQLSTATE, SQLERRM);
-        END;
-    END LOOP;
+    RETURN CASE reader
+        WHEN 'stuck' THEN @extschema@._stuck_query(cfg)
+        WHEN 'in_flight' THEN @extschema@._in_flight_query(cfg)
+        WHEN 'metrics' THEN @extschema@._table_metrics_query(cfg)
+        WHEN 'sweep' THEN format('SELECT %L::pg_catalog.regclass FROM (%s) r',
+                                 cfg.relid::oid, @extschema@._rows_sql(cfg, 'st.reason IS NOT NULL', 'LIMIT 1'))
+    END;
 END
 $$;
+COMMENT ON FUNCTION @extschema@._reader_query(@extschema@.tracked, text) IS
+    'Internal: the query a global reader (stuck, in_flight, metrics, sweep) runs for one tracked table';
+
+-- The in-flight index of a table when it holds exactly the table's
+-- in-flight rows: valid, of a plain table (a partitioned table's rows are
+-- in its partitions' indexes), and made for the lifecycle's current
+-- terminal phases (its comment is the statement that would make it now).
+-- _read_each() passes over a table whose such index has no entry.  Not
+-- of a table Citus manages: its rows are in its shards, not in the table
+-- this node sees (20_tracking.sql, _citus_kind()).
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_current(tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.indexrelid::pg_catalog.regclass
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indrelid
+     WHERE i.indexrelid OPERATOR(pg_catalog.=) @extschema@._in_flight_index(tbl)
+       AND i.indisvalid AND i.indisready AND i.indislive
+       AND c.relkind OPERATOR(pg_catalog.=) 'r'
+       AND @extschema@._citus_kind(tbl) IS NULL
+       AND pg_catalog.obj_description(i.indexrelid, 'pg_class')
+           IS NOT DISTINCT FROM @extschema@.in_flight_index_statement(tbl, false)
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index_current(regclass) IS
+    'Internal: the in-flight index of a tracked table when it holds exactly the table''s in-flight rows (valid, of a plain table, with the current predicate)';
+
+-- The rows a global reader (stuck, in_flight, metrics, sweep) returns: its
+-- query for each table _configs() gives, prepared once per session (see
+-- src/readers.c); a table whose query fails is skipped with a warning (or,
+-- asked about that one table, raises its error); each query sorts, so that
+-- an error leaves none of its rows behind.
+CREATE OR REPLACE FUNCTION @extschema@._read_each(tbl regclass, as_of timestamptz, reader text)
+RETURNS SETOF record
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'dp_read_each';
 COMMENT ON FUNCTION @extschema@._read_each(regclass, timestamptz, text) IS
-    'Internal: the rows of a global reader (stuck or in_flight) over every tracked table the caller can read, or one';
+    'Internal: the rows of a global reader (stuck, in_flight, metrics, sweep) over every tracked table the caller can read, or one';
 
 CREATE OR REPLACE FUNCTION @extschema@.stuck(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (relid regclass, key text, phase text, reason text,
@@ -2656,8 +2683,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The value given is %s.', coalesce(batch_size::text, 'NULL'));
     END IF;
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call fail_stuck() without a table to sweep every tracked table.',
-                                                  ARRAY['SELECT', 'UPDATE'])
+    -- the tables that have a stuck row as of as_of (or whose query failed:
+    -- their batch reports it), read as stuck() reads them, so that tables
+    -- with nothing to fail cost one prepared query each
+    FOR cfg IN SELECT t.* FROM ROWS FROM (@extschema@._read_each(tbl, as_of, 'sweep') AS (relid regclass))
+                               WITH ORDINALITY AS s(relid, n)
+                 JOIN @extschema@.tracked t ON t.relid OPERATOR(pg_catalog.=) s.relid
+                ORDER BY s.n
     LOOP
         SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
          WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
@@ -3507,27 +3539,44 @@ COMMENT ON FUNCTION @extschema@.refresh_estimates(regclass, interval) IS
 -- the table's runs, and the expected time of the phases after it (each
 -- visited by 5 % of the runs or more: its share times its median, and times
 -- its 95th percentile), with "thin" when one of them has fewer than 20
--- stays.  _run_eta_part() (C) adds the current phase's time left.
-CREATE OR REPLACE FUNCTION @extschema@._phase_eta_table(tbl regclass, lc text)
-RETURNS TABLE (phase text, quantiles double precision[], stays bigint, runs bigint,
-               ahead_p50 double precision, ahead_p95 double precision, thin boolean)
+-- stays.  _run_eta_part() (C) adds the current phase's time left.  The
+-- readers' queries (_figures_sql()) join this SQL itself, so that it is
+-- planned with them, once.
+CREATE OR REPLACE FUNCTION @extschema@._phase_eta_sql(tbl regclass, lc text)
+RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT lp.phase, e.quantiles, e.stays, e.runs,
-           coalesce(a.p50, 0), coalesce(a.p95, 0), coalesce(a.thin, false)
-      FROM @extschema@.lifecycle_phases lp
-      JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
-     CROSS JOIN LATERAL (
-            SELECT pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[11]) AS p50,
-                   pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[20]) AS p95,
-                   pg_catalog.bool_or(x.stays OPERATOR(pg_catalog.<) 20) AS thin
-              FROM @extschema@.lifecycle_phases lx
-              JOIN @extschema@.phase_estimates x ON x.relid OPERATOR(pg_catalog.=) tbl
-                                                AND x.phase OPERATOR(pg_catalog.=) lx.phase
-             WHERE lx.lifecycle OPERATOR(pg_catalog.=) lc AND lx.position OPERATOR(pg_catalog.>) lp.position
-               AND x.visit_share OPERATOR(pg_catalog.>=) 0.05) a
-     WHERE lp.lifecycle OPERATOR(pg_catalog.=) lc
+    SELECT pg_catalog.format(
+        'SELECT lp.phase, e.quantiles, e.stays, e.runs,'
+        '       coalesce(a.p50, 0) AS ahead_p50, coalesce(a.p95, 0) AS ahead_p95, coalesce(a.thin, false) AS thin'
+        '  FROM @extschema@.lifecycle_phases lp'
+        '  JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) %1$L::pg_catalog.regclass'
+        '                                    AND e.phase OPERATOR(pg_catalog.=) lp.phase'
+        ' CROSS JOIN LATERAL ('
+        '        SELECT pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[11]) AS p50,'
+        '               pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[20]) AS p95,'
+        '               pg_catalog.bool_or(x.stays OPERATOR(pg_catalog.<) 20) AS thin'
+        '          FROM @extschema@.lifecycle_phases lx'
+        '          JOIN @extschema@.phase_estimates x ON x.relid OPERATOR(pg_catalog.=) %1$L::pg_catalog.regclass'
+        '                                            AND x.phase OPERATOR(pg_catalog.=) lx.phase'
+        '         WHERE lx.lifecycle OPERATOR(pg_catalog.=) %2$L AND lx.position OPERATOR(pg_catalog.>) lp.position'
+        '           AND x.visit_share OPERATOR(pg_catalog.>=) 0.05) a'
+        ' WHERE lp.lifecycle OPERATOR(pg_catalog.=) %2$L',
+        tbl::pg_catalog.oid, lc)
+$$;
+COMMENT ON FUNCTION @extschema@._phase_eta_sql(regclass, text) IS
+    'Internal: SQL giving, per phase of a tracked table, its stay quantiles, stays, the runs, and the expected time of the phases after it, for the whole run''s ETA';
+
+CREATE OR REPLACE FUNCTION @extschema@._phase_eta_table(tbl regclass, lc text)
+RETURNS TABLE (phase text, quantiles double precision[], stays bigint, runs bigint,
+               ahead_p50 double precision, ahead_p95 double precision, thin boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._phase_eta_sql(tbl, lc);
+END
 $$;
 COMMENT ON FUNCTION @extschema@._phase_eta_table(regclass, text) IS
     'Internal: per phase of a tracked table, its stay quantiles, stays, the runs, and the expected time of the phases after it, for the whole run''s ETA';
@@ -3561,52 +3610,76 @@ $$;
 COMMENT ON FUNCTION @extschema@._run_eta(regclass, text, text, double precision, double precision) IS
     'Internal: the median and 95th-percentile time left, in seconds, for a row of a tracked table in a phase for in_phase seconds with its own ETA (or NULL), from phase_estimates; NULL where the history is too thin';
 
--- The metrics read from the tables themselves, for every tracked table the
--- caller can read, one table at a time (all or nothing for a table):
+-- The metrics read from a table itself ($1: as of), in one pass over its
+-- in-flight rows (through the in-flight partial index):
 --   in_flight  rows per non-terminal phase of the lifecycle (zero when
---              empty), counted through the in-flight partial index
+--              empty)
 --   stuck      stuck rows per reason, as stuck() reports them
---   stalled    1 when the table's fleet is stalled (stuck_tables()), else 0
---   skipped    1 when the table's queries raised (it is then reported with a
---              WARNING and has no other rows here), else 0
-CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
-RETURNS TABLE (relid regclass, metric text, label text, label_position integer, value bigint)
-LANGUAGE plpgsql STABLE
+--   stalled    1 when the table's fleet is stalled (as stuck_tables()
+--              decides it), else 0
+--   skipped    0 (1 when the table's query raised: _read_each() then
+--              reports it with a WARNING, and it has no other rows here)
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics_query(cfg @extschema@.tracked)
+RETURNS text
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cfg @extschema@.tracked;
-BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(NULL, now(), NULL)
-    LOOP
-        BEGIN
-            RETURN QUERY EXECUTE format(
-                'SELECT %1$L::pg_catalog.regclass, ''in_flight'', p.phase, p.position, coalesce(c.n, 0)'
-                '  FROM @extschema@.lifecycle_phases p'
-                '  LEFT JOIN (SELECT %2$s AS phase, pg_catalog.count(*) AS n'
-                '               FROM %3$s t WHERE %4$s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
-                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %5$L'
-                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[])'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
-                '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL, $2::pg_catalog.int4'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
-                ' ORDER BY 2, 4, 3',
-                cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
-                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'),
-                @extschema@._stuck_query(cfg))
-            -- (stalled first, apart: Citus cannot plan it in one statement
-            -- with a distributed table's rows)
-            USING now(), (EXISTS (SELECT FROM @extschema@.stuck_tables(cfg.relid, now())))::integer;
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
-            RETURN QUERY SELECT cfg.relid, 'skipped'::text, NULL::text, NULL::integer, 1::bigint;
-        END;
-    END LOOP;
-END
+    SELECT pg_catalog.format(
+        'WITH r AS MATERIALIZED (SELECT r.phase, r.kind, r.stuck_reason FROM (%2$s) r)'
+        ' SELECT %1$L::pg_catalog.regclass, ''in_flight'', p.phase, p.position, coalesce(c.n, 0)'
+        '  FROM @extschema@.lifecycle_phases p'
+        '  LEFT JOIN (SELECT r.phase, pg_catalog.count(*) AS n FROM r GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+        ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %3$L'
+        '   AND p.kind OPERATOR(pg_catalog.=) ANY (%4$L::pg_catalog.text[])'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''stuck'', r.stuck_reason, NULL, pg_catalog.count(*)'
+        '   FROM r WHERE r.stuck_reason IS NOT NULL GROUP BY r.stuck_reason'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
+        '        (pg_catalog.count(*) FILTER (WHERE r.stuck_reason OPERATOR(pg_catalog.=) ''queue_overdue'') OPERATOR(pg_catalog.>) 0'
+        '         AND pg_catalog.count(*) FILTER (WHERE r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          AND (r.stuck_reason IS NULL OR r.stuck_reason OPERATOR(pg_catalog.=) ''phase_overdue''))'
+        '             OPERATOR(pg_catalog.=) 0)::integer::pg_catalog.int8'
+        '   FROM r'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
+        ' ORDER BY 2, 4, 3',
+        cfg.relid::oid, @extschema@._rows_sql(cfg), cfg.lifecycle, @extschema@._kinds('in_flight'))
+$$;
+COMMENT ON FUNCTION @extschema@._table_metrics_query(@extschema@.tracked) IS
+    'Internal: the query of the metrics read from one tracked table: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled';
+
+-- What _table_metrics_query() gives for a table ($2) without in-flight
+-- rows, without reading it: zero rows in each in-flight phase, not
+-- stalled, not skipped.  _read_each() runs it for a table whose in-flight
+-- index is empty.
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics_empty_query()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'SELECT t.relid, ''in_flight''::pg_catalog.text, p.phase, p.position, 0::pg_catalog.int8'
+           '  FROM @extschema@.tracked t'
+           '  JOIN @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) t.lifecycle'
+           ' WHERE t.relid OPERATOR(pg_catalog.=) $2'
+           '   AND p.kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds(''in_flight''))'
+           ' UNION ALL SELECT $2, ''stalled'', NULL, NULL, 0'
+           ' UNION ALL SELECT $2, ''skipped'', NULL, NULL, 0'
+           ' ORDER BY 2, 4, 3'::pg_catalog.text
+$$;
+COMMENT ON FUNCTION @extschema@._table_metrics_empty_query() IS
+    'Internal: the query of the metrics of a tracked table ($2) without in-flight rows (zeros), run without reading the table';
+
+-- The metrics read from the tables themselves, for every tracked table the
+-- caller can read, one table at a time (all or nothing for a table; a
+-- table whose query raised gives only skipped = 1).
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
+RETURNS TABLE (relid regclass, metric text, label text, label_position integer, value bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@._read_each(NULL, pg_catalog.now(), 'metrics')
+        AS r(relid regclass, metric text, label text, label_position integer, value bigint)
 $$;
 COMMENT ON FUNCTION @extschema@._table_metrics() IS
     'Internal: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled, and whether the table had to be skipped, for every tracked table the caller can read';

@@ -46,6 +46,9 @@ int			dp_notify_bulk_threshold = 100;
 /* deploy_progress.clock: which "now" the triggers stamp with. */
 int			dp_clock = DP_CLOCK_STATEMENT;
 
+/* deploy_progress.reader_cache_size, in kB (readers.c) */
+int			dp_reader_cache_size = 65536;
+
 static const struct config_enum_entry dp_clock_options[] = {
 	{"statement", DP_CLOCK_STATEMENT, false},
 	{"transaction", DP_CLOCK_TRANSACTION, false},
@@ -94,6 +97,19 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("deploy_progress.reader_cache_size",
+							"Memory each session may keep for the global readers' prepared per-table queries.",
+							"stuck(), in_flight, the metrics and fail_stuck() keep each tracked table's query "
+							"planned for the session; the tables beyond this are planned at each call. "
+							"0 keeps none.",
+							&dp_reader_cache_size,
+							65536,
+							0,
+							MAX_KILOBYTES,
+							PGC_USERSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("deploy_progress.notify_bulk_threshold",
 							"Most transitions of one table in one statement that are sent as one NOTIFY event each.",

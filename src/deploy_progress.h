@@ -241,6 +241,7 @@ typedef struct DpSavedUser
 extern bool dp_stamping;
 extern int	dp_clock;
 extern char *dp_transition_reason;
+extern int	dp_reader_cache_size;
 extern int	dp_notify_bulk_threshold;
 extern TimestampTz dp_now(void);
 extern const char *dp_schema_name(DpSchema schema);

@@ -260,7 +260,7 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --   overall_progress      weighted over the lifecycle's phases
 --   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
 --                         the time left for the whole run, from phase_estimates
---                         (_phase_eta_table(), once per query, and _run_eta_part()):
+--                         (_phase_eta_sql(), joined once per query, and _run_eta_part()):
 --                         median and 95th percentile; NULL where the history is
 --                         too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
@@ -302,8 +302,8 @@ AS $$
         '                             ) a) b) f'
         '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '                                  THEN %7$s END AS eta) g'
-        '  LEFT JOIN @extschema@._phase_eta_table(%10$L::pg_catalog.regclass, %11$L) est'
-        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])'
+        '  LEFT JOIN (%10$s) est'
+        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%11$L::pg_catalog.text[])'
         '  CROSS JOIN LATERAL (SELECT @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p50, est.thin, h.s, h.e, 0.5) AS p50,'
         '                             @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p95, est.thin, h.s, h.e, 0.95) AS p95'
         '                        FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS s,'
@@ -322,7 +322,7 @@ AS $$
                   '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
                   '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
              ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END,
-        cfg.relid::oid, cfg.lifecycle, @extschema@._kinds('in_flight'))
+        @extschema@._phase_eta_sql(cfg.relid, cfg.lifecycle), @extschema@._kinds('in_flight'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
      CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;
