@@ -17,6 +17,8 @@ OBJS = \
 	src/figures.o \
 	src/history.o \
 	src/sweep.o \
+	src/claims.o \
+	src/readers.o \
 	src/util.o
 
 # The current version's install script is built from the living source,

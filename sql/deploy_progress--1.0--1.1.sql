@@ -28,6 +28,8 @@
 --   * the stamp trigger of a tracked table carries its configuration as
 --     its argument (confirmed by the trigger's comment), and recreates it
 --     after a schema-only restore; existing triggers are rewritten
+--   * owners and leases: claim(), release(), the claims table and the
+--     owners view; the stuck reason owner_gone, first in priority
 
 \echo Use "ALTER EXTENSION deploy_progress UPDATE TO '1.1'" to load this file. \quit
 
@@ -66,19 +68,23 @@ COMMENT ON FUNCTION @extschema@._kinds(text) IS
     'Internal: the phase kinds in order, all or of one class (terminal, in_flight, unsuccessful, clocked)';
 
 -- The reasons a row can be stuck, in order of priority: the kind of phase
--- the reason applies to, the timing role whose time starts its clock, and
--- the tracked option holding its deadline (the phase's own deadline when
--- that option is NULL and phase_deadline says so).  A row is stuck when its
--- clock plus the deadline is strictly before the time asked about.
+-- the reason applies to (NULL: every in-flight kind), the timing role whose
+-- time starts its clock, and the tracked option holding its deadline (the
+-- phase's own deadline when that option is NULL and phase_deadline says
+-- so; no option at all: no deadline).  A row is stuck when its clock plus
+-- the deadline is strictly before the time asked about.  owner_gone's
+-- clock, claimed_at, is the time of the row's claim when its owner session
+-- has ended, else NULL (55_claims.sql).
 CREATE OR REPLACE FUNCTION @extschema@._stuck_reasons()
 RETURNS TABLE (priority integer, reason text, kind text, clock text, deadline text, phase_deadline boolean)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    VALUES (1, 'no_heartbeat',  'active',  'heartbeat_at',        'heartbeat_deadline', false),
-           (2, 'no_progress',   'active',  'progress_updated_at', 'progress_deadline',  false),
-           (3, 'phase_overdue', 'active',  'phase_updated_at',    'phase_deadline',     true),
-           (4, 'queue_overdue', 'pending', 'phase_updated_at',    'queue_deadline',     true)
+    VALUES (1, 'owner_gone',    NULL,      'claimed_at',          NULL,                 false),
+           (2, 'no_heartbeat',  'active',  'heartbeat_at',        'heartbeat_deadline', false),
+           (3, 'no_progress',   'active',  'progress_updated_at', 'progress_deadline',  false),
+           (4, 'phase_overdue', 'active',  'phase_updated_at',    'phase_deadline',     true),
+           (5, 'queue_overdue', 'pending', 'phase_updated_at',    'queue_deadline',     true)
 $$;
 COMMENT ON FUNCTION @extschema@._stuck_reasons() IS
     'Internal: the stuck reasons in order of priority, with the kind of phase each applies to, its clock (a timing role) and its deadline (a tracked option)';
@@ -476,6 +482,8 @@ CREATE OR REPLACE FUNCTION @extschema@._write_stamp_trigger(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     arg text := @extschema@._trigger_config(tbl);
@@ -554,6 +562,21 @@ DROP FUNCTION @extschema@._in_flight_counts();
 -- in_flight gains the label and message columns
 DROP VIEW @extschema@.in_flight;
 DROP FUNCTION @extschema@.in_flight(regclass, timestamptz);
+
+--------------------------------------------------------------------------
+-- Owners and leases: the claims table (55_claims.sql)
+--------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.claims (
+    relid           regclass NOT NULL,
+    key             text NOT NULL,
+    pid             integer NOT NULL,
+    backend_start   timestamptz NOT NULL,
+    claimed_at      timestamptz NOT NULL,
+    PRIMARY KEY (relid, key)
+);
+COMMENT ON TABLE @extschema@.claims IS
+    'The owners of claimed rows of tracked tables: the session (process ID and start time) that called claim() on the row, and when; written by claim() and the triggers as the extension''s owner, read through the owners view';
 
 --------------------------------------------------------------------------
 -- Functions and views as sql/src defines them in 1.1
@@ -906,6 +929,13 @@ BEGIN
         ON tr.relid = a.relid
      ORDER BY a.ord LIMIT 1;
     IF NOT FOUND THEN
+        IF @extschema@._citus_kind(tbl) IS NOT DISTINCT FROM 'local' THEN
+            -- (its configuration is under its shard: _citus_adopt_local())
+            RAISE EXCEPTION 'table % is not tracked', tbl
+                USING ERRCODE = 'undefined_object',
+                      DETAIL = 'It is a Citus local table. If it was tracked before citus_add_local_table_to_metadata(), its tracking configuration is filed under its shard.',
+                      HINT = 'Run deploy_progress.track() on the table again.';
+        END IF;
         IF detail IS NULL THEN
             RAISE EXCEPTION 'table % is not tracked', tbl
                 USING ERRCODE = 'undefined_object', HINT = hint;
@@ -1006,6 +1036,109 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_off(text, text[]) IS
     'Internal: the argument of track() that leaves a column role out, for its hints';
 
+-- What Citus makes of a table: 'distributed' (hash, range or append
+-- distributed, or a single-shard table), 'reference', 'local' (a Citus
+-- local table), NULL for a table Citus does not manage or without Citus.
+-- Citus creates the triggers of a distributed table on each of its shards
+-- only with citus.enable_unsafe_triggers on, which the functions that
+-- create or drop our triggers set for their own duration (our triggers
+-- touch the row and this node's deploy_progress tables only, which is what
+-- the setting is about); src/track_cache.c configures a shard from its
+-- stamp trigger's argument.
+CREATE OR REPLACE FUNCTION @extschema@._citus_kind(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT CASE WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference'''
+            '            WHEN p.partmethod = ''n'' AND p.colocationid = 0 THEN ''local'''
+            '            ELSE ''distributed'' END'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+       INTO kind USING tbl;
+    RETURN kind;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_kind(regclass) IS
+    'Internal: what Citus makes of a table (distributed, reference, local), NULL when Citus does not manage it';
+
+-- The distribution column of a Citus distributed table (NULL for a table
+-- without one).
+CREATE OR REPLACE FUNCTION @extschema@._citus_distribution_column(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partkey IS NOT NULL'
+       INTO col USING tbl;
+    RETURN col;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
+    'Internal: the distribution column of a Citus distributed table, NULL for other tables';
+
+-- A table tracked before citus_add_local_table_to_metadata() made it a
+-- Citus local table: Citus renamed the table itself (its OID) to the name
+-- of the table's shard and created a new table under the old name, so what
+-- the extension keeps of the table is under the shard's OID.  Moves its
+-- configuration (unless the table has one of its own), history,
+-- pruned-history totals, side timings, phase estimates and claims to the table, as
+-- the extension's owner, and returns the shard (NULL when there is nothing
+-- to adopt).  The shard is the one Citus' metadata gives for the table and
+-- everything moves together, so the result is what the owner's track()
+-- makes of it, and anyone may call it.
+CREATE OR REPLACE FUNCTION @extschema@._citus_adopt_local(tbl regclass)
+RETURNS regclass
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shard regclass;
+BEGIN
+    IF @extschema@._citus_kind(tbl) IS DISTINCT FROM 'local' THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid, false))'
+            '  FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1'
+       INTO shard USING tbl;
+    IF shard IS NULL OR shard = tbl
+       OR NOT EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = shard) THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
+        DELETE FROM @extschema@.tracked t WHERE t.relid = shard;
+    ELSE
+        -- (_sync_tracked() rewrites the table's stamp trigger, and Citus its shard's)
+        UPDATE @extschema@.tracked t SET relid = tbl WHERE t.relid = shard;
+    END IF;
+    UPDATE @extschema@.history h SET relid = tbl WHERE h.relid = shard;
+    DELETE FROM @extschema@.history_pruned p WHERE p.relid = tbl;
+    UPDATE @extschema@.history_pruned p SET relid = tbl WHERE p.relid = shard;
+    DELETE FROM @extschema@.timings s WHERE s.relid = tbl;
+    UPDATE @extschema@.timings s SET relid = tbl WHERE s.relid = shard;
+    DELETE FROM @extschema@.phase_estimates e WHERE e.relid = tbl;
+    UPDATE @extschema@.phase_estimates e SET relid = tbl WHERE e.relid = shard;
+    DELETE FROM @extschema@.claims c WHERE c.relid = tbl;
+    UPDATE @extschema@.claims c SET relid = tbl WHERE c.relid = shard;
+    RETURN shard;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_adopt_local(regclass) IS
+    'Internal: moves the configuration and what the extension keeps of a table tracked before it became a Citus local table from its shard (which has the table''s old OID) to the table, and returns the shard';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -1038,6 +1171,8 @@ CREATE OR REPLACE FUNCTION @extschema@.track(
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     cfg        @extschema@.tracked;
@@ -1080,6 +1215,15 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can track it.';
     END IF;
+    IF @extschema@._citus_kind(tbl) = 'reference' THEN
+        RAISE EXCEPTION 'cannot track reference table %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Citus keeps a copy of a reference table on every node, and each copy''s triggers would stamp its rows with that node''s clock and record the history once per node.',
+                  HINT = 'Track a distributed table (create_distributed_table()) or a table local to the coordinator.';
+    END IF;
+    -- a table tracked before it became a Citus local table: tracked from
+    -- now on under its own name (_citus_adopt_local())
+    PERFORM @extschema@._citus_adopt_local(tbl);
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
         RAISE EXCEPTION 'cannot track temporary table %', tbl
             USING ERRCODE = 'feature_not_supported',
@@ -1206,6 +1350,12 @@ BEGIN
         storage := CASE WHEN EXISTS (SELECT 1 FROM @extschema@.column_roles cr
                                       WHERE cr.under_side = 'side' AND resolved ? cr.role)
                         THEN 'row' ELSE 'side' END;
+    END IF;
+    IF storage = 'side' AND @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RAISE EXCEPTION 'cannot track distributed table % in side storage', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'The side timings of a distributed table''s rows would be kept on the workers that hold its shards, where the readers on the coordinator do not see them.',
+                  HINT = 'Add timing columns to the table (for example phase_updated_at and heartbeat_at) and track it with storage => ''row''.';
     END IF;
     IF storage = 'side' THEN
         -- timings live in the side table only, and so there is no smoothed speed
@@ -1376,6 +1526,8 @@ CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean 
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
@@ -1397,12 +1549,13 @@ BEGIN
     -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
+    PERFORM @extschema@._forget_claims(tbl);
     PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration, side-table timings and phase estimates; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings, phase estimates and claims; the table''s rows and its history are left as they are';
 
 -- Keeps the stamp triggers of the tables tracked with a lifecycle in step
 -- with its phases, after define_lifecycle().  As the extension's owner,
@@ -1669,6 +1822,9 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
+    DELETE FROM @extschema@.claims c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND c.relid = d.objid;
     DELETE FROM @extschema@.phase_estimates e
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
@@ -1678,7 +1834,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings, phase estimates and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.eta(percent double precision, speed double precision)
@@ -1759,6 +1915,57 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS
     'Internal: the SQL expression giving each column role''s value in a tracked table''s rows (NULL where the table has no such column)';
 
+-- Field n of a key text of several columns (the text of a record, as
+-- record_out writes it: (1,"a b")), NULL when it is null or absent.
+-- A reader of one row of a Citus distributed table gives Citus the
+-- distribution column's value from it, so that it reads one shard.
+CREATE OR REPLACE FUNCTION @extschema@._key_field(key text, n integer)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    len    integer := length(key);
+    i      integer := 2;
+    field  integer := 1;
+    buf    text := '';
+    quoted boolean := false;
+    empty  boolean := true;
+    c      text;
+BEGIN
+    IF len < 2 OR left(key, 1) <> '(' OR right(key, 1) <> ')' THEN
+        RETURN NULL;
+    END IF;
+    WHILE i < len LOOP
+        c := substr(key, i, 1);
+        IF quoted AND c = '\' THEN
+            i := i + 1;
+            buf := buf || substr(key, i, 1);
+        ELSIF quoted AND c = '"' AND substr(key, i + 1, 1) = '"' THEN
+            i := i + 1;
+            buf := buf || '"';
+        ELSIF c = '"' THEN
+            quoted := NOT quoted;
+            empty := false;
+        ELSIF c = ',' AND NOT quoted THEN
+            IF field = n THEN
+                EXIT;
+            END IF;
+            field := field + 1;
+            buf := '';
+            empty := true;
+        ELSE
+            buf := buf || c;
+            empty := false;
+        END IF;
+        i := i + 1;
+    END LOOP;
+    RETURN CASE WHEN field = n AND NOT empty THEN buf END;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._key_field(text, integer) IS
+    'Internal: field n of the text of a record (a key of several columns), NULL when null or absent';
+
 -- A SELECT over a tracked table's rows (its in-flight rows, or all of them)
 -- giving:
 --   dp_tableoid, dp_ctid  the row's physical address (fail_stuck() locks by it)
@@ -1786,46 +1993,86 @@ DECLARE
     deadlines text;
     checks   text;
     opts     jsonb := to_jsonb(cfg);
+    src      text := coalesce(source, cfg.relid)::text;
+    dist     text := 'NULL::pg_catalog.text';
+    by_key   text;
 BEGIN
+    -- a Citus distributed table: its rows come from the shards through a
+    -- subquery that Citus runs on the workers (filtered there, through each
+    -- shard's in-flight index, and for a single-row reader by its key),
+    -- and the rest of the query runs on this node, where the lifecycles
+    -- are; xmin (dp_xmin) is the row version fail_stuck() re-checks there
+    -- (_fail_batch())
+    IF @extschema@._citus_kind(coalesce(source, cfg.relid)) = 'distributed' THEN
+        dist := @extschema@._citus_distribution_column(cfg.relid);
+        IF extra IS NOT NULL AND extra = @extschema@._key_condition(cfg, 't', 2) THEN
+            by_key := '(' || extra || ')';
+            -- the distribution column among several key columns: its
+            -- value from the key text ($2), for Citus to pick the shard
+            -- (of the built-in types whose text reads back as the value)
+            IF cardinality(cfg.key_columns) > 1 AND dist = ANY (cfg.key_columns)
+               AND @extschema@._column_type(cfg.relid, dist) IN
+                   ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
+                    'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.uuid'::regtype) THEN
+                by_key := by_key || format(' AND t.%I OPERATOR(pg_catalog.=) @extschema@._key_field($2, %s)::%s',
+                                           dist, array_position(cfg.key_columns, dist),
+                                           @extschema@._column_type(cfg.relid, dist)::regtype);
+            END IF;
+        END IF;
+        src := format('(SELECT t.tableoid, t.ctid, t.xmin, t.%I::pg_catalog.text AS dp_dist, t.*'
+                      '   FROM %s t WHERE %s AND %s OFFSET 0)',
+                      dist, coalesce(source, cfg.relid),
+                      CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
+                      coalesce(by_key, 'true'));
+        dist := 't.dp_dist';
+    END IF;
     SELECT jsonb_object_agg(e.role, e.expr),
            string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
       INTO exprs, roles
       FROM @extschema@._role_exprs(cfg) WITH ORDINALITY AS e(role, expr, ord);
+    -- owner_gone's clock: the time of the row's claim when its owner
+    -- session has ended (the owners view, joined as o, holds those only)
+    exprs := exprs || jsonb_build_object('claimed_at', 'o.claimed_at');
 
     -- the stuck reason: the first of _stuck_reasons() whose clock plus
     -- deadline is before $1 (v.i is its priority)
     SELECT string_agg(quote_literal(x.reason), ', ' ORDER BY x.priority),
            string_agg(format(' WHEN %s THEN %s', x.priority, exprs ->> x.clock), '' ORDER BY x.priority),
            string_agg(format(' WHEN %s THEN %s', x.priority, x.dl), '' ORDER BY x.priority),
-           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) %L AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
-                             x.kind, exprs ->> x.clock, x.dl, x.priority), '' ORDER BY x.priority)
+           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]) AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
+                             CASE WHEN x.kind IS NULL THEN @extschema@._kinds('in_flight') ELSE ARRAY[x.kind] END, exprs ->> x.clock, x.dl, x.priority),
+                      '' ORDER BY x.priority)
       INTO reasons, clocks, deadlines, checks
-      FROM (SELECT sr.*, CASE WHEN sr.phase_deadline
+      FROM (SELECT sr.*, CASE WHEN sr.deadline IS NULL
+                              THEN '''0''::pg_catalog.interval'
+                              WHEN sr.phase_deadline
                               THEN format('coalesce(%L::pg_catalog.interval, p.deadline)', opts ->> sr.deadline)
                               ELSE format('%L::pg_catalog.interval', opts ->> sr.deadline) END AS dl
               FROM @extschema@._stuck_reasons() sr) x;
 
     RETURN format(
-        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, %s AS phase,'
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, t.xmin AS dp_xmin, %s AS dp_dist, %s AS key, %s AS phase,'
         ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
         ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
         ' FROM %s t'
         ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
         '  AND p.phase OPERATOR(pg_catalog.=) %s'
-        '%s'
+        '%s%s'
         ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
         '         CASE v.i%s END AS clock,'
         '         CASE v.i%s END AS deadline'
         '    FROM (SELECT CASE%s'
         '      END AS i) v) st'
         ' WHERE %s%s %s',
-        @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
-        coalesce(source, cfg.relid),
+        dist, @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
+        src,
         CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, @extschema@._phase_expr(cfg, 't'),
         CASE WHEN cfg.storage = 'side'
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
                          ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
              ELSE '' END,
+        format(' LEFT JOIN @extschema@.owners o ON o.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
+               ' AND o.key OPERATOR(pg_catalog.=) %s AND NOT o.alive', cfg.relid::oid, @extschema@._key_expr(cfg, 't')),
         reasons, clocks, deadlines, checks,
         CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
         CASE WHEN extra IS NULL THEN '' ELSE ' AND (' || extra || ')' END,
@@ -1847,7 +2094,7 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --   overall_progress      weighted over the lifecycle's phases
 --   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
 --                         the time left for the whole run, from phase_estimates
---                         (_phase_eta_table(), once per query, and _run_eta_part()):
+--                         (_phase_eta_sql(), joined once per query, and _run_eta_part()):
 --                         median and 95th percentile; NULL where the history is
 --                         too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
@@ -1894,8 +2141,8 @@ AS $$
         '                             ) a) b) f'
         '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '                                  THEN %7$s END AS eta) g'
-        '  LEFT JOIN @extschema@._phase_eta_table(%10$L::pg_catalog.regclass, %11$L) est'
-        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])'
+        '  LEFT JOIN (%10$s) est'
+        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%11$L::pg_catalog.text[])'
         '  CROSS JOIN LATERAL (SELECT @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p50, est.thin, h.s, h.e, 0.5) AS p50,'
         '                             @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p95, est.thin, h.s, h.e, 0.95) AS p95'
         '                        FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS s,'
@@ -1914,7 +2161,7 @@ AS $$
                   '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
                   '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
              ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END,
-        cfg.relid::oid, cfg.lifecycle, @extschema@._kinds('in_flight'))
+        @extschema@._phase_eta_sql(cfg.relid, cfg.lifecycle), @extschema@._kinds('in_flight'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
      CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;
@@ -2253,37 +2500,64 @@ $$;
 COMMENT ON FUNCTION @extschema@._stuck_query(@extschema@.tracked) IS
     'Internal: the query stuck() runs for one tracked table';
 
--- The rows a global reader (stuck, in_flight) returns: its query for each
--- table _configs() gives, a table whose query fails skipped with a warning
--- (or, asked about that one table, its error); each query sorts, so that
--- an error leaves none of its rows behind.
-CREATE OR REPLACE FUNCTION @extschema@._read_each(tbl regclass, as_of timestamptz, reader text)
-RETURNS SETOF record
+-- The query of a global reader for one table ($1: as of): stuck() and
+-- in_flight's rows (_stuck_query(), _in_flight_query()), the metrics read
+-- from the table (_table_metrics_query()), and for fail_stuck() the table
+-- once when it has a stuck row.
+CREATE OR REPLACE FUNCTION @extschema@._reader_query(cfg @extschema@.tracked, reader text)
+RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cfg @extschema@.tracked;
 BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of,
-                   CASE reader WHEN 'stuck' THEN 'Call stuck() without a table to check every tracked table.'
-                               ELSE 'Select from the view deploy_progress.in_flight to see every tracked table.' END)
-    LOOP
-        BEGIN
-            RETURN QUERY EXECUTE CASE reader WHEN 'stuck' THEN @extschema@._stuck_query(cfg)
-                                             ELSE @extschema@._in_flight_query(cfg) END
-                         USING as_of;
-        EXCEPTION WHEN OTHERS THEN
-            IF tbl IS NOT NULL THEN
-                RAISE;
-            END IF;
-            PERFORM @extschema@._skipped(cfg.relid, reader, SQLSTATE, SQLERRM);
-        END;
-    END LOOP;
+    RETURN CASE reader
+        WHEN 'stuck' THEN @extschema@._stuck_query(cfg)
+        WHEN 'in_flight' THEN @extschema@._in_flight_query(cfg)
+        WHEN 'metrics' THEN @extschema@._table_metrics_query(cfg)
+        WHEN 'sweep' THEN format('SELECT %L::pg_catalog.regclass FROM (%s) r',
+                                 cfg.relid::oid, @extschema@._rows_sql(cfg, 'st.reason IS NOT NULL', 'LIMIT 1'))
+    END;
 END
 $$;
+COMMENT ON FUNCTION @extschema@._reader_query(@extschema@.tracked, text) IS
+    'Internal: the query a global reader (stuck, in_flight, metrics, sweep) runs for one tracked table';
+
+-- The in-flight index of a table when it holds exactly the table's
+-- in-flight rows: valid, of a plain table (a partitioned table's rows are
+-- in its partitions' indexes), and made for the lifecycle's current
+-- terminal phases (its comment is the statement that would make it now).
+-- _read_each() passes over a table whose such index has no entry.  Not
+-- of a table Citus manages: its rows are in its shards, not in the table
+-- this node sees (20_tracking.sql, _citus_kind()).
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_current(tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.indexrelid::pg_catalog.regclass
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indrelid
+     WHERE i.indexrelid OPERATOR(pg_catalog.=) @extschema@._in_flight_index(tbl)
+       AND i.indisvalid AND i.indisready AND i.indislive
+       AND c.relkind OPERATOR(pg_catalog.=) 'r'
+       AND @extschema@._citus_kind(tbl) IS NULL
+       AND pg_catalog.obj_description(i.indexrelid, 'pg_class')
+           IS NOT DISTINCT FROM @extschema@.in_flight_index_statement(tbl, false)
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index_current(regclass) IS
+    'Internal: the in-flight index of a tracked table when it holds exactly the table''s in-flight rows (valid, of a plain table, with the current predicate)';
+
+-- The rows a global reader (stuck, in_flight, metrics, sweep) returns: its
+-- query for each table _configs() gives, prepared once per session (see
+-- src/readers.c); a table whose query fails is skipped with a warning (or,
+-- asked about that one table, raises its error); each query sorts, so that
+-- an error leaves none of its rows behind.
+CREATE OR REPLACE FUNCTION @extschema@._read_each(tbl regclass, as_of timestamptz, reader text)
+RETURNS SETOF record
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'dp_read_each';
 COMMENT ON FUNCTION @extschema@._read_each(regclass, timestamptz, text) IS
-    'Internal: the rows of a global reader (stuck or in_flight) over every tracked table the caller can read, or one';
+    'Internal: the rows of a global reader (stuck, in_flight, metrics, sweep) over every tracked table the caller can read, or one';
 
 CREATE OR REPLACE FUNCTION @extschema@.stuck(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (relid regclass, key text, phase text, reason text,
@@ -2326,6 +2600,9 @@ DECLARE
 BEGIN
     SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
+    IF @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RETURN @extschema@._fail_batch_citus(cfg, failed, why, batch_size, as_of);
+    END IF;
     -- 1. lock a batch of stuck rows, skipping rows a writer holds
     EXECUTE format(
         'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
@@ -2368,6 +2645,62 @@ $$;
 COMMENT ON FUNCTION @extschema@._fail_batch(regclass, text, integer, timestamptz, oid[], tid[]) IS
     'Internal: one batch of fail_stuck() in one table for one reason (call it through _fail_batch_as_owner())';
 
+-- _fail_batch() on a Citus distributed table, from the coordinator: a
+-- tableoid names a shard on one worker only, and Citus cannot lock the rows
+-- of a query over several shards (FOR UPDATE).  So it reads up to
+-- batch_size rows stuck for "why" across the shards, each with its
+-- distribution column's value and its row version (ctid and xmin on its
+-- shard), and fails each with an UPDATE routed to its shard by the
+-- distribution column, re-checked there under the row lock the UPDATE
+-- takes: the row version must be the one read, so a row written since (a
+-- heartbeat, progress, another sweep that failed it first) is left.  Two overlapping sweeps fail each row
+-- once: the second waits for the first's lock, then finds a newer version.
+-- The failure reason reaches the shards' history through a SET LOCAL that
+-- Citus propagates (citus.propagate_set_commands, set by fail_stuck()).
+-- One batch per reason and sweep: rows past batch_size go to the next sweep
+-- ("tids" is empty, so fail_stuck() does not ask again).
+CREATE OR REPLACE FUNCTION @extschema@._fail_batch_citus(cfg @extschema@.tracked, failed text, why text,
+                                                         batch_size integer, as_of timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dist      name := @extschema@._citus_distribution_column(cfg.relid);
+    dist_type text := format_type(@extschema@._column_type(cfg.relid, dist), NULL);
+    col_type  text := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+    r         record;
+    done      jsonb := '[]';
+    hit       boolean;
+BEGIN
+    EXECUTE format('SET LOCAL deploy_progress.transition_reason = %L', why);
+    FOR r IN EXECUTE format(
+        'SELECT r.key, r.phase, r.dp_ctid, r.dp_xmin, r.dp_dist FROM (%s) r'
+        ' ORDER BY r.key LIMIT %s',
+        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why)), batch_size)
+        USING as_of
+    LOOP
+        EXECUTE format(
+            'UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+            ' WHERE t.%6$I OPERATOR(pg_catalog.=) $1::%7$s'
+            '   AND t.ctid OPERATOR(pg_catalog.=) $2 AND t.xmin OPERATOR(pg_catalog.=) $3'
+            ' RETURNING true',
+            cfg.relid, cfg.phase_column, failed, col_type,
+            CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                 ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+            dist, dist_type)
+        INTO hit USING r.dp_dist, r.dp_ctid, r.dp_xmin;
+        IF hit THEN
+            done := done || jsonb_build_array(jsonb_build_object('key', r.key, 'from_phase', r.phase));
+        END IF;
+    END LOOP;
+    EXECUTE 'SET LOCAL deploy_progress.transition_reason = ''''';
+    RETURN jsonb_build_object('oids', '[]'::jsonb, 'tids', '[]'::jsonb, 'rows', done);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._fail_batch_citus(@extschema@.tracked, text, text, integer, timestamptz) IS
+    'Internal: one batch of fail_stuck() in a Citus distributed table for one reason: rows read across the shards, failed by key on their shard if their row version is unchanged';
+
 -- _fail_batch() as the table's owner, inside a security-restricted
 -- operation with search_path pg_catalog, pg_temp (as VACUUM and REFRESH
 -- MATERIALIZED VIEW run another role's code), after checking that the caller
@@ -2387,6 +2720,9 @@ CREATE OR REPLACE FUNCTION @extschema@.fail_stuck(tbl regclass DEFAULT NULL, bat
 RETURNS TABLE (relid regclass, key text, from_phase text, to_phase text, reason text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (on a Citus distributed table, the failure reason reaches the shards'
+-- history through SET LOCAL: _fail_batch_citus())
+SET citus.propagate_set_commands = 'local'
 AS $$
 DECLARE
     cfg       @extschema@.tracked;
@@ -2409,8 +2745,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The value given is %s.', coalesce(batch_size::text, 'NULL'));
     END IF;
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call fail_stuck() without a table to sweep every tracked table.',
-                                                  ARRAY['SELECT', 'UPDATE'])
+    -- the tables that have a stuck row as of as_of (or whose query failed:
+    -- their batch reports it), read as stuck() reads them, so that tables
+    -- with nothing to fail cost one prepared query each
+    FOR cfg IN SELECT t.* FROM ROWS FROM (@extschema@._read_each(tbl, as_of, 'sweep') AS (relid regclass))
+                               WITH ORDINALITY AS s(relid, n)
+                 JOIN @extschema@.tracked t ON t.relid OPERATOR(pg_catalog.=) s.relid
+                ORDER BY s.n
     LOOP
         SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
          WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
@@ -2451,6 +2792,178 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.fail_stuck(regclass, integer, timestamptz) IS
     'Moves stuck rows to their lifecycle''s failed phase (locking with SKIP LOCKED and re-checking under the lock, in batches, as each table''s owner) and returns what it failed';
+
+-- Whether the session with a process ID and start time is still connected
+-- (src/claims.c: the process array, and pg_stat_activity's start time);
+-- NULL on a standby, which cannot see the primary's sessions.
+CREATE OR REPLACE FUNCTION @extschema@._owner_alive(pid integer, backend_start timestamptz)
+RETURNS boolean
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'dp_owner_alive';
+COMMENT ON FUNCTION @extschema@._owner_alive(integer, timestamptz) IS
+    'Internal: whether the server session with this process ID and start time (pg_stat_activity.backend_start) still exists (NULL on a standby)';
+
+-- Everyone reads the claims through this view: those of the tables it may
+-- read, and of a table whose row-level security applies to the role, those
+-- of the rows it can see.
+CREATE OR REPLACE VIEW @extschema@.owners
+WITH (security_barrier)
+AS
+SELECT c.relid, c.key, c.pid, c.backend_start, c.claimed_at,
+       @extschema@._owner_alive(c.pid, c.backend_start) AS alive
+  FROM @extschema@.claims c
+ WHERE pg_catalog.has_table_privilege(c.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(c.relid) OR @extschema@._row_visible(c.relid, c.key));
+COMMENT ON VIEW @extschema@.owners IS
+    'The claimed rows of the tracked tables the current role can read (of a table under row-level security, of the rows it can see): the owner session''s process ID and start time, when it claimed the row, and whether it is still connected';
+GRANT SELECT ON @extschema@.owners TO PUBLIC;
+
+-- claim()'s check, with the caller's rights: the table is tracked, the
+-- caller may update the row (it is locked FOR UPDATE, which applies the
+-- table's privileges and UPDATE policies), and the row has not ended.
+-- Gives the tracked table (a partition's partitioned table) and the row's
+-- key text as the triggers write it.
+CREATE OR REPLACE FUNCTION @extschema@._claim_row(tbl regclass, key text, OUT relid regclass, OUT row_key text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+    k   text := key;
+    r   record;
+BEGIN
+    cfg := @extschema@._config(tbl, 'Only the rows of tracked tables can be claimed; track it with deploy_progress.track() first.',
+                               ancestors => true);
+    IF NOT has_any_column_privilege(tbl, 'UPDATE') THEN
+        RAISE EXCEPTION 'permission denied to claim rows of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'claim() makes the calling session the owner of the row, as the worker that updates it: it needs the UPDATE privilege on the table.',
+                  HINT = 'Claim rows as the role that works on them; readers use stuck() and the owners view.';
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT x.key, x.phase, x.kind, x.failure_reason FROM (%s) x',
+                       @extschema@._rows_sql(cfg, @extschema@._key_condition(cfg, 't', 2), 'FOR UPDATE OF t',
+                                             in_flight => false, source => tbl))
+           INTO STRICT r USING pg_catalog.now(), k;
+    EXCEPTION
+        WHEN no_data_found OR data_exception THEN
+            RAISE EXCEPTION 'table % has no row with key %', tbl, quote_literal(k)
+                USING ERRCODE = 'no_data_found',
+                      DETAIL = 'Only an existing row can be claimed.',
+                      HINT = 'Insert the row first, then claim it with its key text, for example ''42'' or, for a composite key, ''(42,eu)''.';
+        WHEN too_many_rows THEN
+            RAISE EXCEPTION 'table % has more than one row with key %', tbl, quote_literal(k)
+                USING ERRCODE = 'cardinality_violation',
+                      DETAIL = format('The key columns (%s) do not identify a row.', array_to_string(cfg.key_columns, ', ')),
+                      HINT = 'Track the table with key columns that are unique.';
+    END;
+    IF r.kind = ANY (@extschema@._kinds('terminal')) THEN
+        RAISE EXCEPTION 'cannot claim row % of table %: it has ended', quote_literal(r.key), tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It is in %s phase "%s"%s.', r.kind, r.phase,
+                                  CASE WHEN r.failure_reason IS NOT NULL THEN format('; reason: %s', r.failure_reason) ELSE '' END),
+                  HINT = 'Claim a row that has not ended; insert a new row for a new attempt.';
+    END IF;
+    relid := cfg.relid;
+    row_key := r.key;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._claim_row(regclass, text) IS
+    'Internal: claim()''s check and lock of the row, as the caller; gives the tracked table and the row''s key text';
+
+-- claim()'s write, run as the extension's owner (REVOKEd from PUBLIC):
+-- records the session as the row's owner, taking the row over from an
+-- owner whose session has ended; a live owner's claim is an error, this
+-- session's own claim is kept as it is.
+CREATE OR REPLACE FUNCTION @extschema@._claim_write(tbl regclass, key text, pid integer, backend_start timestamptz)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held @extschema@.claims;
+BEGIN
+    INSERT INTO @extschema@.claims AS c (relid, key, pid, backend_start, claimed_at)
+    VALUES (tbl, key, pid, backend_start, pg_catalog.now())
+    ON CONFLICT ON CONSTRAINT claims_pkey DO UPDATE
+       SET pid = excluded.pid, backend_start = excluded.backend_start, claimed_at = excluded.claimed_at
+     WHERE NOT @extschema@._owner_alive(c.pid, c.backend_start);
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO held FROM @extschema@.claims c
+     WHERE c.relid = _claim_write.tbl AND c.key = _claim_write.key;
+    IF held.pid = _claim_write.pid AND held.backend_start = _claim_write.backend_start THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'row % of table % is claimed by another session', quote_literal(key), tbl
+        USING ERRCODE = 'object_in_use',
+              DETAIL = format('The session with process ID %s (started %s) claimed it at %s and is still connected.',
+                              held.pid, held.backend_start, held.claimed_at),
+              HINT = 'Claim another row; this one can be claimed again once that session calls release() on it or ends.';
+END
+$$;
+COMMENT ON FUNCTION @extschema@._claim_write(regclass, text, integer, timestamptz) IS
+    'Internal: records a claim for claim() (run as the extension''s owner)';
+REVOKE ALL ON FUNCTION @extschema@._claim_write(regclass, text, integer, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.claim(tbl regclass, key text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'dp_claim';
+COMMENT ON FUNCTION @extschema@.claim(regclass, text) IS
+    'Makes the calling session the owner of a row of a tracked table (it must be allowed to update the row): stuck() reports the row as owner_gone as soon as the session ends, and the session''s writes to the row fail once someone else ends it';
+
+-- Ends this session's claim on a row; false when it held none.  Runs as
+-- the extension's owner, and removes only a claim of the calling session.
+CREATE OR REPLACE FUNCTION @extschema@.release(tbl regclass, key text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg @extschema@.tracked;
+BEGIN
+    IF tbl IS NULL OR key IS NULL THEN
+        RAISE EXCEPTION 'table and key must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the tracked table and the row''s key text, as to claim().';
+    END IF;
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot release rows on a standby'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'Claims are recorded on the primary, and this server is in recovery (read-only).',
+                  HINT = 'Connect the worker to the primary.';
+    END IF;
+    cfg := @extschema@._config(tbl, 'Only the rows of tracked tables can be claimed and released.', ancestors => true);
+    DELETE FROM @extschema@.claims c
+     WHERE c.relid = cfg.relid
+       AND c.key = @extschema@._key_text(cfg.relid, release.key)
+       AND c.pid = pg_catalog.pg_backend_pid()
+       AND c.backend_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a);
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.release(regclass, text) IS
+    'Ends the calling session''s claim on a row of a tracked table; false when the session did not claim it';
+
+-- Removes the claims of a table that is not (or no longer) tracked;
+-- untrack() runs with the caller's rights, who cannot write the claims, so
+-- this runs as their owner, and since it only removes claims of a table
+-- that no tracking configuration refers to, anyone may call it.
+CREATE OR REPLACE FUNCTION @extschema@._forget_claims(tbl regclass)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.claims c
+     WHERE c.relid OPERATOR(pg_catalog.=) tbl
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid OPERATOR(pg_catalog.=) tbl)
+$$;
+COMMENT ON FUNCTION @extschema@._forget_claims(regclass) IS
+    'Internal: removes the claims of a table that is not tracked';
 
 -- The query in_flight() runs for one table ($1: as of), in key order.
 CREATE OR REPLACE FUNCTION @extschema@._in_flight_query(cfg @extschema@.tracked)
@@ -2647,6 +3160,60 @@ $$;
 COMMENT ON FUNCTION @extschema@._readable_config(regclass) IS
     'Internal: the tracking configuration of a table, checking that it is tracked and that the caller can read it';
 
+-- The transitions of one table (of one row of it when k is not NULL) that
+-- the caller can read, as the transitions view gives them.  A Citus
+-- distributed table's history is on the workers, where its shards' triggers
+-- write it under the table's name (on this node: what was written before
+-- the table was distributed, and that of shards placed here): it is also
+-- read there, through each worker's
+-- transitions view (so with the caller's rights and row-level security on
+-- that worker), one query per worker, and given under this node's relid.
+-- History ids are unique per node only; the readers order by time first.
+-- A worker that cannot be read is an error, or for a global reader (named
+-- by "reader") a warning, and its history is left out.
+CREATE OR REPLACE FUNCTION @extschema@._transitions(tbl regclass, k text DEFAULT NULL, reader text DEFAULT NULL)
+RETURNS SETOF @extschema@.transitions
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w record;
+BEGIN
+    RETURN QUERY SELECT * FROM @extschema@.transitions x
+                  WHERE x.relid OPERATOR(pg_catalog.=) tbl AND (k IS NULL OR x.key OPERATOR(pg_catalog.=) k);
+    IF @extschema@._citus_kind(tbl) IS DISTINCT FROM 'distributed' THEN
+        RETURN;
+    END IF;
+    FOR w IN EXECUTE 'SELECT r.nodename, r.nodeport, r.success, r.result FROM pg_catalog.run_command_on_workers($1) r'
+        USING format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x) OPERATOR(pg_catalog.-) ''relid''), ''[]'')'
+                     '  FROM deploy_progress.transitions x'
+                     ' WHERE x.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass%s',
+                     tbl::text,
+                     CASE WHEN k IS NULL THEN ''
+                          ELSE format(' AND x.key OPERATOR(pg_catalog.=) %L COLLATE "C"', k) END)
+    LOOP
+        IF NOT w.success AND reader IS NOT NULL THEN
+            -- a global reader goes on without that worker's history
+            PERFORM @extschema@._skipped(tbl, reader, '08006',
+                                         format('the history on worker %s:%s cannot be read: %s', w.nodename, w.nodeport, w.result));
+            CONTINUE;
+        END IF;
+        IF NOT w.success THEN
+            RAISE EXCEPTION 'cannot read the history of table % on worker %:%', tbl, w.nodename, w.nodeport
+                USING ERRCODE = 'connection_failure',
+                      DETAIL = format('The worker answered: %s', w.result),
+                      HINT = 'The history of a distributed table is kept on the workers that hold its shards; check that this one is up.';
+        END IF;
+        RETURN QUERY
+            SELECT x.id, tbl, x.key, x.from_phase, x.to_phase, x.to_kind, x.at, x.time_in_previous,
+                   x.completed, x.total, x.reason, x.txid, x.label, x.message, x.metadata
+              FROM pg_catalog.jsonb_populate_recordset(NULL::@extschema@.transitions, w.result::pg_catalog.jsonb) x;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._transitions(regclass, text, text) IS
+    'Internal: the readable transitions of one table (or of one of its rows), those of a Citus distributed table read from the workers';
+
 -- The suggested deadline of a phase from its completed stays: 1.5 times
 -- their 95th percentile, rounded up to a whole minute (at least one), once
 -- there are at least 20 of them; NULL below that, and for phases that take
@@ -2683,8 +3250,8 @@ BEGIN
                h.to_kind <> ALL (@extschema@._kinds('unsuccessful')) AND h.time_in_previous IS NOT NULL AS completed,
                h.to_kind = 'failed' AS failure,
                extract(epoch FROM h.time_in_previous)::double precision AS secs
-          FROM @extschema@.transitions h
-         WHERE h.relid = tbl AND h.from_phase IS NOT NULL
+          FROM @extschema@._transitions(tbl) h
+         WHERE h.from_phase IS NOT NULL
            AND (since IS NULL OR h.at >= since)
     ), agg AS (
         SELECT s.from_phase,
@@ -2731,8 +3298,7 @@ BEGIN
            END,
            h.reason
       FROM (SELECT x.*, lead(x.at) OVER (ORDER BY x.at, x.id) AS next_at
-              FROM @extschema@.transitions x
-             WHERE x.relid = tbl AND x.key = k) h
+              FROM @extschema@._transitions(tbl, k) x) h
      ORDER BY h.at, h.id;
 END
 $$;
@@ -2781,8 +3347,7 @@ BEGIN
                            row_number() OVER w AS ord,
                            x.from_phase IS NULL
                                OR lag(x.to_kind) OVER w = ANY (@extschema@._kinds('terminal')) AS starts
-                      FROM @extschema@.transitions x
-                     WHERE x.relid = tbl AND x.key = k
+                      FROM @extschema@._transitions(tbl, k) x
                     WINDOW w AS (ORDER BY x.at, x.id)) h) a
      WHERE a.ord >= coalesce(a.attempt, 1);
 
@@ -3037,27 +3602,44 @@ COMMENT ON FUNCTION @extschema@.refresh_estimates(regclass, interval) IS
 -- the table's runs, and the expected time of the phases after it (each
 -- visited by 5 % of the runs or more: its share times its median, and times
 -- its 95th percentile), with "thin" when one of them has fewer than 20
--- stays.  _run_eta_part() (C) adds the current phase's time left.
-CREATE OR REPLACE FUNCTION @extschema@._phase_eta_table(tbl regclass, lc text)
-RETURNS TABLE (phase text, quantiles double precision[], stays bigint, runs bigint,
-               ahead_p50 double precision, ahead_p95 double precision, thin boolean)
+-- stays.  _run_eta_part() (C) adds the current phase's time left.  The
+-- readers' queries (_figures_sql()) join this SQL itself, so that it is
+-- planned with them, once.
+CREATE OR REPLACE FUNCTION @extschema@._phase_eta_sql(tbl regclass, lc text)
+RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT lp.phase, e.quantiles, e.stays, e.runs,
-           coalesce(a.p50, 0), coalesce(a.p95, 0), coalesce(a.thin, false)
-      FROM @extschema@.lifecycle_phases lp
-      JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
-     CROSS JOIN LATERAL (
-            SELECT pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[11]) AS p50,
-                   pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[20]) AS p95,
-                   pg_catalog.bool_or(x.stays OPERATOR(pg_catalog.<) 20) AS thin
-              FROM @extschema@.lifecycle_phases lx
-              JOIN @extschema@.phase_estimates x ON x.relid OPERATOR(pg_catalog.=) tbl
-                                                AND x.phase OPERATOR(pg_catalog.=) lx.phase
-             WHERE lx.lifecycle OPERATOR(pg_catalog.=) lc AND lx.position OPERATOR(pg_catalog.>) lp.position
-               AND x.visit_share OPERATOR(pg_catalog.>=) 0.05) a
-     WHERE lp.lifecycle OPERATOR(pg_catalog.=) lc
+    SELECT pg_catalog.format(
+        'SELECT lp.phase, e.quantiles, e.stays, e.runs,'
+        '       coalesce(a.p50, 0) AS ahead_p50, coalesce(a.p95, 0) AS ahead_p95, coalesce(a.thin, false) AS thin'
+        '  FROM @extschema@.lifecycle_phases lp'
+        '  JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) %1$L::pg_catalog.regclass'
+        '                                    AND e.phase OPERATOR(pg_catalog.=) lp.phase'
+        ' CROSS JOIN LATERAL ('
+        '        SELECT pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[11]) AS p50,'
+        '               pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[20]) AS p95,'
+        '               pg_catalog.bool_or(x.stays OPERATOR(pg_catalog.<) 20) AS thin'
+        '          FROM @extschema@.lifecycle_phases lx'
+        '          JOIN @extschema@.phase_estimates x ON x.relid OPERATOR(pg_catalog.=) %1$L::pg_catalog.regclass'
+        '                                            AND x.phase OPERATOR(pg_catalog.=) lx.phase'
+        '         WHERE lx.lifecycle OPERATOR(pg_catalog.=) %2$L AND lx.position OPERATOR(pg_catalog.>) lp.position'
+        '           AND x.visit_share OPERATOR(pg_catalog.>=) 0.05) a'
+        ' WHERE lp.lifecycle OPERATOR(pg_catalog.=) %2$L',
+        tbl::pg_catalog.oid, lc)
+$$;
+COMMENT ON FUNCTION @extschema@._phase_eta_sql(regclass, text) IS
+    'Internal: SQL giving, per phase of a tracked table, its stay quantiles, stays, the runs, and the expected time of the phases after it, for the whole run''s ETA';
+
+CREATE OR REPLACE FUNCTION @extschema@._phase_eta_table(tbl regclass, lc text)
+RETURNS TABLE (phase text, quantiles double precision[], stays bigint, runs bigint,
+               ahead_p50 double precision, ahead_p95 double precision, thin boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._phase_eta_sql(tbl, lc);
+END
 $$;
 COMMENT ON FUNCTION @extschema@._phase_eta_table(regclass, text) IS
     'Internal: per phase of a tracked table, its stay quantiles, stays, the runs, and the expected time of the phases after it, for the whole run''s ETA';
@@ -3091,51 +3673,76 @@ $$;
 COMMENT ON FUNCTION @extschema@._run_eta(regclass, text, text, double precision, double precision) IS
     'Internal: the median and 95th-percentile time left, in seconds, for a row of a tracked table in a phase for in_phase seconds with its own ETA (or NULL), from phase_estimates; NULL where the history is too thin';
 
--- The metrics read from the tables themselves, for every tracked table the
--- caller can read, one table at a time (all or nothing for a table):
+-- The metrics read from a table itself ($1: as of), in one pass over its
+-- in-flight rows (through the in-flight partial index):
 --   in_flight  rows per non-terminal phase of the lifecycle (zero when
---              empty), counted through the in-flight partial index
+--              empty)
 --   stuck      stuck rows per reason, as stuck() reports them
---   stalled    1 when the table's fleet is stalled (stuck_tables()), else 0
---   skipped    1 when the table's queries raised (it is then reported with a
---              WARNING and has no other rows here), else 0
-CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
-RETURNS TABLE (relid regclass, metric text, label text, label_position integer, value bigint)
-LANGUAGE plpgsql STABLE
+--   stalled    1 when the table's fleet is stalled (as stuck_tables()
+--              decides it), else 0
+--   skipped    0 (1 when the table's query raised: _read_each() then
+--              reports it with a WARNING, and it has no other rows here)
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics_query(cfg @extschema@.tracked)
+RETURNS text
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cfg @extschema@.tracked;
-BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(NULL, now(), NULL)
-    LOOP
-        BEGIN
-            RETURN QUERY EXECUTE format(
-                'SELECT %1$L::pg_catalog.regclass, ''in_flight'', p.phase, p.position, coalesce(c.n, 0)'
-                '  FROM @extschema@.lifecycle_phases p'
-                '  LEFT JOIN (SELECT %2$s AS phase, pg_catalog.count(*) AS n'
-                '               FROM %3$s t WHERE %4$s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
-                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %5$L'
-                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[])'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
-                '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
-                '        (EXISTS (SELECT FROM @extschema@.stuck_tables(%1$L::pg_catalog.regclass, $1)))::integer'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
-                ' ORDER BY 2, 4, 3',
-                cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
-                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'),
-                @extschema@._stuck_query(cfg))
-            USING now();
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
-            RETURN QUERY SELECT cfg.relid, 'skipped'::text, NULL::text, NULL::integer, 1::bigint;
-        END;
-    END LOOP;
-END
+    SELECT pg_catalog.format(
+        'WITH r AS MATERIALIZED (SELECT r.phase, r.kind, r.stuck_reason FROM (%2$s) r)'
+        ' SELECT %1$L::pg_catalog.regclass, ''in_flight'', p.phase, p.position, coalesce(c.n, 0)'
+        '  FROM @extschema@.lifecycle_phases p'
+        '  LEFT JOIN (SELECT r.phase, pg_catalog.count(*) AS n FROM r GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+        ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %3$L'
+        '   AND p.kind OPERATOR(pg_catalog.=) ANY (%4$L::pg_catalog.text[])'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''stuck'', r.stuck_reason, NULL, pg_catalog.count(*)'
+        '   FROM r WHERE r.stuck_reason IS NOT NULL GROUP BY r.stuck_reason'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
+        '        (pg_catalog.count(*) FILTER (WHERE r.stuck_reason OPERATOR(pg_catalog.=) ''queue_overdue'') OPERATOR(pg_catalog.>) 0'
+        '         AND pg_catalog.count(*) FILTER (WHERE r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          AND (r.stuck_reason IS NULL OR r.stuck_reason OPERATOR(pg_catalog.=) ''phase_overdue''))'
+        '             OPERATOR(pg_catalog.=) 0)::integer::pg_catalog.int8'
+        '   FROM r'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
+        ' ORDER BY 2, 4, 3',
+        cfg.relid::oid, @extschema@._rows_sql(cfg), cfg.lifecycle, @extschema@._kinds('in_flight'))
+$$;
+COMMENT ON FUNCTION @extschema@._table_metrics_query(@extschema@.tracked) IS
+    'Internal: the query of the metrics read from one tracked table: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled';
+
+-- What _table_metrics_query() gives for a table ($2) without in-flight
+-- rows, without reading it: zero rows in each in-flight phase, not
+-- stalled, not skipped.  _read_each() runs it for a table whose in-flight
+-- index is empty.
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics_empty_query()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'SELECT t.relid, ''in_flight''::pg_catalog.text, p.phase, p.position, 0::pg_catalog.int8'
+           '  FROM @extschema@.tracked t'
+           '  JOIN @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) t.lifecycle'
+           ' WHERE t.relid OPERATOR(pg_catalog.=) $2'
+           '   AND p.kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds(''in_flight''))'
+           ' UNION ALL SELECT $2, ''stalled'', NULL, NULL, 0'
+           ' UNION ALL SELECT $2, ''skipped'', NULL, NULL, 0'
+           ' ORDER BY 2, 4, 3'::pg_catalog.text
+$$;
+COMMENT ON FUNCTION @extschema@._table_metrics_empty_query() IS
+    'Internal: the query of the metrics of a tracked table ($2) without in-flight rows (zeros), run without reading the table';
+
+-- The metrics read from the tables themselves, for every tracked table the
+-- caller can read, one table at a time (all or nothing for a table; a
+-- table whose query raised gives only skipped = 1).
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
+RETURNS TABLE (relid regclass, metric text, label text, label_position integer, value bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@._read_each(NULL, pg_catalog.now(), 'metrics')
+        AS r(relid regclass, metric text, label text, label_position integer, value bigint)
 $$;
 COMMENT ON FUNCTION @extschema@._table_metrics() IS
     'Internal: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled, and whether the table had to be skipped, for every tracked table the caller can read';
@@ -3148,7 +3755,8 @@ WITH tables AS (
     -- only the history of the rows it can see counts, and none of the
     -- pruned totals (which cannot be split by row)
     SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label,
-           pg_catalog.row_security_active(t.relid) AS rls
+           pg_catalog.row_security_active(t.relid) AS rls,
+           @extschema@._citus_kind(t.relid) IS NOT DISTINCT FROM 'distributed' AS distributed
       FROM @extschema@.tracked t
      WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
 ), pruned AS (
@@ -3160,9 +3768,17 @@ WITH tables AS (
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
                AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')) AS completed_stay,
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
-      FROM @extschema@.history h
-      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
-     WHERE NOT t.rls OR @extschema@._row_visible(h.relid, h.key)
+      FROM (SELECT h.relid, h.from_phase, h.to_phase, h.to_kind, h.time_in_previous
+              FROM @extschema@.history h
+              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+             WHERE (NOT t.rls OR @extschema@._row_visible(h.relid, h.key))
+               AND NOT t.distributed
+            UNION ALL
+            -- a Citus distributed table's history is on the workers too
+            SELECT x.relid, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
+              FROM tables t
+             CROSS JOIN LATERAL @extschema@._transitions(t.relid, reader => 'metrics') x
+             WHERE t.distributed) h
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k

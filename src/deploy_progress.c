@@ -36,8 +36,18 @@ bool		dp_stamping = true;
 /* deploy_progress.transition_reason: reason recorded with transitions. */
 char	   *dp_transition_reason = NULL;
 
+/*
+ * deploy_progress.notify_bulk_threshold: a statement that moves more rows of
+ * one table sends one summary event per target phase (history.c); -1: never,
+ * 0: every statement (as log_min_duration_statement's -1 and 0).
+ */
+int			dp_notify_bulk_threshold = 100;
+
 /* deploy_progress.clock: which "now" the triggers stamp with. */
 int			dp_clock = DP_CLOCK_STATEMENT;
+
+/* deploy_progress.reader_cache_size, in kB (readers.c) */
+int			dp_reader_cache_size = 65536;
 
 static const struct config_enum_entry dp_clock_options[] = {
 	{"statement", DP_CLOCK_STATEMENT, false},
@@ -87,6 +97,30 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("deploy_progress.reader_cache_size",
+							"Memory each session may keep for the global readers' prepared per-table queries.",
+							"stuck(), in_flight, the metrics and fail_stuck() keep each tracked table's query "
+							"planned for the session; the tables beyond this are planned at each call. "
+							"0 keeps none.",
+							&dp_reader_cache_size,
+							65536,
+							0,
+							MAX_KILOBYTES,
+							PGC_USERSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("deploy_progress.notify_bulk_threshold",
+							"Most transitions of one table in one statement that are sent as one NOTIFY event each.",
+							"A statement that moves more rows of a table sends one summary event per target phase "
+							"for that table instead; 0 summarizes every statement, -1 sends one event per transition whatever their number.",
+							&dp_notify_bulk_threshold,
+							100,
+							-1, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
 
 	dp_history_init();
 

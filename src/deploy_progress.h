@@ -179,7 +179,27 @@ typedef struct DpTrack
 	/* transition history and events (history.c) */
 	DpHistoryMode history;
 	char	   *notify_channel; /* NULL: no NOTIFY */
+
+	/*
+	 * A shard of a Citus distributed table: configured from its stamp
+	 * trigger's argument, tracked_relid is the distributed table (its shell
+	 * on this node), and messages name it instead of the shard.
+	 */
+	bool		citus_shard;
+	char	   *display_name;	/* NULL: the relation's own name */
+
+	/*
+	 * A shard that Citus' metadata does not know yet: create_distributed_table()
+	 * copying the table's rows into it.  Valid for that transaction only
+	 * (copy_lxid); the triggers leave such rows as they are.
+	 */
+	bool		citus_copy;
+	LocalTransactionId copy_lxid;
 } DpTrack;
+
+/* The name messages give a tracked relation: a shard's distributed table. */
+#define DP_REL_NAME(t, rel) \
+	((t)->display_name ? (t)->display_name : RelationGetRelationName(rel))
 
 /* What a write does to a row's phase and counters (dp_classify()). */
 typedef struct DpChange
@@ -221,6 +241,8 @@ typedef struct DpSavedUser
 extern bool dp_stamping;
 extern int	dp_clock;
 extern char *dp_transition_reason;
+extern int	dp_reader_cache_size;
+extern int	dp_notify_bulk_threshold;
 extern TimestampTz dp_now(void);
 extern const char *dp_schema_name(DpSchema schema);
 extern DpSchema dp_schema_of_version(const char *version);
@@ -303,9 +325,26 @@ extern double dp_speed_step(double rate, bool rate_isnull, double delta,
 							double seconds, double elapsed, double tau);
 extern double dp_speed_decay(double rate, double seconds, double tau);
 
+/* history.c: a row moved to another partition by an UPDATE */
+extern void dp_history_note_move(DpTrack *t, Relation rel, TupleTableSlot *newslot,
+								 bool phase_changed, int old_idx,
+								 TimestampTz old_phase_at, bool old_phase_at_null);
+
+extern bool dp_side_moving(Oid relid, int *old_idx, TimestampTz *old_phase_at,
+						   bool *old_phase_at_null);
+
+/* claims.c */
+extern void dp_claims_check_lease(DpTrack *t, Relation rel, TupleTableSlot *oldslot);
+extern void dp_claims_on_end(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
+							 const DpChange *ch);
+extern void dp_claims_on_new_run(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
+								 TupleTableSlot *newslot, const DpChange *ch);
+extern void dp_claims_after_sweep(Oid relid, const char *why, Datum batch);
+
 /* util.c */
 extern TriggerData *dp_trigger_data(FunctionCallInfo fcinfo, const char *func,
 									DpTriggerTiming timing, bool insert_update_only);
+extern Oid	dp_extension_table_owner(const char *relname);
 extern void dp_spi_connect(void);
 extern void dp_spi_connect_as(Oid owner, DpSavedUser *saved);
 extern bool dp_type_text_depends_on_settings(Oid typid);

@@ -2,27 +2,46 @@
  *
  * history.c
  *	  Transition history and events: deploy_progress.record_transition()
- *	  (AFTER ROW) queues each phase transition of a tracked table and sends
- *	  its NOTIFY event; the queue is written to deploy_progress.history once
- *	  per statement, straight into the heap (table_multi_insert()).
+ *	  (AFTER ROW) queues each phase transition of a tracked table; once per
+ *	  statement the queue is written to deploy_progress.history, straight
+ *	  into the heap (table_multi_insert()), and sent as NOTIFY events, one
+ *	  per transition or, for a bulk statement, one summary per phase.
  *
  * track() creates the trigger twice: AFTER INSERT, and AFTER UPDATE with
  * WHEN (OLD.phase IS DISTINCT FROM NEW.phase), so that the executor drops
  * heartbeats and counter updates before any trigger event is queued: they
  * cost a comparison of two phase values, nothing more.
  *
- * Each firing appends one row to a backend-local buffer and calls
- * Async_Notify().  Notifications are transactional by construction: they
- * belong to the (sub)transaction that queued them and are delivered at
- * commit, never after a rollback.  The buffer is written at once, straight
- * into the heap and indexes of deploy_progress.history (table_multi_insert(),
- * as COPY FROM does: no SPI, no plan, one WAL record per page of rows), when
- * the statement that filled it ends:
+ * Each firing appends one row to a backend-local buffer: its history row,
+ * its event, or both.  The buffer is written at once, straight into the
+ * heap and indexes of deploy_progress.history (table_multi_insert(), as
+ * COPY FROM does: no SPI, no plan, one WAL record per page of rows), and
+ * its events are sent (Async_Notify()), when the statement that filled it
+ * ends:
  *
  *	- ExecutorFinish_hook, after the statement's AFTER triggers have fired;
  *	- ProcessUtility_hook, for COPY FROM (which has no executor of its own);
  *	- the pre-commit transaction callback, as a safety net for any other
  *	  path (logical replication apply, ...).
+ *
+ * Events at bulk scale: at that point the flush knows how many transitions
+ * of each tracked table (a partition's rows count under the tracked
+ * partitioned table) the statement made.  A table with more than
+ * deploy_progress.notify_bulk_threshold of them gets one summary event per
+ * phase entered instead of one event per transition (dp_events_send());
+ * -1 never summarizes, 0 summarizes every statement.
+ * Each buffered row carries the statement depth it was queued at, and a
+ * statement's end takes only the rows of its own depth and deeper: the
+ * statements that a bulk statement's row triggers run (an audit trigger's
+ * INSERT) do not cut it into one-row batches.
+ *
+ * Notifications are transactional by construction: Async_Notify() files
+ * them under the (sub)transaction level that calls it, PostgreSQL drops
+ * those of an aborted subtransaction (AtSubAbort_Notify()) and delivers the
+ * rest at commit.  A flush runs at the level that queued its rows, so the
+ * events of a statement inside a savepoint that is rolled back later are
+ * dropped by PostgreSQL, and those of a statement that failed are never
+ * sent (its rows leave the buffer with the subtransaction, see below).
  *
  * Hooks rather than an AFTER STATEMENT trigger: a statement trigger would
  * fire on every heartbeat statement too, and would not fire at all for a
@@ -31,8 +50,9 @@
  * Subtransactions: each buffered row carries the nesting level of the
  * (sub)transaction that queued it, and the levels in the buffer never
  * decrease from start to end.  A flush writes only the rows of the current
- * level: rows of an outer statement whose triggers opened a subtransaction
- * (a PL/pgSQL EXCEPTION block) wait for that statement's end, since
+ * level (and of its statement's depth): rows of an outer statement whose
+ * triggers opened a subtransaction (a PL/pgSQL EXCEPTION block) wait for
+ * that statement's end, since
  * writing them inside the subtransaction would lose them if it rolled back.
  * A subtransaction commit hands its rows to the parent level, an abort
  * drops them, and the end of the transaction, either way, empties the
@@ -89,10 +109,18 @@
  */
 #define DP_EVENT_TEXT_MAX 128
 
-/* One queued history row. */
+struct DpEventTable;
+struct DpEventGroup;
+
+/* One queued transition: its history row, its event, or both. */
 typedef struct DpHistRow
 {
 	int			level;			/* nesting level of the queuing transaction */
+	int			depth;			/* dp_statement_depth when it was queued */
+	bool		record;			/* write its history row */
+	struct DpEventTable *event; /* where its event goes; NULL: no event */
+	struct DpEventGroup *group; /* during a flush: the summary this row is
+								 * the first of (NULL: none) */
 	Oid			relid;			/* the tracked table */
 	TimestampTz at;				/* when the new phase was entered */
 	TimestampTz prev;			/* when the previous phase was entered */
@@ -112,8 +140,37 @@ typedef struct DpHistRow
 	Jsonb	   *metadata;
 } DpHistRow;
 
+/*
+ * The event destination of a tracked table, shared by its queued rows
+ * (kept in the buffer's context, found again by dp_event_table()); "count"
+ * and "summarize" are worked out by each flush.
+ */
+typedef struct DpEventTable
+{
+	struct DpEventTable *next;
+	Oid			relid;			/* the tracked table (a partition's parent) */
+	char	   *channel;
+	char	   *table_json;		/* JSON string of its qualified name */
+	bool		has_label;		/* the table has a label column */
+	bool		has_message;	/* ... a message column */
+	int64		count;			/* events of the statement being flushed */
+	bool		summarize;		/* more than the bulk threshold */
+} DpEventTable;
+
+/* One summary event: the rows of a statement that entered one phase. */
+typedef struct DpEventGroup
+{
+	struct DpEventGroup *next;	/* next group of the same table */
+	DpEventTable *event;
+	DpHistRow  *first;			/* the first and the last row of the group */
+	DpHistRow  *last;
+	int64		count;
+	bool		same_reason;	/* all rows have first's reason */
+} DpEventGroup;
+
 static MemoryContext dp_hist_cxt = NULL;
 static DpHistRow *dp_rows = NULL;
+static DpEventTable *dp_event_tables = NULL;	/* in dp_hist_cxt */
 static int	dp_nrows = 0;
 static int	dp_maxrows = 0;
 static bool dp_flushing = false;
@@ -129,13 +186,6 @@ int			dp_statement_depth = 0;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-/* Per-statement cache (fn_extra) of the trigger: the event's table name. */
-typedef struct DpEventCache
-{
-	Oid			relid;
-	char	   *table_json;		/* JSON string of the qualified name */
-} DpEventCache;
-
 /* Forget every queued row. */
 static void
 dp_history_reset(void)
@@ -143,18 +193,129 @@ dp_history_reset(void)
 	dp_nrows = 0;
 	dp_maxrows = 0;
 	dp_rows = NULL;
+	dp_event_tables = NULL;
 	if (dp_hist_cxt)
 		MemoryContextReset(dp_hist_cxt);
+}
+
+/*
+ * Rows moved to another partition.  PostgreSQL runs an UPDATE that moves a
+ * row to another partition as a DELETE from the old partition and an
+ * INSERT into the new one, and fires the new partition's AFTER INSERT
+ * triggers, not AFTER UPDATE: without a note, the history would record the
+ * move as the row's insertion into its phase (no previous phase, no time
+ * in it), and a move that kept the phase as a transition.  The stamp
+ * trigger recognizes the moved row in the new partition's BEFORE INSERT
+ * (stamp.c, dp_is_moved_row()) and notes here what the UPDATE did to its
+ * phase; the AFTER INSERT of that row, which fires later in the same order
+ * as the notes were made, takes its note by table and key.  Notes are
+ * looked for from the oldest not taken, at most DP_MOVE_WINDOW of them (a
+ * MERGE interleaves moved and inserted rows: an inserted row looks at a
+ * few notes only); when all are taken they are forgotten, and the end of
+ * the (sub)transaction drops those it made.
+ */
+typedef struct DpMovedRow
+{
+	Oid			relid;			/* the tracked table */
+	text	   *key;
+	int			level;			/* transaction nesting level of the note */
+	bool		taken;
+	bool		phase_changed;
+	int			old_idx;
+	TimestampTz old_phase_at;
+	bool		old_phase_at_null;
+} DpMovedRow;
+
+#define DP_MOVE_WINDOW 16
+
+static MemoryContext dp_moves_cxt = NULL;
+static DpMovedRow *dp_moves = NULL;
+static int	dp_nmoves = 0;
+static int	dp_maxmoves = 0;
+static int	dp_moves_head = 0;		/* the oldest note not taken */
+
+static void
+dp_moves_reset(void)
+{
+	dp_nmoves = dp_maxmoves = dp_moves_head = 0;
+	dp_moves = NULL;
+	if (dp_moves_cxt)
+		MemoryContextReset(dp_moves_cxt);
+}
+
+void
+dp_history_note_move(DpTrack *t, Relation rel, TupleTableSlot *newslot, bool phase_changed,
+					 int old_idx, TimestampTz old_phase_at, bool old_phase_at_null)
+{
+	MemoryContext oldcxt;
+	text	   *key = dp_row_key(t, rel, newslot);
+	DpMovedRow *m;
+
+	if (dp_moves_cxt == NULL)
+		dp_moves_cxt = AllocSetContextCreate(TopMemoryContext,
+											 "deploy_progress moved rows",
+											 ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(dp_moves_cxt);
+	if (dp_nmoves >= dp_maxmoves)
+	{
+		int			newmax = dp_maxmoves ? dp_maxmoves * 2 : 64;
+
+		dp_moves = dp_moves ? repalloc_huge(dp_moves, sizeof(DpMovedRow) * newmax) :
+			palloc(sizeof(DpMovedRow) * newmax);
+		dp_maxmoves = newmax;
+	}
+	m = &dp_moves[dp_nmoves++];
+	m->relid = t->tracked_relid;
+	m->key = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(key));
+	m->level = GetCurrentTransactionNestLevel();
+	m->taken = false;
+	m->phase_changed = phase_changed;
+	m->old_idx = old_phase_at_null && !phase_changed ? -1 : old_idx;
+	m->old_phase_at = old_phase_at;
+	m->old_phase_at_null = old_phase_at_null;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* The note of the row of table "relid" with key "key" inserted into a partition, if moved. */
+static DpMovedRow *
+dp_moves_take(Oid relid, text *key)
+{
+	int			seen = 0;
+
+	for (int i = dp_moves_head; i < dp_nmoves && seen < DP_MOVE_WINDOW; i++)
+	{
+		DpMovedRow *m = &dp_moves[i];
+
+		if (m->taken)
+			continue;
+		seen++;
+		if (m->relid == relid && dp_text_equal(PointerGetDatum(m->key), PointerGetDatum(key)))
+		{
+			m->taken = true;
+			while (dp_moves_head < dp_nmoves && dp_moves[dp_moves_head].taken)
+				dp_moves_head++;
+			return m;
+		}
+	}
+	return NULL;
+}
+
+/* The buffer's memory context, created on first use. */
+static MemoryContext
+dp_history_cxt(void)
+{
+	if (dp_hist_cxt == NULL)
+		dp_hist_cxt = AllocSetContextCreate(TopMemoryContext,
+											"deploy_progress history buffer",
+											ALLOCSET_DEFAULT_SIZES);
+	return dp_hist_cxt;
 }
 
 /* Room for one more row in the buffer. */
 static DpHistRow *
 dp_history_slot(void)
 {
-	if (dp_hist_cxt == NULL)
-		dp_hist_cxt = AllocSetContextCreate(TopMemoryContext,
-											"deploy_progress history buffer",
-											ALLOCSET_DEFAULT_SIZES);
+	(void) dp_history_cxt();
 	if (dp_nrows >= dp_maxrows)
 	{
 		int			newmax = dp_maxrows ? dp_maxrows * 2 : 64;
@@ -398,22 +559,20 @@ dp_history_index(ResultRelInfo *rri, EState *estate, TupleTableSlot **slots, int
 #define DP_FLUSH_CHUNK 1000
 
 /*
- * Write the queued rows of the current transaction level, all at once:
- * straight into the heap (table_multi_insert(), one WAL record per page
- * rather than per row, as COPY FROM does) and its indexes, with ids from the
- * identity sequence.  No SPI, no plan, no executor: this runs once per
- * statement that made transitions, so its fixed cost is what a one-row
+ * Write the history rows among dp_rows[first ..], "nrecord" of them, all at
+ * once: straight into the heap (table_multi_insert(), one WAL record per
+ * page rather than per row, as COPY FROM does) and its indexes, with ids
+ * from the identity sequence.  No SPI, no plan, no executor: this runs once
+ * per statement that made transitions, so its fixed cost is what a one-row
  * transition pays.  Privileges are not checked (the history is the
  * extension's own log, not granted to PUBLIC), and nothing is written that
  * the table's definition could refuse.
  */
 static void
-dp_history_flush(void)
+dp_history_write(int first, int nrecord)
 {
-	int			level = GetCurrentTransactionNestLevel();
-	int			first = dp_nrows;
-	int			n;
 	int			done;
+	int			next;
 	int			nslots;
 	int			i;
 	DpHistTarget *target;
@@ -427,14 +586,7 @@ dp_history_flush(void)
 	CommandId	cid = GetCurrentCommandId(true);
 	MemoryContext oldcxt;
 
-	while (first > 0 && dp_rows[first - 1].level >= level)
-		first--;
-	if (first == dp_nrows)
-		return;
-	Assert(first >= 0 && first < dp_nrows && dp_nrows <= dp_maxrows);
-	n = dp_nrows - first;
-	dp_flushing = true;
-
+	Assert(nrecord >= 1 && first + nrecord <= dp_nrows);
 	relid = get_relname_relid("history", get_namespace_oid(DP_SCHEMA, false));
 	if (!OidIsValid(relid))
 		elog(ERROR, "could not find table " DP_SCHEMA ".history");
@@ -450,24 +602,28 @@ dp_history_flush(void)
 	estate->es_result_relation_info = rri;
 #endif
 	ExecOpenIndices(rri, false);
-	nslots = Min(n, DP_FLUSH_CHUNK);
+	nslots = Min(nrecord, DP_FLUSH_CHUNK);
 	slots = palloc(sizeof(TupleTableSlot *) * nslots);
 	for (i = 0; i < nslots; i++)
 		slots[i] = table_slot_create(rel, NULL);
-	if (n > 1)
+	if (nrecord > 1)
 		bistate = GetBulkInsertState();
 	defaults = palloc(sizeof(ExprState *) * Max(target->ndefaults, 1));
 	for (i = 0; i < target->ndefaults; i++)
 		defaults[i] = ExecPrepareExpr(target->default_expr[i], estate);
 
-	for (done = 0; done < n; done += nslots)
+	next = first;
+	for (done = 0; done < nrecord; done += nslots)
 	{
-		int			chunk = Min(nslots, n - done);
+		int			chunk = Min(nslots, nrecord - done);
 
-		Assert(chunk >= 1 && first + done + chunk <= dp_nrows);
+		Assert(chunk >= 1);
 		for (i = 0; i < chunk; i++)
 		{
-			dp_history_fill(slots[i], target, &dp_rows[first + done + i],
+			while (!dp_rows[next].record)
+				next++;
+			Assert(next < dp_nrows);
+			dp_history_fill(slots[i], target, &dp_rows[next++],
 							defaults, GetPerTupleExprContext(estate));
 			if (target->generated)
 #if PG_VERSION_NUM >= 140000
@@ -491,13 +647,137 @@ dp_history_flush(void)
 	MemoryContextSwitchTo(oldcxt);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
+}
 
-	/* written: take the rows off the queue */
+static void dp_notify(DpHistRow *r);
+static void dp_notify_summary(DpEventGroup *g);
+
+/*
+ * Send the events among dp_rows[first ..], as PostgreSQL notifications of
+ * the current (sub)transaction level, the level that queued them: one per
+ * transition, except for a table with more than
+ * deploy_progress.notify_bulk_threshold of them, whose transitions are sent
+ * as one summary event per phase entered, in the place of the first
+ * transition into that phase.  The groups are made in the caller's
+ * context and freed when sent.
+ */
+static void
+dp_events_send(int first)
+{
+	int			threshold = dp_notify_bulk_threshold;
+	bool		any_bulk = false;
+	DpEventGroup *groups = NULL;	/* of every summarized table */
+	DpEventTable *e;
+	int			i;
+
+	for (e = dp_event_tables; e; e = e->next)
+		e->count = 0;
+	for (i = first; i < dp_nrows; i++)
+		if (dp_rows[i].event)
+			dp_rows[i].event->count++;
+	for (e = dp_event_tables; e; e = e->next)
+	{
+		e->summarize = threshold >= 0 && e->count > threshold;
+		any_bulk |= e->summarize;
+	}
+
+	if (any_bulk)
+	{
+		for (i = first; i < dp_nrows; i++)
+		{
+			DpHistRow  *r = &dp_rows[i];
+			DpEventGroup *g;
+
+			r->group = NULL;
+			if (r->event == NULL || !r->event->summarize)
+				continue;
+			for (g = groups; g; g = g->next)
+				if (g->event == r->event && dp_text_equal(PointerGetDatum(g->first->to),
+														  PointerGetDatum(r->to)))
+					break;
+			if (g == NULL)
+			{
+				g = palloc0(sizeof(DpEventGroup));
+				g->event = r->event;
+				g->first = r;
+				g->same_reason = true;
+				g->next = groups;
+				groups = g;
+				r->group = g;
+			}
+			else if (g->same_reason &&
+					 ((g->first->reason == NULL) != (r->reason == NULL) ||
+					  (r->reason && !dp_text_equal(PointerGetDatum(g->first->reason),
+												   PointerGetDatum(r->reason)))))
+				g->same_reason = false;
+			g->last = r;
+			g->count++;
+		}
+	}
+
+	for (i = first; i < dp_nrows; i++)
+	{
+		DpHistRow  *r = &dp_rows[i];
+
+		if (r->event == NULL)
+			continue;
+		if (!r->event->summarize)
+			dp_notify(r);
+		else if (r->group)
+			dp_notify_summary(r->group);
+	}
+
+	/* a PL/pgSQL loop may run many bulk statements in one context */
+	while (groups)
+	{
+		DpEventGroup *next = groups->next;
+
+		pfree(groups);
+		groups = next;
+	}
+}
+
+/*
+ * Write the history rows and send the events that the statement ending at
+ * "depth" queued at the current transaction level (0: every statement, at
+ * commit).  The rows of an outer statement, queued before a statement that
+ * its triggers run, wait for the outer statement's end, so that a statement
+ * is counted as a whole for the bulk threshold however many statements its
+ * triggers run.
+ */
+static void
+dp_history_flush(int depth)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			first = dp_nrows;
+	int			nrecord = 0;
+	bool		notify = false;
+	int			i;
+
+	while (first > 0 && dp_rows[first - 1].level >= level && dp_rows[first - 1].depth >= depth)
+		first--;
+	if (first == dp_nrows)
+		return;
+	Assert(first >= 0 && first < dp_nrows && dp_nrows <= dp_maxrows);
+	for (i = first; i < dp_nrows; i++)
+	{
+		nrecord += dp_rows[i].record ? 1 : 0;
+		notify |= dp_rows[i].event != NULL;
+	}
+	dp_flushing = true;
+
+	if (nrecord > 0)
+		dp_history_write(first, nrecord);
+	if (notify)
+		dp_events_send(first);
+
+	/* done: take the rows off the queue */
 	dp_nrows = first;
 	if (dp_nrows == 0)
 		dp_history_reset();
 	dp_flushing = false;
-	dp_flush_count++;
+	if (nrecord > 0)
+		dp_flush_count++;
 }
 
 /* Whether the buffer holds rows a flush may write now. */
@@ -527,7 +807,7 @@ dp_executor_finish(QueryDesc *queryDesc)
 	PG_END_TRY();
 	dp_side_flush(depth);
 	if (dp_history_pending())
-		dp_history_flush();
+		dp_history_flush(depth);
 }
 
 /*
@@ -544,7 +824,7 @@ dp_utility_end(PlannedStmt *pstmt, int depth)
 	dp_side_flush(depth);
 	dp_side_utility_end(pstmt->utilityStmt);
 	if (dp_history_pending())
-		dp_history_flush();
+		dp_history_flush(depth);
 }
 
 /* ProcessUtility_hook: COPY FROM fires triggers without an executor. */
@@ -606,7 +886,7 @@ dp_history_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_PREPARE:
 			dp_side_flush(0);
 			if (dp_history_pending())
-				dp_history_flush();
+				dp_history_flush(0);
 			break;
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			break;
@@ -614,8 +894,10 @@ dp_history_xact_callback(XactEvent event, void *arg)
 			dp_statement_depth = 0;
 			dp_side_xact_end();
 			dp_flushing = false;
-			if (dp_nrows > 0 || dp_rows != NULL)
+			if (dp_nrows > 0 || dp_rows != NULL || dp_event_tables != NULL)
 				dp_history_reset();
+			if (dp_nmoves > 0)
+				dp_moves_reset();
 			break;
 	}
 }
@@ -630,9 +912,26 @@ dp_history_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	if (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB)
 		dp_side_subxact_end(event == SUBXACT_EVENT_COMMIT_SUB);
+	level = GetCurrentTransactionNestLevel();
+	if (dp_nmoves > 0 && (event == SUBXACT_EVENT_ABORT_SUB || event == SUBXACT_EVENT_COMMIT_SUB))
+	{
+		/* the notes of an aborted subtransaction are dropped, a commit hands them up */
+		for (i = dp_moves_head; i < dp_nmoves; i++)
+		{
+			if (dp_moves[i].level < level)
+				continue;
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+				dp_moves[i].taken = true;
+			else
+				dp_moves[i].level = level - 1;
+		}
+		while (dp_moves_head < dp_nmoves && dp_moves[dp_moves_head].taken)
+			dp_moves_head++;
+		if (dp_moves_head == dp_nmoves)
+			dp_moves_reset();
+	}
 	if (dp_nrows == 0)
 		return;
-	level = GetCurrentTransactionNestLevel();
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		dp_flushing = false;
@@ -730,32 +1029,41 @@ dp_json_clipped(StringInfo buf, const char *s, int len)
 	return cut < len;
 }
 
-/* JSON string of the qualified name of a table, cached for the statement. */
-static const char *
-dp_event_table(FunctionCallInfo fcinfo, Oid relid)
+/*
+ * Where the events of table "t" go, with the JSON string of its qualified
+ * name: one entry per table for as long as the buffer holds rows.
+ */
+static DpEventTable *
+dp_event_table(DpTrack *t)
 {
-	DpEventCache *cache = (DpEventCache *) fcinfo->flinfo->fn_extra;
+	DpEventTable *e;
+	MemoryContext oldcxt;
+	StringInfoData buf;
+	char	   *nsp;
+	char	   *name;
+	bool		has_label = t->att[DP_ROLE_LABEL] != InvalidAttrNumber;
+	bool		has_message = t->att[DP_ROLE_MESSAGE] != InvalidAttrNumber;
 
-	if (cache == NULL)
-	{
-		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(DpEventCache));
-		fcinfo->flinfo->fn_extra = cache;
-	}
-	if (cache->relid != relid || cache->table_json == NULL)
-	{
-		StringInfoData buf;
-		char	   *nsp = get_namespace_name(get_rel_namespace(relid));
-		char	   *name = get_rel_name(relid);
-
-		initStringInfo(&buf);
-		escape_json(&buf, quote_qualified_identifier(nsp ? nsp : "?", name ? name : "?"));
-		if (cache->table_json)
-			pfree(cache->table_json);
-		cache->table_json = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, buf.data);
-		cache->relid = relid;
-		pfree(buf.data);
-	}
-	return cache->table_json;
+	Assert(t->notify_channel != NULL);
+	for (e = dp_event_tables; e; e = e->next)
+		if (e->relid == t->tracked_relid && e->has_label == has_label &&
+			e->has_message == has_message && strcmp(e->channel, t->notify_channel) == 0)
+			return e;
+	oldcxt = MemoryContextSwitchTo(dp_history_cxt());
+	e = palloc0(sizeof(DpEventTable));
+	e->relid = t->tracked_relid;
+	e->channel = pstrdup(t->notify_channel);
+	e->has_label = has_label;
+	e->has_message = has_message;
+	nsp = get_namespace_name(get_rel_namespace(t->tracked_relid));
+	name = get_rel_name(t->tracked_relid);
+	initStringInfo(&buf);
+	escape_json(&buf, quote_qualified_identifier(nsp ? nsp : "?", name ? name : "?"));
+	e->table_json = buf.data;
+	e->next = dp_event_tables;
+	dp_event_tables = e;
+	MemoryContextSwitchTo(oldcxt);
+	return e;
 }
 
 /* Append ,"name": and a JSON string of at most DP_EVENT_TEXT_MAX bytes, or null. */
@@ -780,7 +1088,7 @@ dp_json_field(StringInfo buf, const char *name, text *value)
  * large, and a listener reads it from the history.
  */
 static void
-dp_notify(FunctionCallInfo fcinfo, DpTrack *t, DpHistRow *r)
+dp_notify(DpHistRow *r)
 {
 	StringInfoData buf;
 	char		ts[MAXDATELEN + 1];
@@ -791,7 +1099,7 @@ dp_notify(FunctionCallInfo fcinfo, DpTrack *t, DpHistRow *r)
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"table\":");
-	appendStringInfoString(&buf, dp_event_table(fcinfo, t->tracked_relid));
+	appendStringInfoString(&buf, r->event->table_json);
 	appendStringInfoString(&buf, ",\"key\":");
 	key_cut = dp_json_clipped(&buf, VARDATA_ANY(r->key), VARSIZE_ANY_EXHDR(r->key));
 	appendStringInfoString(&buf, ",\"from\":");
@@ -815,8 +1123,8 @@ dp_notify(FunctionCallInfo fcinfo, DpTrack *t, DpHistRow *r)
 		appendStringInfoString(&buf, "null");
 	(void) dp_json_field(&buf, "reason", r->reason);
 	/* the label and the message of a table that has such columns */
-	label_cut = t->att[DP_ROLE_LABEL] && dp_json_field(&buf, "label", r->label);
-	message_cut = t->att[DP_ROLE_MESSAGE] && dp_json_field(&buf, "message", r->message);
+	label_cut = r->event->has_label && dp_json_field(&buf, "label", r->label);
+	message_cut = r->event->has_message && dp_json_field(&buf, "message", r->message);
 	if (key_cut)
 		appendStringInfoString(&buf, ",\"key_truncated\":true");
 	if (label_cut)
@@ -824,7 +1132,49 @@ dp_notify(FunctionCallInfo fcinfo, DpTrack *t, DpHistRow *r)
 	if (message_cut)
 		appendStringInfoString(&buf, ",\"message_truncated\":true");
 	appendStringInfoChar(&buf, '}');
-	Async_Notify(t->notify_channel, buf.data);
+	Async_Notify(r->event->channel, buf.data);
+	pfree(buf.data);
+}
+
+/*
+ * Send the summary event of the rows of a statement that entered one phase
+ * of one table, in the place of their events:
+ * {"table", "to", "kind", "count", "at", "first_key", "last_key", "reason",
+ * "bulk": true}, where "at" is when the first of them entered the phase,
+ * "first_key" and "last_key" the keys of the first and the last of them in
+ * the order the statement moved them (cut like a key, with
+ * "first_key_truncated" or "last_key_truncated"), and "reason" theirs when
+ * they all have the same one, else null.
+ */
+static void
+dp_notify_summary(DpEventGroup *g)
+{
+	StringInfoData buf;
+	char		ts[MAXDATELEN + 1];
+	int			utc = 0;
+	bool		first_cut;
+	bool		last_cut;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"table\":");
+	appendStringInfoString(&buf, g->event->table_json);
+	appendStringInfoString(&buf, ",\"to\":");
+	dp_json_clipped(&buf, VARDATA_ANY(g->first->to), VARSIZE_ANY_EXHDR(g->first->to));
+	appendStringInfo(&buf, ",\"kind\":\"%s\",\"count\":" INT64_FORMAT, g->first->kind, g->count);
+	appendStringInfo(&buf, ",\"at\":\"%s\"",
+					 JsonEncodeDateTime(ts, TimestampTzGetDatum(g->first->at), TIMESTAMPTZOID, &utc));
+	appendStringInfoString(&buf, ",\"first_key\":");
+	first_cut = dp_json_clipped(&buf, VARDATA_ANY(g->first->key), VARSIZE_ANY_EXHDR(g->first->key));
+	appendStringInfoString(&buf, ",\"last_key\":");
+	last_cut = dp_json_clipped(&buf, VARDATA_ANY(g->last->key), VARSIZE_ANY_EXHDR(g->last->key));
+	(void) dp_json_field(&buf, "reason", g->same_reason ? g->first->reason : NULL);
+	appendStringInfoString(&buf, ",\"bulk\":true");
+	if (first_cut)
+		appendStringInfoString(&buf, ",\"first_key_truncated\":true");
+	if (last_cut)
+		appendStringInfoString(&buf, ",\"last_key_truncated\":true");
+	appendStringInfoChar(&buf, '}');
+	Async_Notify(g->event->channel, buf.data);
 	pfree(buf.data);
 }
 
@@ -851,6 +1201,8 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	bool		record;
 	DpHistRow	row;
 	AttrNumber	att_started;
+	DpMovedRow *moved = NULL;	/* the note of a row moved to this partition */
+	DpMovedRow	moved_copy;
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
@@ -864,7 +1216,7 @@ dp_record_transition(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	t = dp_get_track(rel);
-	if (t->history == DP_HISTORY_OFF && t->notify_channel == NULL)
+	if (t->citus_copy || (t->history == DP_HISTORY_OFF && t->notify_channel == NULL))
 		return PointerGetDatum(NULL);
 
 	/* stamp() rejects null and unknown phases: nothing to record for them */
@@ -872,6 +1224,46 @@ dp_record_transition(PG_FUNCTION_ARGS)
 	if (isnull || (new_idx = dp_phase_index(t, phase)) < 0)
 		return PointerGetDatum(NULL);
 	memset(&row, 0, sizeof(row));
+	if (oldslot == NULL && dp_nmoves > dp_moves_head && rel->rd_rel->relispartition)
+	{
+		DpMovedRow *m = dp_moves_take(t->tracked_relid, dp_row_key(t, rel, newslot));
+
+		if (m)
+		{
+			bool		same = !m->phase_changed || m->old_idx == new_idx;
+			int			old = m->old_idx;
+
+			moved = m;
+			if (dp_moves_head == dp_nmoves)
+			{
+				/* every note taken: forget them, this one once copied */
+				moved_copy = *m;
+				moved = &moved_copy;
+				dp_moves_reset();
+			}
+			if (same)
+				return PointerGetDatum(NULL);	/* a move, not a transition */
+			old_idx = old;
+			if (old_idx >= 0)
+				row.from = cstring_to_text(t->phases[old_idx].name);
+		}
+	}
+	else if (oldslot == NULL && t->side && rel->rd_rel->relispartition)
+	{
+		int			old;
+
+		if (dp_side_moving(t->tracked_relid, &old, &moved_copy.old_phase_at,
+						   &moved_copy.old_phase_at_null))
+		{
+			if (old == new_idx)
+				return PointerGetDatum(NULL);	/* a move, not a transition */
+			moved_copy.phase_changed = true;
+			moved_copy.old_idx = old_idx = old;
+			moved = &moved_copy;
+			if (old_idx >= 0)
+				row.from = cstring_to_text(t->phases[old_idx].name);
+		}
+	}
 	if (oldslot)
 	{
 		Datum		old_phase = slot_getattr(oldslot, t->att_phase, &isnull);
@@ -916,6 +1308,16 @@ dp_record_transition(PG_FUNCTION_ARGS)
 			if (!row.prev_null)
 				row.prev = dp_timing_from_column(t, DP_ROLE_PHASE_UPDATED_AT, d);
 		}
+		else if (moved)
+		{
+			row.prev_null = moved->old_phase_at_null;
+			row.prev = moved->old_phase_at;
+		}
+	}
+	else if (t->side && moved)
+	{
+		row.prev_null = moved->old_phase_at_null;
+		row.prev = moved->old_phase_at;
 	}
 	else if (t->side && oldslot)
 	{
@@ -942,10 +1344,13 @@ dp_record_transition(PG_FUNCTION_ARGS)
 		row.metadata = isnull ? NULL : DatumGetJsonbP(d);
 	}
 
-	if (t->notify_channel)
-		dp_notify(fcinfo, t, &row);
-
-	if (record)
+	/*
+	 * Queue the history row and the event: the statement's end writes the
+	 * one and sends the other (or its table's summary, dp_events_send()).
+	 */
+	row.depth = dp_statement_depth;
+	row.record = record;
+	row.event = t->notify_channel ? dp_event_table(t) : NULL;
 	{
 		DpHistRow  *slot = dp_history_slot();
 		MemoryContext oldcxt = MemoryContextSwitchTo(dp_hist_cxt);

@@ -900,7 +900,7 @@ dp_row_key(DpTrack *t, Relation rel, TupleTableSlot *slot)
 			ereport(ERROR,
 					(errcode(ERRCODE_NOT_NULL_VIOLATION),
 					 errmsg("key of a row of tracked table \"%s\" cannot be null",
-							RelationGetRelationName(rel)),
+							DP_REL_NAME(t, rel)),
 					 errhint("Track the table with a key whose columns are NOT NULL.")));
 	}
 	if (t->key_settings)
@@ -1222,19 +1222,7 @@ dp_side_remove_all(DpSideCall *call, Oid relid, Oid partition)
 static Oid
 dp_side_table_owner(void)
 {
-	Oid			nsp = get_namespace_oid(DP_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("timings", nsp) : InvalidOid;
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		return InvalidOid;
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		return InvalidOid;
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	return dp_extension_table_owner("timings");
 }
 
 /*
@@ -1366,6 +1354,25 @@ dp_side_partition_of(Relation rel)
 }
 
 /*
+ * For the history's AFTER INSERT of a row in partition of tracked table
+ * "relid": whether it is the new half of a row moved from another
+ * partition (its old half's AFTER DELETE has just fired, see dp_move), and
+ * then the phase it had and when it entered it.
+ */
+bool
+dp_side_moving(Oid relid, int *old_idx, TimestampTz *old_phase_at, bool *old_phase_at_null)
+{
+	if (!dp_move.valid || dp_move.tracked_relid != relid ||
+		dp_move.depth != dp_statement_depth ||
+		dp_move.level != GetCurrentTransactionNestLevel())
+		return false;
+	*old_idx = dp_move.old_phase_null ? -1 : dp_move.old_idx;
+	*old_phase_at_null = !dp_move.found || dp_move.ts_null[DP_ROLE_PHASE_UPDATED_AT];
+	*old_phase_at = *old_phase_at_null ? 0 : dp_move.ts[DP_ROLE_PHASE_UPDATED_AT];
+	return true;
+}
+
+/*
  * deploy_progress.stamp_side(): AFTER INSERT OR UPDATE OR DELETE FOR EACH
  * ROW, and AFTER TRUNCATE FOR EACH STATEMENT, on tables tracked with storage
  * 'side'.  Keeps the row's timings in deploy_progress.timings with the rules
@@ -1389,7 +1396,7 @@ dp_stamp_side(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	t = dp_get_track(rel);
-	if (!t->side)
+	if (!t->side || t->citus_copy)
 		return PointerGetDatum(NULL);
 	if (!dp_stamping)
 	{

@@ -118,7 +118,7 @@ dp_percent_checked(DpTrack *t, Relation rel, Datum d)
 	{
 		Oid			outfn;
 		bool		varlena;
-		const char *relname = RelationGetRelationName(rel);
+		const char *relname = DP_REL_NAME(t, rel);
 		const char *col = get_attname(RelationGetRelid(rel), t->att[DP_ROLE_PERCENT], false);
 
 		getTypeOutputInfo(typid, &outfn, &varlena);
@@ -178,7 +178,7 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("phase of a row of tracked table \"%s\" cannot be null",
-						RelationGetRelationName(rel)),
+						DP_REL_NAME(t, rel)),
 				 errdetail("Valid phases: %s.", dp_phase_list(t)),
 				 errhint("Give every row a phase of the lifecycle.")));
 	if (oldslot)
@@ -194,7 +194,7 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("\"%s\" is not a phase of the lifecycle of table \"%s\"",
-							dp_phase_datum_text(t, phase), RelationGetRelationName(rel)),
+							dp_phase_datum_text(t, phase), DP_REL_NAME(t, rel)),
 					 errdetail("Valid phases: %s.", dp_phase_list(t)),
 					 errhint("Use one of the valid phases, or redefine the lifecycle with deploy_progress.define_lifecycle().")));
 		if (oldslot && !old_isnull)
@@ -230,7 +230,7 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 				ereport(ERROR,
 						(errcode(ERRCODE_CHECK_VIOLATION),
 						 errmsg("cannot move a row of \"%s\" back from phase \"%s\" to earlier phase \"%s\"",
-								RelationGetRelationName(rel),
+								DP_REL_NAME(t, rel),
 								t->phases[ch->old_idx].name, t->phases[ch->new_idx].name),
 						 errdetail("The table is tracked with backward_moves => 'error': a write cannot move a row to a pending or active phase that comes before its current one in the lifecycle."),
 						 errhint("Write only later phases, or track the table with backward_moves => 'ignore' to keep the row's phase and apply the rest of such writes.")));
@@ -240,7 +240,7 @@ dp_classify(DpTrack *t, Relation rel, TupleTableSlot *oldslot,
 			ereport(ERROR,
 					(errcode(ERRCODE_CHECK_VIOLATION),
 					 errmsg("cannot move a row of \"%s\" from terminal phase \"%s\" to \"%s\"",
-							RelationGetRelationName(rel),
+							DP_REL_NAME(t, rel),
 							t->phases[ch->old_idx].name, t->phases[ch->new_idx].name),
 					 errdetail("Phase \"%s\" is %s, and the table is tracked without restarts.",
 							   t->phases[ch->old_idx].name,
@@ -322,7 +322,7 @@ counters:
 
 	if (oldslot == NULL || ch->counters_moved)
 	{
-		const char *relname = RelationGetRelationName(rel);
+		const char *relname = DP_REL_NAME(t, rel);
 
 		if (!ch->completed_null && ch->completed < 0)
 			ereport(ERROR,
@@ -374,6 +374,10 @@ typedef struct DpMoved
 	bool		ts_null[DP_NUM_ROLES];
 	double		speed;
 	bool		speed_null;
+	bool		phase_changed;	/* the UPDATE changed the row's phase ... */
+	int			old_idx;		/* ... from this one (-1: unknown) */
+	TimestampTz old_phase_at;	/* when the old phase was entered */
+	bool		old_phase_at_null;
 } DpMoved;
 
 static DpMoved dp_moved;
@@ -578,6 +582,9 @@ dp_stamp(PG_FUNCTION_ARGS)
 	}
 
 	t = dp_get_track(trigdata->tg_relation);
+	/* rows Citus copies into a new shard (track_cache.c) */
+	if (unlikely(t->citus_copy))
+		return PointerGetDatum(newtuple);
 
 	/*
 	 * When this is the table's only BEFORE UPDATE trigger, the UPDATE's SET
@@ -598,7 +605,14 @@ dp_stamp(PG_FUNCTION_ARGS)
 						   bms_is_member(t->att[DP_ROLE_PERCENT] - FirstLowInvalidHeapAttributeNumber, upd)));
 		owned_kept = !bms_overlap(upd, t->owned_cols);
 	}
+	/* leases: an owner's write to a row someone else ended (claims.c) */
+	if (oldslot)
+		dp_claims_check_lease(t, trigdata->tg_relation, oldslot);
 	dp_classify(t, trigdata->tg_relation, oldslot, newslot, phase_kept, counters_kept, &ch);
+	if (oldslot)
+		dp_claims_on_end(t, trigdata->tg_relation, oldslot, &ch);
+	if (!oldslot || ch.entered)
+		dp_claims_on_new_run(t, trigdata->tg_relation, oldslot, newslot, &ch);
 
 	/* a backward move ignored: the row keeps its phase, the rest applies */
 	if (ch.phase_ignored)
@@ -615,7 +629,13 @@ dp_stamp(PG_FUNCTION_ARGS)
 			PointerGetDatum(dp_modify_tuple(t, trigdata->tg_relation, newslot, newtuple,
 											ncols, cols, vals, nulls));
 	if (oldslot == NULL && dp_is_moved_row(t, trigdata->tg_relation, newslot))
+	{
+		/* the history's AFTER INSERT must see the UPDATE, not an INSERT */
+		if (t->history != DP_HISTORY_OFF || t->notify_channel != NULL)
+			dp_history_note_move(t, trigdata->tg_relation, newslot, dp_moved.phase_changed,
+								 dp_moved.old_idx, dp_moved.old_phase_at, dp_moved.old_phase_at_null);
 		return PointerGetDatum(newtuple);
+	}
 
 	/*
 	 * The value each timing column should have: the old row's (NULL on
@@ -824,6 +844,18 @@ dp_stamp(PG_FUNCTION_ARGS)
 				d = slot_getattr(newslot, t->att[DP_ROLE_ITEMS_PER_SECOND], &isnull);
 			dp_moved.speed_null = isnull;
 			dp_moved.speed = isnull ? 0 : DatumGetFloat8(d);
+		}
+		dp_moved.phase_changed = ch.entered;
+		dp_moved.old_idx = ch.old_idx;
+		dp_moved.old_phase_at_null = true;
+		dp_moved.old_phase_at = 0;
+		if (ch.entered && t->att[DP_ROLE_PHASE_UPDATED_AT])
+		{
+			Datum		d = slot_getattr(oldslot, t->att[DP_ROLE_PHASE_UPDATED_AT],
+										 &dp_moved.old_phase_at_null);
+
+			if (!dp_moved.old_phase_at_null)
+				dp_moved.old_phase_at = dp_timing_from_column(t, DP_ROLE_PHASE_UPDATED_AT, d);
 		}
 		dp_moved.tracked_relid = t->tracked_relid;
 		dp_moved.cid = GetCurrentCommandId(false);

@@ -122,5 +122,7 @@ dp_fail_batch_as_owner(PG_FUNCTION_ARGS)
 
 	AtEOXact_GUC(false, nestlevel);
 	dp_spi_finish_as(&saved);
+	/* the claims of rows failed for owner_gone go with them (claims.c) */
+	dp_claims_after_sweep(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)), result);
 	PG_RETURN_DATUM(result);
 }

@@ -35,6 +35,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_inherits.h"
@@ -45,6 +46,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -268,6 +270,13 @@ dp_role_from_name(const char *name)
 	return -1;
 }
 
+/* Whether a text of the configuration (NULL when null) is "value". */
+static inline bool
+dp_text_is(const char *text, const char *value)
+{
+	return text != NULL && strcmp(text, value) == 0;
+}
+
 /* Text of column "col" of the current SPI result row, NULL when null. */
 static char *
 dp_spi_text(int row, const char *col)
@@ -284,7 +293,7 @@ dp_spi_text(int row, const char *col)
  * of the accepted types; InvalidAttrNumber when the role is not configured.
  */
 static AttrNumber
-dp_resolve_column(Relation rel, const char *colname, const char *role,
+dp_resolve_column(DpTrack *t, Relation rel, const char *colname, const char *role,
 				  const Oid *types, int ntypes, Oid *typid)
 {
 	AttrNumber	attnum;
@@ -298,7 +307,7 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("%s column \"%s\" of tracked table \"%s\" does not exist",
-						role, colname, RelationGetRelationName(rel)),
+						role, colname, DP_REL_NAME(t, rel)),
 				 errhint("Run deploy_progress.track() again to update the table's configuration.")));
 	Assert(attnum <= RelationGetDescr(rel)->natts);
 	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
@@ -312,7 +321,7 @@ dp_resolve_column(Relation rel, const char *colname, const char *role,
 	ereport(ERROR,
 			(errcode(ERRCODE_DATATYPE_MISMATCH),
 			 errmsg("%s column \"%s\" of tracked table \"%s\" has type %s",
-					role, colname, RelationGetRelationName(rel),
+					role, colname, DP_REL_NAME(t, rel),
 					format_type_be(att->atttypid)),
 			 errhint("Change the column back, or run deploy_progress.track() again.")));
 	return InvalidAttrNumber;	/* keep compiler quiet */
@@ -475,7 +484,7 @@ dp_resolve_roles(DpTrack *t, Relation rel)
 		r = dp_role_from_name(TextDatumGetCString(names[i]));
 		if (r < 0)
 			continue;
-		t->att[r] = dp_resolve_column(rel, TextDatumGetCString(columns[i]), dp_roles[r].name,
+		t->att[r] = dp_resolve_column(t, rel, TextDatumGetCString(columns[i]), dp_roles[r].name,
 									  dp_roles[r].types, dp_roles[r].ntypes, &t->atttype[r]);
 	}
 
@@ -585,6 +594,132 @@ dp_retrack(Relation rel)
 }
 
 /*
+ * Citus distributed tables.  Citus creates a table's triggers, arguments
+ * included, on each of its shards (as "<name>_<shard id>", on every shard
+ * it creates later too: moves, splits, new nodes), but the rows of
+ * deploy_progress.tracked and of the lifecycles stay on the node that wrote
+ * them, the coordinator.  A shard therefore takes its configuration from
+ * its stamp trigger's argument, the same versioned JSON text that a
+ * schema-only restore reads (see _trigger_config() in
+ * sql/src/20_tracking.sql), without writing any configuration on the
+ * worker: the entry describes the distributed table (tracked_relid is its
+ * shell, which every node has with Citus' metadata sync), so that history
+ * and side timings are kept under the table's name and messages name it,
+ * not the shard.  A shard sends no NOTIFY: a transaction that writes shards
+ * on two nodes commits with two-phase commit, which PostgreSQL refuses
+ * after a NOTIFY, and listeners are on the coordinator anyway.
+ *
+ * Citus does not copy comments to shards, so the argument of a shard's
+ * trigger is not confirmed by one as _retrack() demands; it configures
+ * only this table's stamps (nothing is written as the owner but the rows'
+ * own history and side timings), which is what a role with the TRIGGER
+ * privilege on the table can change anyway.
+ */
+
+/*
+ * The distributed table a Citus shard belongs to, with the argument of the
+ * shard's stamp trigger; InvalidOid when rel is not a shard with such a
+ * trigger (or Citus is not installed).  The trigger's name ends in the
+ * shard id, which pg_catalog.pg_dist_shard maps to the table; the shard's
+ * name is checked against it.  Runs in the caller's SPI session.
+ */
+static Oid
+dp_citus_table_of_shard(Relation rel, char **arg, bool *copying)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	const char *prefix = "zz_deploy_progress_stamp_";
+	Trigger    *trig = NULL;
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		args[2];
+	char	   *end;
+	int64		shardid;
+	bool		isnull;
+	Datum		d;
+	int			ret;
+	int			i;
+
+	for (i = 0; trigdesc && i < trigdesc->numtriggers; i++)
+		if (trigdesc->triggers[i].tgnargs == 1 &&
+			strncmp(trigdesc->triggers[i].tgname, prefix, strlen(prefix)) == 0)
+			trig = &trigdesc->triggers[i];
+	*copying = false;
+	if (trig == NULL ||
+		!OidIsValid(get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE)))
+		return InvalidOid;
+	errno = 0;
+	shardid = strtoll(trig->tgname + strlen(prefix), &end, 10);
+	if (errno != 0 || *end != '\0' || end == trig->tgname + strlen(prefix) || shardid <= 0)
+		return InvalidOid;
+
+	/*
+	 * A shard created by this transaction is being filled by Citus:
+	 * create_distributed_table() creates the shards and copies the table's
+	 * rows into them in one distributed transaction, on the connection that
+	 * created each shard, and may or may not have written the shard's
+	 * metadata on that connection before (so the metadata alone cannot
+	 * tell).  Those rows were stamped and checked when they were written.
+	 */
+	if (rel->rd_createSubid != InvalidSubTransactionId)
+	{
+		*copying = true;
+		return InvalidOid;
+	}
+
+	args[0] = Int64GetDatum(shardid);
+	args[1] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+															 RelationGetRelationName(rel)));
+	ret = dp_spi_execute_latest("SELECT s.logicalrelid::pg_catalog.oid FROM pg_catalog.pg_dist_shard s"
+								" WHERE s.shardid OPERATOR(pg_catalog.=) $1"
+								"   AND pg_catalog.shard_name(s.logicalrelid, s.shardid, false) OPERATOR(pg_catalog.=) $2",
+								2, argtypes, args, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "looking up the distributed table of a shard failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+	{
+		/*
+		 * A shard that this node's metadata does not list yet: Citus
+		 * creates the shards of create_distributed_table() and copies the
+		 * table's rows into them before it writes their metadata.
+		 */
+		ret = dp_spi_execute_latest("SELECT FROM pg_catalog.pg_dist_shard s WHERE s.shardid OPERATOR(pg_catalog.=) $1",
+									1, argtypes, args, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "looking up a shard failed: %s", SPI_result_code_string(ret));
+		*copying = SPI_processed == 0;
+		return InvalidOid;
+	}
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull || !SearchSysCacheExists1(RELOID, d))
+		return InvalidOid;
+	*arg = trig->tgargs[0];
+	return DatumGetObjectId(d);
+}
+
+/*
+ * The configuration query of a shard: the options and roles of the
+ * argument ($2) of its stamp trigger, as the configuration query gives
+ * those of deploy_progress.tracked, for the distributed table $1; no row
+ * when the argument is not a configuration this version reads.
+ */
+#define DP_CONFIG_FROM_ARGUMENT \
+	"  FROM pg_catalog.jsonb_populate_record(NULL::" DP_SCHEMA ".tracked," \
+	"           ($2::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'tracked')" \
+	"           OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('relid', $1::pg_catalog.oid)) t"
+#define DP_CONFIG_ARGUMENT_VALID \
+	" WHERE pg_catalog.jsonb_typeof($2::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'tracked') OPERATOR(pg_catalog.=) 'object'" \
+	"   AND ($2::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'v') OPERATOR(pg_catalog.=) '1'::pg_catalog.jsonb" \
+	"   AND t.lifecycle IS NOT NULL AND t.phase_column IS NOT NULL AND t.key_columns IS NOT NULL" \
+	"   AND t.storage IS NOT NULL AND t.history IS NOT NULL AND t.columns IS NOT NULL"
+
+/* What dp_build_track() reads for a shard, for the context of its errors. */
+static void
+dp_shard_error_context(void *arg)
+{
+	errcontext("reading the tracking configuration of Citus shard \"%s\" from its stamp trigger's argument",
+			   RelationGetRelationName((Relation) arg));
+}
+
+/*
  * Read the configuration of "rel" (or of the partitioned table it is a
  * partition of) into t.  Runs SPI; everything kept goes into t->cxt.
  */
@@ -602,10 +737,15 @@ dp_build_track(DpTrack *t, Relation rel)
 	int			nkeys;
 	bool		isnull;
 	Oid			phase_type = InvalidOid;
+	char	   *shard_arg = NULL;	/* a shard's configuration */
+	bool		copying = false;
 	int			i;
 	int			ret;
 
 	t->scratch_natts = 0;		/* the arrays go with the context's reset */
+	t->citus_shard = false;
+	t->display_name = NULL;
+	t->citus_copy = false;
 	if (t->cxt)
 		MemoryContextReset(t->cxt);
 	else
@@ -664,6 +804,54 @@ dp_build_track(DpTrack *t, Relation rel)
 				elog(ERROR, "reading tracking configuration failed: %s", SPI_result_code_string(ret));
 		}
 	}
+	/*
+	 * No configuration either way: on a Citus shard, the argument of the
+	 * stamp trigger configures the distributed table's shard.
+	 */
+	if (SPI_processed == 0)
+	{
+		Oid			logical = dp_citus_table_of_shard(rel, &shard_arg, &copying);
+
+		/*
+		 * Rows copied in by create_distributed_table() were stamped and
+		 * checked when written: they go in as they are, and leave no
+		 * history (the table's is on the coordinator).
+		 */
+		if (copying)
+		{
+			t->citus_copy = true;
+			t->copy_lxid = MyProc->lxid;
+			SPI_finish();
+			return;
+		}
+		if (OidIsValid(logical))
+		{
+			ErrorContextCallback errcb;
+			Oid			stypes[2] = {OIDOID, TEXTOID};
+			Datum		sargs[2];
+
+			sargs[0] = ObjectIdGetDatum(logical);
+			sargs[1] = CStringGetTextDatum(shard_arg);
+			errcb.callback = dp_shard_error_context;
+			errcb.arg = rel;
+			errcb.previous = error_context_stack;
+			error_context_stack = &errcb;
+			ret = dp_spi_execute_latest(DP_CONFIG_OPTIONS DP_CONFIG_ROLES_1_1 DP_CONFIG_FROM_ARGUMENT
+										DP_CONFIG_ROLES_FROM_1_1 DP_CONFIG_ARGUMENT_VALID,
+										2, stypes, sargs, 1);
+			error_context_stack = errcb.previous;
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "reading tracking configuration failed: %s", SPI_result_code_string(ret));
+			if (SPI_processed == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("the argument of the stamp trigger of shard \"%s\" of table \"%s\" is not a tracking configuration this version reads",
+								RelationGetRelationName(rel), get_rel_name(logical)),
+						 errhint("Run deploy_progress.track() on the table again, on the coordinator.")));
+			t->citus_shard = true;
+			t->display_name = MemoryContextStrdup(t->cxt, get_rel_name(logical));
+		}
+	}
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -686,18 +874,18 @@ dp_build_track(DpTrack *t, Relation rel)
 	if (nkeys < 1 || nkeys > INDEX_MAX_KEYS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("tracked table \"%s\" has %d key columns", RelationGetRelationName(rel), nkeys),
+				 errmsg("tracked table \"%s\" has %d key columns", DP_REL_NAME(t, rel), nkeys),
 				 errdetail("A key has between 1 and %d columns.", INDEX_MAX_KEYS),
 				 errhint("Run deploy_progress.track() again with a shorter key.")));
 
 	/* columns; types are checked again in case the table changed since */
-	t->att_phase = dp_resolve_column(rel, phase_col, "phase", NULL, 0, &phase_type);
+	t->att_phase = dp_resolve_column(t, rel, phase_col, "phase", NULL, 0, &phase_type);
 	t->phase_is_enum = type_is_enum(phase_type);
 	if (!t->phase_is_enum && phase_type != TEXTOID && phase_type != VARCHAROID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("phase column \"%s\" of tracked table \"%s\" has type %s",
-						phase_col, RelationGetRelationName(rel), format_type_be(phase_type)),
+						phase_col, DP_REL_NAME(t, rel), format_type_be(phase_type)),
 				 errhint("A phase column must be text, varchar or an enum type.")));
 	{
 		char	   *zone = dp_spi_text(0, "time_zone");
@@ -707,8 +895,8 @@ dp_build_track(DpTrack *t, Relation rel)
 		MemoryContextSwitchTo(oldcxt);
 	}
 	dp_resolve_roles(t, rel);
-	t->side = strcmp(dp_spi_text(0, "storage"), "side") == 0;
-	t->allow_restart = strcmp(dp_spi_text(0, "allow_restart"), "t") == 0;
+	t->side = dp_text_is(dp_spi_text(0, "storage"), "side");
+	t->allow_restart = dp_text_is(dp_spi_text(0, "allow_restart"), "t");
 	{
 		const char *moves = dp_spi_text(0, "backward_moves");
 
@@ -716,7 +904,11 @@ dp_build_track(DpTrack *t, Relation rel)
 			strcmp(moves, "error") == 0 ? DP_BACKWARD_ERROR :
 			strcmp(moves, "ignore") == 0 ? DP_BACKWARD_IGNORE : DP_BACKWARD_ALLOW;
 	}
-	t->speed_tau = strtod(dp_spi_text(0, "tau"), NULL);
+	{
+		const char *tau = dp_spi_text(0, "tau");
+
+		t->speed_tau = tau ? strtod(tau, NULL) : 0;
+	}
 	if (!(t->speed_tau > 0))
 		t->speed_tau = 15.0;
 
@@ -725,9 +917,10 @@ dp_build_track(DpTrack *t, Relation rel)
 		const char *mode = dp_spi_text(0, "history");
 		char	   *channel = dp_spi_text(0, "notify_channel");
 
-		t->history = strcmp(mode, "all") == 0 ? DP_HISTORY_ALL :
-			strcmp(mode, "failures") == 0 ? DP_HISTORY_FAILURES : DP_HISTORY_OFF;
-		t->notify_channel = channel ? MemoryContextStrdup(t->cxt, channel) : NULL;
+		t->history = dp_text_is(mode, "all") ? DP_HISTORY_ALL :
+			dp_text_is(mode, "failures") ? DP_HISTORY_FAILURES : DP_HISTORY_OFF;
+		/* (no NOTIFY from a shard: see above) */
+		t->notify_channel = channel && !t->citus_shard ? MemoryContextStrdup(t->cxt, channel) : NULL;
 	}
 
 	/* the row key, for the side table */
@@ -754,7 +947,7 @@ dp_build_track(DpTrack *t, Relation rel)
 						 errmsg("key column %d of tracked table \"%s\" is null", k + 1,
 								RelationGetRelationName(rel)),
 						 errhint("Run deploy_progress.track() again to update the table's configuration.")));
-			t->key_atts[k] = dp_resolve_column(rel, NameStr(*DatumGetName(keys[k])), "key", NULL, 0, &typid);
+			t->key_atts[k] = dp_resolve_column(t, rel, NameStr(*DatumGetName(keys[k])), "key", NULL, 0, &typid);
 			getTypeOutputInfo(typid, &outfn, &varlena);
 			fmgr_info_cxt(outfn, &t->key_out[k], t->cxt);
 			if (dp_type_text_depends_on_settings(typid))
@@ -775,18 +968,44 @@ dp_build_track(DpTrack *t, Relation rel)
 		Oid			ltypes[1] = {TEXTOID};
 		Datum		largs[1];
 
+		Oid			ltypes2[2] = {TEXTOID, TEXTOID};
+		Datum		largs2[2];
+
+		/*
+		 * A shard's lifecycle is that of its argument when not built in
+		 * (only the coordinator has the lifecycles defined there), else this
+		 * node's built-in one.
+		 */
 		largs[0] = CStringGetTextDatum(lifecycle);
-		ret = dp_spi_execute_latest(
-			"SELECT p.phase, p.kind FROM " DP_SCHEMA ".lifecycle_phases p"
-			" WHERE p.lifecycle OPERATOR(pg_catalog.=) $1 ORDER BY p.position",
-			1, ltypes, largs, 0);
+		if (t->citus_shard)
+		{
+			largs2[0] = largs[0];
+			largs2[1] = CStringGetTextDatum(shard_arg);
+			ret = dp_spi_execute_latest(
+				"SELECT p.phase, p.kind FROM ("
+				"  SELECT e.v OPERATOR(pg_catalog.->>) 'phase', e.v OPERATOR(pg_catalog.->>) 'kind', e.n"
+				"    FROM pg_catalog.jsonb_array_elements($2::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'phases')"
+				"         WITH ORDINALITY e(v, n)"
+				"   WHERE pg_catalog.jsonb_typeof($2::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'phases') OPERATOR(pg_catalog.=) 'array'"
+				"  UNION ALL"
+				"  SELECT l.phase, l.kind, l.position FROM " DP_SCHEMA ".lifecycle_phases l"
+				"   WHERE l.lifecycle OPERATOR(pg_catalog.=) $1"
+				"     AND pg_catalog.jsonb_typeof($2::pg_catalog.jsonb OPERATOR(pg_catalog.->) 'phases') IS DISTINCT FROM 'array'"
+				") p(phase, kind, n) ORDER BY p.n",
+				2, ltypes2, largs2, 0);
+		}
+		else
+			ret = dp_spi_execute_latest(
+				"SELECT p.phase, p.kind FROM " DP_SCHEMA ".lifecycle_phases p"
+				" WHERE p.lifecycle OPERATOR(pg_catalog.=) $1 ORDER BY p.position",
+				1, ltypes, largs, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading lifecycle failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("lifecycle \"%s\" of tracked table \"%s\" has no phases",
-							lifecycle, RelationGetRelationName(rel)),
+							lifecycle, DP_REL_NAME(t, rel)),
 					 errhint("Define it with deploy_progress.define_lifecycle().")));
 		t->nphases = (int) SPI_processed;
 		t->phases = MemoryContextAllocZero(t->cxt, sizeof(DpPhase) * t->nphases);
@@ -865,7 +1084,8 @@ dp_get_track(Relation rel)
 	bool		found;
 
 	/* a run of writes usually hits one table: skip the hash lookup */
-	if (dp_last_track && dp_last_track->relid == relid && dp_last_track->valid)
+	if (dp_last_track && dp_last_track->relid == relid && dp_last_track->valid &&
+		likely(!dp_last_track->citus_copy))
 	{
 		Assert(dp_last_track->nphases > 0 && dp_last_track->att_phase > 0);
 		return dp_last_track;
@@ -879,7 +1099,11 @@ dp_get_track(Relation rel)
 		t->valid = false;
 		t->cxt = NULL;
 		t->scratch_natts = 0;
+		t->citus_copy = false;
 	}
+	/* a shard being filled by Citus: only during that transaction */
+	if (t->valid && t->citus_copy && t->copy_lxid != MyProc->lxid)
+		t->valid = false;
 	while (!t->valid)
 	{
 		t->valid = true;
@@ -894,8 +1118,10 @@ dp_get_track(Relation rel)
 		}
 		PG_END_TRY();
 	}
-	/* a valid entry has a phase column and a lifecycle (dp_build_track()) */
 	Assert(t->valid && t->relid == relid);
+	if (t->citus_copy)
+		return t;				/* (not dp_last_track: it is checked each time) */
+	/* a valid entry has a phase column and a lifecycle (dp_build_track()) */
 	Assert(t->nphases > 0 && t->phases != NULL);
 	Assert(t->att_phase > 0 && t->att_phase <= RelationGetDescr(rel)->natts);
 	Assert(t->nkeys >= 1 && t->nkeys <= INDEX_MAX_KEYS);

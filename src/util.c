@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "catalog/pg_type.h"
@@ -78,6 +79,28 @@ dp_trigger_data(FunctionCallInfo fcinfo, const char *func, DpTriggerTiming timin
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("%s must be fired for INSERT or UPDATE", func)));
 	return trigdata;
+}
+
+/*
+ * The owner of the extension's table "relname" (the role its triggers write
+ * it as); InvalidOid when the installed schema has no such table.
+ */
+Oid
+dp_extension_table_owner(const char *relname)
+{
+	Oid			nsp = get_namespace_oid(DP_SCHEMA, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 /* SPI_connect(), which cannot fail but by an error of its own. */

@@ -167,7 +167,7 @@ run_tap() {
         tar -C "$REPO" --exclude=./.git --exclude=./tmp_check -cf - . | tar -C "$tap_src" -xf -
         chown -R postgres: "$tap_dir"
     fi
-    if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" \
+    if ! (cd "$tap_src" && as_pg env TESTDIR="$tap_dir" PATH="$PGBIN:$PATH" DP_CITUS_SRC="$DP_CITUS_SRC" \
             PG_REGRESS="$pgxs_dir/src/test/regress/pg_regress" \
             prove -I "$pgxs_dir/src/test/perl" -I . ${PROVE_FLAGS:-} $*); then
         rc=1
@@ -175,4 +175,101 @@ run_tap() {
     fi
     rm -rf "$tap_dir"
     return $rc
+}
+
+# Citus, for the distributed-table test (test/t/018_citus.pl, run by
+# test/citus.sh).  Its source is not on any package registry: it is looked
+# for in ../shared/citus next to the repository, or in $DP_CITUS_SRC (a
+# directory with citus-<version>.tar.gz and the *.patch files to apply).
+# (next to the clone, else where this project's machines keep it)
+if [ -z "${DP_CITUS_SRC:-}" ]; then
+    for DP_CITUS_SRC in "$REPO/../shared/citus" /work/shared/citus; do
+        [ -d "$DP_CITUS_SRC" ] && break
+    done
+fi
+: "${DP_CITUS_VERSION:=13.2.2}"
+: "${DP_CITUS_CACHE:=/var/cache/deploy_progress-citus}"
+export DP_CITUS_SRC DP_CITUS_VERSION DP_CITUS_CACHE
+
+# citus_source_missing: prints why Citus cannot be built (nothing when it can).
+citus_source_missing() {
+    if [ ! -f "$DP_CITUS_SRC/citus-$DP_CITUS_VERSION.tar.gz" ]; then
+        echo "no Citus source: $DP_CITUS_SRC/citus-$DP_CITUS_VERSION.tar.gz is absent (set DP_CITUS_SRC)"
+    fi
+}
+
+# ensure_citus: builds Citus from $DP_CITUS_SRC (the tarball plus its
+# patches) for PG_CONFIG's PostgreSQL version, once, into a cache outside
+# the clone ($DP_CITUS_CACHE/<PostgreSQL version>/<checksum of the tarball
+# and patches>), then copies it into PG_CONFIG's installation unless that
+# build is there already.  The build runs in a temporary directory that is
+# renamed into the cache when complete, so an interrupted build leaves
+# nothing that looks finished.  Installs the Debian build dependencies
+# that are missing (libcurl4-openssl-dev stands in for the
+# libcurl4-gnutls-dev of Citus' instructions: the two conflict, and the
+# watcher needs the former).
+ensure_citus() {
+    local why; why="$(citus_source_missing)"
+    if [ -n "$why" ]; then log "$why"; return 1; fi
+    local pgver key cache tmp
+    pgver="$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9.]+).*/\1/')"
+    key="$(cat "$DP_CITUS_SRC/citus-$DP_CITUS_VERSION.tar.gz" "$DP_CITUS_SRC"/*.patch 2>/dev/null | sha256sum | cut -c1-16)"
+    cache="$DP_CITUS_CACHE/$pgver/$DP_CITUS_VERSION-$key"
+    local pkglib share bin inc
+    pkglib="$("$PG_CONFIG" --pkglibdir)"; share="$("$PG_CONFIG" --sharedir)"
+    bin="$("$PG_CONFIG" --bindir)"; inc="$("$PG_CONFIG" --includedir-server)"
+    if [ -f "$pkglib/citus.so" ] && [ "$(cat "$pkglib/citus.deploy_progress_build" 2>/dev/null)" = "$key" ]; then
+        return 0
+    fi
+    if [ ! -f "$cache/done" ]; then
+        local pkgs=(autoconf flex libcurl4-openssl-dev libkrb5-dev liblz4-dev libpam0g-dev
+                    libselinux1-dev libzstd-dev libicu-dev libreadline-dev libssl-dev
+                    libxslt1-dev uuid-dev "postgresql-server-dev-$PG_MAJOR" patch)
+        local missing=() p
+        for p in "${pkgs[@]}"; do
+            dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        done
+        if [ ${#missing[@]} -gt 0 ]; then
+            log "installing the build dependencies of Citus: ${missing[*]}"
+            as_root apt-get update -qq
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        fi
+        log "building Citus $DP_CITUS_VERSION for PostgreSQL $pgver (cache $cache)"
+        as_root mkdir -p "$DP_CITUS_CACHE/$pgver"
+        tmp="$(as_root mktemp -d "$DP_CITUS_CACHE/$pgver/.build.XXXXXX")"
+        as_root chown "$(id -u):$(id -g)" "$tmp"
+        (
+            set -e
+            cd "$tmp"
+            tar xzf "$DP_CITUS_SRC/citus-$DP_CITUS_VERSION.tar.gz"
+            cd "citus-$DP_CITUS_VERSION"
+            for p in "$DP_CITUS_SRC"/*.patch; do [ -f "$p" ] && patch -s -p1 < "$p"; done
+            ./configure -q PG_CONFIG="$PG_CONFIG" >"$tmp/configure.log" 2>&1
+            nice make -s -j"$(nproc)" >"$tmp/build.log" 2>&1
+            # stage the installation relative to PG_CONFIG's directories, so
+            # the cached build installs into any copy of this version
+            make -s install DESTDIR="$tmp/stage" >>"$tmp/build.log" 2>&1
+            mkdir "$tmp/out"
+            local d
+            for d in pkglib:"$pkglib" share:"$share" bin:"$bin" include:"$inc"; do
+                if [ -d "$tmp/stage${d#*:}" ]; then mv "$tmp/stage${d#*:}" "$tmp/out/${d%%:*}"; fi
+            done
+            rm -rf "$tmp/stage" "$tmp/citus-$DP_CITUS_VERSION"
+            echo "$key" > "$tmp/out/done"
+        ) || { log "building Citus failed: see $tmp/*.log"; return 1; }
+        as_root rm -rf "$cache"
+        as_root mv "$tmp/out" "$cache"
+        as_root rm -rf "$tmp"
+    fi
+    log "installing Citus $DP_CITUS_VERSION into $(dirname "$bin")"
+    local d
+    for d in pkglib:"$pkglib" share:"$share" bin:"$bin" include:"$inc"; do
+        if [ -d "$cache/${d%%:*}" ]; then
+            as_root mkdir -p "${d#*:}"
+            # (replacing files rather than writing into them: a server
+            # running from this installation keeps the library it mapped)
+            as_root cp -a --remove-destination "$cache/${d%%:*}/." "${d#*:}/"
+        fi
+    done
+    echo "$key" | as_root tee "$pkglib/citus.deploy_progress_build" >/dev/null
 }

@@ -10,7 +10,8 @@
 # (apt-get, as root or with sudo), builds with -Werror, installs, starts a
 # private PostgreSQL cluster (15, or what PG_MAJOR or PG_CONFIG name) with
 # pg_cron, runs the regression and isolation suites (make installcheck),
-# the README examples (test/readme_examples.sh), the TAP tests and the
+# the README examples (test/readme_examples.sh), the TAP tests (with Citus
+# built from ../shared/citus when it is there, for test/t/018_citus.pl) and the
 # client tests (test/clients), stops the cluster, runs the suites under
 # Valgrind (test/valgrind/run.sh), and exits non-zero on any failure.
 set -euo pipefail
@@ -19,10 +20,19 @@ source "$(dirname "$0")/lib.sh"
 ensure_packages
 build_install
 
+# Citus, for the distributed-table test test/t/018_citus.pl: built once from
+# ../shared/citus (or $DP_CITUS_SRC) into a cache outside the clone
+# ($DP_CITUS_CACHE) and installed into PG_CONFIG's installation; without
+# its source the test says it is skipped, and why
+citus_status=0
+if [ -z "$(citus_source_missing)" ]; then
+    ensure_citus || citus_status=1
+fi
+
 log "starting a throwaway cluster"
 start_cluster "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'postgres'"
 
-status=0
+status=$citus_status
 # the two suites run separately, so that a regression failure does not
 # hide the isolation results
 run_regression || status=1
@@ -33,6 +43,8 @@ if ! DP_REUSE_CLUSTER=1 "$REPO/test/readme_examples.sh"; then
     status=1
 fi
 
+# (as the server's OS user, with Citus for test/t/018_citus.pl when
+# ensure_citus installed it above)
 run_tap 'test/t/*.pl' || status=1
 
 log "client tests: Node.js, Python, Ruby, deploy-progress-watch, packaging"

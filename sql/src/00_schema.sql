@@ -82,19 +82,23 @@ COMMENT ON FUNCTION @extschema@._kinds(text) IS
     'Internal: the phase kinds in order, all or of one class (terminal, in_flight, unsuccessful, clocked)';
 
 -- The reasons a row can be stuck, in order of priority: the kind of phase
--- the reason applies to, the timing role whose time starts its clock, and
--- the tracked option holding its deadline (the phase's own deadline when
--- that option is NULL and phase_deadline says so).  A row is stuck when its
--- clock plus the deadline is strictly before the time asked about.
+-- the reason applies to (NULL: every in-flight kind), the timing role whose
+-- time starts its clock, and the tracked option holding its deadline (the
+-- phase's own deadline when that option is NULL and phase_deadline says
+-- so; no option at all: no deadline).  A row is stuck when its clock plus
+-- the deadline is strictly before the time asked about.  owner_gone's
+-- clock, claimed_at, is the time of the row's claim when its owner session
+-- has ended, else NULL (55_claims.sql).
 CREATE OR REPLACE FUNCTION @extschema@._stuck_reasons()
 RETURNS TABLE (priority integer, reason text, kind text, clock text, deadline text, phase_deadline boolean)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    VALUES (1, 'no_heartbeat',  'active',  'heartbeat_at',        'heartbeat_deadline', false),
-           (2, 'no_progress',   'active',  'progress_updated_at', 'progress_deadline',  false),
-           (3, 'phase_overdue', 'active',  'phase_updated_at',    'phase_deadline',     true),
-           (4, 'queue_overdue', 'pending', 'phase_updated_at',    'queue_deadline',     true)
+    VALUES (1, 'owner_gone',    NULL,      'claimed_at',          NULL,                 false),
+           (2, 'no_heartbeat',  'active',  'heartbeat_at',        'heartbeat_deadline', false),
+           (3, 'no_progress',   'active',  'progress_updated_at', 'progress_deadline',  false),
+           (4, 'phase_overdue', 'active',  'phase_updated_at',    'phase_deadline',     true),
+           (5, 'queue_overdue', 'pending', 'phase_updated_at',    'queue_deadline',     true)
 $$;
 COMMENT ON FUNCTION @extschema@._stuck_reasons() IS
     'Internal: the stuck reasons in order of priority, with the kind of phase each applies to, its clock (a timing role) and its deadline (a tracked option)';

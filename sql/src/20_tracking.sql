@@ -192,6 +192,13 @@ BEGIN
         ON tr.relid = a.relid
      ORDER BY a.ord LIMIT 1;
     IF NOT FOUND THEN
+        IF @extschema@._citus_kind(tbl) IS NOT DISTINCT FROM 'local' THEN
+            -- (its configuration is under its shard: _citus_adopt_local())
+            RAISE EXCEPTION 'table % is not tracked', tbl
+                USING ERRCODE = 'undefined_object',
+                      DETAIL = 'It is a Citus local table. If it was tracked before citus_add_local_table_to_metadata(), its tracking configuration is filed under its shard.',
+                      HINT = 'Run deploy_progress.track() on the table again.';
+        END IF;
         IF detail IS NULL THEN
             RAISE EXCEPTION 'table % is not tracked', tbl
                 USING ERRCODE = 'undefined_object', HINT = hint;
@@ -386,6 +393,109 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_off(text, text[]) IS
     'Internal: the argument of track() that leaves a column role out, for its hints';
 
+-- What Citus makes of a table: 'distributed' (hash, range or append
+-- distributed, or a single-shard table), 'reference', 'local' (a Citus
+-- local table), NULL for a table Citus does not manage or without Citus.
+-- Citus creates the triggers of a distributed table on each of its shards
+-- only with citus.enable_unsafe_triggers on, which the functions that
+-- create or drop our triggers set for their own duration (our triggers
+-- touch the row and this node's deploy_progress tables only, which is what
+-- the setting is about); src/track_cache.c configures a shard from its
+-- stamp trigger's argument.
+CREATE OR REPLACE FUNCTION @extschema@._citus_kind(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT CASE WHEN p.partmethod = ''n'' AND p.repmodel = ''t'' THEN ''reference'''
+            '            WHEN p.partmethod = ''n'' AND p.colocationid = 0 THEN ''local'''
+            '            ELSE ''distributed'' END'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+       INTO kind USING tbl;
+    RETURN kind;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_kind(regclass) IS
+    'Internal: what Citus makes of a table (distributed, reference, local), NULL when Citus does not manage it';
+
+-- The distribution column of a Citus distributed table (NULL for a table
+-- without one).
+CREATE OR REPLACE FUNCTION @extschema@._citus_distribution_column(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)'
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partkey IS NOT NULL'
+       INTO col USING tbl;
+    RETURN col;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_distribution_column(regclass) IS
+    'Internal: the distribution column of a Citus distributed table, NULL for other tables';
+
+-- A table tracked before citus_add_local_table_to_metadata() made it a
+-- Citus local table: Citus renamed the table itself (its OID) to the name
+-- of the table's shard and created a new table under the old name, so what
+-- the extension keeps of the table is under the shard's OID.  Moves its
+-- configuration (unless the table has one of its own), history,
+-- pruned-history totals, side timings, phase estimates and claims to the table, as
+-- the extension's owner, and returns the shard (NULL when there is nothing
+-- to adopt).  The shard is the one Citus' metadata gives for the table and
+-- everything moves together, so the result is what the owner's track()
+-- makes of it, and anyone may call it.
+CREATE OR REPLACE FUNCTION @extschema@._citus_adopt_local(tbl regclass)
+RETURNS regclass
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shard regclass;
+BEGIN
+    IF @extschema@._citus_kind(tbl) IS DISTINCT FROM 'local' THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid, false))'
+            '  FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1'
+       INTO shard USING tbl;
+    IF shard IS NULL OR shard = tbl
+       OR NOT EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = shard) THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
+        DELETE FROM @extschema@.tracked t WHERE t.relid = shard;
+    ELSE
+        -- (_sync_tracked() rewrites the table's stamp trigger, and Citus its shard's)
+        UPDATE @extschema@.tracked t SET relid = tbl WHERE t.relid = shard;
+    END IF;
+    UPDATE @extschema@.history h SET relid = tbl WHERE h.relid = shard;
+    DELETE FROM @extschema@.history_pruned p WHERE p.relid = tbl;
+    UPDATE @extschema@.history_pruned p SET relid = tbl WHERE p.relid = shard;
+    DELETE FROM @extschema@.timings s WHERE s.relid = tbl;
+    UPDATE @extschema@.timings s SET relid = tbl WHERE s.relid = shard;
+    DELETE FROM @extschema@.phase_estimates e WHERE e.relid = tbl;
+    UPDATE @extschema@.phase_estimates e SET relid = tbl WHERE e.relid = shard;
+    DELETE FROM @extschema@.claims c WHERE c.relid = tbl;
+    UPDATE @extschema@.claims c SET relid = tbl WHERE c.relid = shard;
+    RETURN shard;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._citus_adopt_local(regclass) IS
+    'Internal: moves the configuration and what the extension keeps of a table tracked before it became a Citus local table from its shard (which has the table''s old OID) to the table, and returns the shard';
+
 CREATE OR REPLACE FUNCTION @extschema@.track(
     tbl                     regclass,
     lifecycle               text     DEFAULT NULL,
@@ -418,6 +528,8 @@ CREATE OR REPLACE FUNCTION @extschema@.track(
 RETURNS @extschema@.tracked
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     cfg        @extschema@.tracked;
@@ -460,6 +572,15 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the owner of a table can track it.';
     END IF;
+    IF @extschema@._citus_kind(tbl) = 'reference' THEN
+        RAISE EXCEPTION 'cannot track reference table %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Citus keeps a copy of a reference table on every node, and each copy''s triggers would stamp its rows with that node''s clock and record the history once per node.',
+                  HINT = 'Track a distributed table (create_distributed_table()) or a table local to the coordinator.';
+    END IF;
+    -- a table tracked before it became a Citus local table: tracked from
+    -- now on under its own name (_citus_adopt_local())
+    PERFORM @extschema@._citus_adopt_local(tbl);
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = tbl AND c.relpersistence = 't') THEN
         RAISE EXCEPTION 'cannot track temporary table %', tbl
             USING ERRCODE = 'feature_not_supported',
@@ -586,6 +707,12 @@ BEGIN
         storage := CASE WHEN EXISTS (SELECT 1 FROM @extschema@.column_roles cr
                                       WHERE cr.under_side = 'side' AND resolved ? cr.role)
                         THEN 'row' ELSE 'side' END;
+    END IF;
+    IF storage = 'side' AND @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RAISE EXCEPTION 'cannot track distributed table % in side storage', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'The side timings of a distributed table''s rows would be kept on the workers that hold its shards, where the readers on the coordinator do not see them.',
+                  HINT = 'Add timing columns to the table (for example phase_updated_at and heartbeat_at) and track it with storage => ''row''.';
     END IF;
     IF storage = 'side' THEN
         -- timings live in the side table only, and so there is no smoothed speed
@@ -756,6 +883,8 @@ CREATE OR REPLACE FUNCTION @extschema@.untrack(tbl regclass, missing_ok boolean 
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.tracked t WHERE t.relid = tbl) THEN
@@ -777,12 +906,13 @@ BEGIN
     -- the table's history stays: it is audit data, removed by prune()
     DELETE FROM @extschema@.tracked t WHERE t.relid = tbl;
     PERFORM @extschema@._forget_timings(tbl);
+    PERFORM @extschema@._forget_claims(tbl);
     PERFORM @extschema@._forget_estimates(tbl);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.untrack(regclass, boolean) IS
-    'Stops tracking a table: drops its triggers, configuration, side-table timings and phase estimates; the table''s rows and its history are left as they are';
+    'Stops tracking a table: drops its triggers, configuration, side-table timings, phase estimates and claims; the table''s rows and its history are left as they are';
 
 --------------------------------------------------------------------------
 -- The configuration in the stamp trigger: schema-only dumps keep tracking
@@ -871,6 +1001,8 @@ CREATE OR REPLACE FUNCTION @extschema@._write_stamp_trigger(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (the stamp and history triggers on a Citus distributed table: see _citus_kind())
+SET citus.enable_unsafe_triggers = on
 AS $$
 DECLARE
     arg text := @extschema@._trigger_config(tbl);
@@ -1251,6 +1383,9 @@ BEGIN
     DELETE FROM @extschema@.timings s
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND s.partition = d.objid;
+    DELETE FROM @extschema@.claims c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND c.relid = d.objid;
     DELETE FROM @extschema@.phase_estimates e
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 AND e.relid = d.objid;
@@ -1260,7 +1395,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@._on_sql_drop() IS
-    'Internal: removes the configuration, side timings, phase estimates and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
+    'Internal: removes the configuration, side timings, phase estimates, claims and pruned-history totals of dropped tables (and the side timings of dropped partitions), and detaches their history from their OID';
 REVOKE ALL ON FUNCTION @extschema@._on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER deploy_progress_sql_drop ON sql_drop

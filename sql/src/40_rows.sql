@@ -81,6 +81,57 @@ $$;
 COMMENT ON FUNCTION @extschema@._role_exprs(@extschema@.tracked) IS
     'Internal: the SQL expression giving each column role''s value in a tracked table''s rows (NULL where the table has no such column)';
 
+-- Field n of a key text of several columns (the text of a record, as
+-- record_out writes it: (1,"a b")), NULL when it is null or absent.
+-- A reader of one row of a Citus distributed table gives Citus the
+-- distribution column's value from it, so that it reads one shard.
+CREATE OR REPLACE FUNCTION @extschema@._key_field(key text, n integer)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    len    integer := length(key);
+    i      integer := 2;
+    field  integer := 1;
+    buf    text := '';
+    quoted boolean := false;
+    empty  boolean := true;
+    c      text;
+BEGIN
+    IF len < 2 OR left(key, 1) <> '(' OR right(key, 1) <> ')' THEN
+        RETURN NULL;
+    END IF;
+    WHILE i < len LOOP
+        c := substr(key, i, 1);
+        IF quoted AND c = '\' THEN
+            i := i + 1;
+            buf := buf || substr(key, i, 1);
+        ELSIF quoted AND c = '"' AND substr(key, i + 1, 1) = '"' THEN
+            i := i + 1;
+            buf := buf || '"';
+        ELSIF c = '"' THEN
+            quoted := NOT quoted;
+            empty := false;
+        ELSIF c = ',' AND NOT quoted THEN
+            IF field = n THEN
+                EXIT;
+            END IF;
+            field := field + 1;
+            buf := '';
+            empty := true;
+        ELSE
+            buf := buf || c;
+            empty := false;
+        END IF;
+        i := i + 1;
+    END LOOP;
+    RETURN CASE WHEN field = n AND NOT empty THEN buf END;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._key_field(text, integer) IS
+    'Internal: field n of the text of a record (a key of several columns), NULL when null or absent';
+
 -- A SELECT over a tracked table's rows (its in-flight rows, or all of them)
 -- giving:
 --   dp_tableoid, dp_ctid  the row's physical address (fail_stuck() locks by it)
@@ -108,46 +159,86 @@ DECLARE
     deadlines text;
     checks   text;
     opts     jsonb := to_jsonb(cfg);
+    src      text := coalesce(source, cfg.relid)::text;
+    dist     text := 'NULL::pg_catalog.text';
+    by_key   text;
 BEGIN
+    -- a Citus distributed table: its rows come from the shards through a
+    -- subquery that Citus runs on the workers (filtered there, through each
+    -- shard's in-flight index, and for a single-row reader by its key),
+    -- and the rest of the query runs on this node, where the lifecycles
+    -- are; xmin (dp_xmin) is the row version fail_stuck() re-checks there
+    -- (_fail_batch())
+    IF @extschema@._citus_kind(coalesce(source, cfg.relid)) = 'distributed' THEN
+        dist := @extschema@._citus_distribution_column(cfg.relid);
+        IF extra IS NOT NULL AND extra = @extschema@._key_condition(cfg, 't', 2) THEN
+            by_key := '(' || extra || ')';
+            -- the distribution column among several key columns: its
+            -- value from the key text ($2), for Citus to pick the shard
+            -- (of the built-in types whose text reads back as the value)
+            IF cardinality(cfg.key_columns) > 1 AND dist = ANY (cfg.key_columns)
+               AND @extschema@._column_type(cfg.relid, dist) IN
+                   ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype,
+                    'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.uuid'::regtype) THEN
+                by_key := by_key || format(' AND t.%I OPERATOR(pg_catalog.=) @extschema@._key_field($2, %s)::%s',
+                                           dist, array_position(cfg.key_columns, dist),
+                                           @extschema@._column_type(cfg.relid, dist)::regtype);
+            END IF;
+        END IF;
+        src := format('(SELECT t.tableoid, t.ctid, t.xmin, t.%I::pg_catalog.text AS dp_dist, t.*'
+                      '   FROM %s t WHERE %s AND %s OFFSET 0)',
+                      dist, coalesce(source, cfg.relid),
+                      CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
+                      coalesce(by_key, 'true'));
+        dist := 't.dp_dist';
+    END IF;
     SELECT jsonb_object_agg(e.role, e.expr),
            string_agg(format('%s AS %I', e.expr, e.role), ', ' ORDER BY e.ord)
       INTO exprs, roles
       FROM @extschema@._role_exprs(cfg) WITH ORDINALITY AS e(role, expr, ord);
+    -- owner_gone's clock: the time of the row's claim when its owner
+    -- session has ended (the owners view, joined as o, holds those only)
+    exprs := exprs || jsonb_build_object('claimed_at', 'o.claimed_at');
 
     -- the stuck reason: the first of _stuck_reasons() whose clock plus
     -- deadline is before $1 (v.i is its priority)
     SELECT string_agg(quote_literal(x.reason), ', ' ORDER BY x.priority),
            string_agg(format(' WHEN %s THEN %s', x.priority, exprs ->> x.clock), '' ORDER BY x.priority),
            string_agg(format(' WHEN %s THEN %s', x.priority, x.dl), '' ORDER BY x.priority),
-           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) %L AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
-                             x.kind, exprs ->> x.clock, x.dl, x.priority), '' ORDER BY x.priority)
+           string_agg(format('      WHEN p.kind OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]) AND %s OPERATOR(pg_catalog.+) %s OPERATOR(pg_catalog.<) $1 THEN %s',
+                             CASE WHEN x.kind IS NULL THEN @extschema@._kinds('in_flight') ELSE ARRAY[x.kind] END, exprs ->> x.clock, x.dl, x.priority),
+                      '' ORDER BY x.priority)
       INTO reasons, clocks, deadlines, checks
-      FROM (SELECT sr.*, CASE WHEN sr.phase_deadline
+      FROM (SELECT sr.*, CASE WHEN sr.deadline IS NULL
+                              THEN '''0''::pg_catalog.interval'
+                              WHEN sr.phase_deadline
                               THEN format('coalesce(%L::pg_catalog.interval, p.deadline)', opts ->> sr.deadline)
                               ELSE format('%L::pg_catalog.interval', opts ->> sr.deadline) END AS dl
               FROM @extschema@._stuck_reasons() sr) x;
 
     RETURN format(
-        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, %s AS key, %s AS phase,'
+        'SELECT t.tableoid AS dp_tableoid, t.ctid AS dp_ctid, t.xmin AS dp_xmin, %s AS dp_dist, %s AS key, %s AS phase,'
         ' p.kind, p.position, p.deadline AS phase_deadline, %s,'
         ' st.reason AS stuck_reason, st.clock AS stuck_clock, st.deadline AS stuck_deadline'
         ' FROM %s t'
         ' %s @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) %L'
         '  AND p.phase OPERATOR(pg_catalog.=) %s'
-        '%s'
+        '%s%s'
         ' CROSS JOIN LATERAL (SELECT (ARRAY[%s])[v.i] AS reason,'
         '         CASE v.i%s END AS clock,'
         '         CASE v.i%s END AS deadline'
         '    FROM (SELECT CASE%s'
         '      END AS i) v) st'
         ' WHERE %s%s %s',
-        @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
-        coalesce(source, cfg.relid),
+        dist, @extschema@._key_expr(cfg, 't'), @extschema@._phase_expr(cfg, 't'), roles,
+        src,
         CASE WHEN in_flight THEN 'JOIN' ELSE 'LEFT JOIN' END, cfg.lifecycle, @extschema@._phase_expr(cfg, 't'),
         CASE WHEN cfg.storage = 'side'
              THEN format(' LEFT JOIN @extschema@.side_timings s ON s.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
                          ' AND s.key OPERATOR(pg_catalog.=) %s', cfg.relid::oid, @extschema@._key_expr(cfg, 't'))
              ELSE '' END,
+        format(' LEFT JOIN @extschema@.owners o ON o.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass'
+               ' AND o.key OPERATOR(pg_catalog.=) %s AND NOT o.alive', cfg.relid::oid, @extschema@._key_expr(cfg, 't')),
         reasons, clocks, deadlines, checks,
         CASE WHEN in_flight THEN @extschema@._in_flight_predicate(cfg, 't') ELSE 'true' END,
         CASE WHEN extra IS NULL THEN '' ELSE ' AND (' || extra || ')' END,
@@ -169,7 +260,7 @@ COMMENT ON FUNCTION @extschema@._rows_sql(@extschema@.tracked, text, text, boole
 --   overall_progress      weighted over the lifecycle's phases
 --   overall_eta(_seconds), overall_eta_p95(_seconds), expected_finish_at
 --                         the time left for the whole run, from phase_estimates
---                         (_phase_eta_table(), once per query, and _run_eta_part()):
+--                         (_phase_eta_sql(), joined once per query, and _run_eta_part()):
 --                         median and 95th percentile; NULL where the history is
 --                         too thin
 --   phase_elapsed_seconds, elapsed_seconds   in the phase; since the start (to the finish)
@@ -216,8 +307,8 @@ AS $$
         '                             ) a) b) f'
         '  CROSS JOIN LATERAL (SELECT CASE WHEN r.kind OPERATOR(pg_catalog.=) ''active'' AND NOT f.stalled'
         '                                  THEN %7$s END AS eta) g'
-        '  LEFT JOIN @extschema@._phase_eta_table(%10$L::pg_catalog.regclass, %11$L) est'
-        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%12$L::pg_catalog.text[])'
+        '  LEFT JOIN (%10$s) est'
+        '         ON est.phase OPERATOR(pg_catalog.=) r.phase AND r.kind OPERATOR(pg_catalog.=) ANY (%11$L::pg_catalog.text[])'
         '  CROSS JOIN LATERAL (SELECT @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p50, est.thin, h.s, h.e, 0.5) AS p50,'
         '                             @extschema@._run_eta_part(est.quantiles, est.stays, est.runs, est.ahead_p95, est.thin, h.s, h.e, 0.95) AS p95'
         '                        FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1) AS s,'
@@ -236,7 +327,7 @@ AS $$
                   '   FROM (SELECT @extschema@._elapsed_seconds(r.phase_updated_at, $1)) e(s)'
                   '  WHERE e.s OPERATOR(pg_catalog.>) 0::pg_catalog.float8)'
              ELSE '@extschema@.transfer_speed(r.completed_items, r.phase_updated_at, $1)' END,
-        cfg.relid::oid, cfg.lifecycle, @extschema@._kinds('in_flight'))
+        @extschema@._phase_eta_sql(cfg.relid, cfg.lifecycle), @extschema@._kinds('in_flight'))
       FROM @extschema@._lifecycle_arrays(cfg.lifecycle) lc
      CROSS JOIN (SELECT cfg.columns OPERATOR(pg_catalog.?) 'percent') AS p(by_percent)
 $$;

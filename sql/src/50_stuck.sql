@@ -193,37 +193,64 @@ $$;
 COMMENT ON FUNCTION @extschema@._stuck_query(@extschema@.tracked) IS
     'Internal: the query stuck() runs for one tracked table';
 
--- The rows a global reader (stuck, in_flight) returns: its query for each
--- table _configs() gives, a table whose query fails skipped with a warning
--- (or, asked about that one table, its error); each query sorts, so that
--- an error leaves none of its rows behind.
-CREATE OR REPLACE FUNCTION @extschema@._read_each(tbl regclass, as_of timestamptz, reader text)
-RETURNS SETOF record
+-- The query of a global reader for one table ($1: as of): stuck() and
+-- in_flight's rows (_stuck_query(), _in_flight_query()), the metrics read
+-- from the table (_table_metrics_query()), and for fail_stuck() the table
+-- once when it has a stuck row.
+CREATE OR REPLACE FUNCTION @extschema@._reader_query(cfg @extschema@.tracked, reader text)
+RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cfg @extschema@.tracked;
 BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of,
-                   CASE reader WHEN 'stuck' THEN 'Call stuck() without a table to check every tracked table.'
-                               ELSE 'Select from the view deploy_progress.in_flight to see every tracked table.' END)
-    LOOP
-        BEGIN
-            RETURN QUERY EXECUTE CASE reader WHEN 'stuck' THEN @extschema@._stuck_query(cfg)
-                                             ELSE @extschema@._in_flight_query(cfg) END
-                         USING as_of;
-        EXCEPTION WHEN OTHERS THEN
-            IF tbl IS NOT NULL THEN
-                RAISE;
-            END IF;
-            PERFORM @extschema@._skipped(cfg.relid, reader, SQLSTATE, SQLERRM);
-        END;
-    END LOOP;
+    RETURN CASE reader
+        WHEN 'stuck' THEN @extschema@._stuck_query(cfg)
+        WHEN 'in_flight' THEN @extschema@._in_flight_query(cfg)
+        WHEN 'metrics' THEN @extschema@._table_metrics_query(cfg)
+        WHEN 'sweep' THEN format('SELECT %L::pg_catalog.regclass FROM (%s) r',
+                                 cfg.relid::oid, @extschema@._rows_sql(cfg, 'st.reason IS NOT NULL', 'LIMIT 1'))
+    END;
 END
 $$;
+COMMENT ON FUNCTION @extschema@._reader_query(@extschema@.tracked, text) IS
+    'Internal: the query a global reader (stuck, in_flight, metrics, sweep) runs for one tracked table';
+
+-- The in-flight index of a table when it holds exactly the table's
+-- in-flight rows: valid, of a plain table (a partitioned table's rows are
+-- in its partitions' indexes), and made for the lifecycle's current
+-- terminal phases (its comment is the statement that would make it now).
+-- _read_each() passes over a table whose such index has no entry.  Not
+-- of a table Citus manages: its rows are in its shards, not in the table
+-- this node sees (20_tracking.sql, _citus_kind()).
+CREATE OR REPLACE FUNCTION @extschema@._in_flight_index_current(tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.indexrelid::pg_catalog.regclass
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indrelid
+     WHERE i.indexrelid OPERATOR(pg_catalog.=) @extschema@._in_flight_index(tbl)
+       AND i.indisvalid AND i.indisready AND i.indislive
+       AND c.relkind OPERATOR(pg_catalog.=) 'r'
+       AND @extschema@._citus_kind(tbl) IS NULL
+       AND pg_catalog.obj_description(i.indexrelid, 'pg_class')
+           IS NOT DISTINCT FROM @extschema@.in_flight_index_statement(tbl, false)
+$$;
+COMMENT ON FUNCTION @extschema@._in_flight_index_current(regclass) IS
+    'Internal: the in-flight index of a tracked table when it holds exactly the table''s in-flight rows (valid, of a plain table, with the current predicate)';
+
+-- The rows a global reader (stuck, in_flight, metrics, sweep) returns: its
+-- query for each table _configs() gives, prepared once per session (see
+-- src/readers.c); a table whose query fails is skipped with a warning (or,
+-- asked about that one table, raises its error); each query sorts, so that
+-- an error leaves none of its rows behind.
+CREATE OR REPLACE FUNCTION @extschema@._read_each(tbl regclass, as_of timestamptz, reader text)
+RETURNS SETOF record
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'dp_read_each';
 COMMENT ON FUNCTION @extschema@._read_each(regclass, timestamptz, text) IS
-    'Internal: the rows of a global reader (stuck or in_flight) over every tracked table the caller can read, or one';
+    'Internal: the rows of a global reader (stuck, in_flight, metrics, sweep) over every tracked table the caller can read, or one';
 
 CREATE OR REPLACE FUNCTION @extschema@.stuck(tbl regclass DEFAULT NULL, as_of timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (relid regclass, key text, phase text, reason text,
@@ -266,6 +293,9 @@ DECLARE
 BEGIN
     SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
      WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;
+    IF @extschema@._citus_kind(tbl) = 'distributed' THEN
+        RETURN @extschema@._fail_batch_citus(cfg, failed, why, batch_size, as_of);
+    END IF;
     -- 1. lock a batch of stuck rows, skipping rows a writer holds
     EXECUTE format(
         'SELECT pg_catalog.array_agg(r.dp_tableoid), pg_catalog.array_agg(r.dp_ctid),'
@@ -308,6 +338,62 @@ $$;
 COMMENT ON FUNCTION @extschema@._fail_batch(regclass, text, integer, timestamptz, oid[], tid[]) IS
     'Internal: one batch of fail_stuck() in one table for one reason (call it through _fail_batch_as_owner())';
 
+-- _fail_batch() on a Citus distributed table, from the coordinator: a
+-- tableoid names a shard on one worker only, and Citus cannot lock the rows
+-- of a query over several shards (FOR UPDATE).  So it reads up to
+-- batch_size rows stuck for "why" across the shards, each with its
+-- distribution column's value and its row version (ctid and xmin on its
+-- shard), and fails each with an UPDATE routed to its shard by the
+-- distribution column, re-checked there under the row lock the UPDATE
+-- takes: the row version must be the one read, so a row written since (a
+-- heartbeat, progress, another sweep that failed it first) is left.  Two overlapping sweeps fail each row
+-- once: the second waits for the first's lock, then finds a newer version.
+-- The failure reason reaches the shards' history through a SET LOCAL that
+-- Citus propagates (citus.propagate_set_commands, set by fail_stuck()).
+-- One batch per reason and sweep: rows past batch_size go to the next sweep
+-- ("tids" is empty, so fail_stuck() does not ask again).
+CREATE OR REPLACE FUNCTION @extschema@._fail_batch_citus(cfg @extschema@.tracked, failed text, why text,
+                                                         batch_size integer, as_of timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dist      name := @extschema@._citus_distribution_column(cfg.relid);
+    dist_type text := format_type(@extschema@._column_type(cfg.relid, dist), NULL);
+    col_type  text := format_type(@extschema@._column_type(cfg.relid, cfg.phase_column), NULL);
+    r         record;
+    done      jsonb := '[]';
+    hit       boolean;
+BEGIN
+    EXECUTE format('SET LOCAL deploy_progress.transition_reason = %L', why);
+    FOR r IN EXECUTE format(
+        'SELECT r.key, r.phase, r.dp_ctid, r.dp_xmin, r.dp_dist FROM (%s) r'
+        ' ORDER BY r.key LIMIT %s',
+        @extschema@._rows_sql(cfg, format('st.reason OPERATOR(pg_catalog.=) %L', why)), batch_size)
+        USING as_of
+    LOOP
+        EXECUTE format(
+            'UPDATE %1$s t SET %2$I = %3$L::%4$s%5$s'
+            ' WHERE t.%6$I OPERATOR(pg_catalog.=) $1::%7$s'
+            '   AND t.ctid OPERATOR(pg_catalog.=) $2 AND t.xmin OPERATOR(pg_catalog.=) $3'
+            ' RETURNING true',
+            cfg.relid, cfg.phase_column, failed, col_type,
+            CASE WHEN @extschema@._role_column(cfg, 'failure_reason') IS NULL THEN ''
+                 ELSE format(', %I = %L', @extschema@._role_column(cfg, 'failure_reason'), why) END,
+            dist, dist_type)
+        INTO hit USING r.dp_dist, r.dp_ctid, r.dp_xmin;
+        IF hit THEN
+            done := done || jsonb_build_array(jsonb_build_object('key', r.key, 'from_phase', r.phase));
+        END IF;
+    END LOOP;
+    EXECUTE 'SET LOCAL deploy_progress.transition_reason = ''''';
+    RETURN jsonb_build_object('oids', '[]'::jsonb, 'tids', '[]'::jsonb, 'rows', done);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._fail_batch_citus(@extschema@.tracked, text, text, integer, timestamptz) IS
+    'Internal: one batch of fail_stuck() in a Citus distributed table for one reason: rows read across the shards, failed by key on their shard if their row version is unchanged';
+
 -- _fail_batch() as the table's owner, inside a security-restricted
 -- operation with search_path pg_catalog, pg_temp (as VACUUM and REFRESH
 -- MATERIALIZED VIEW run another role's code), after checking that the caller
@@ -327,6 +413,9 @@ CREATE OR REPLACE FUNCTION @extschema@.fail_stuck(tbl regclass DEFAULT NULL, bat
 RETURNS TABLE (relid regclass, key text, from_phase text, to_phase text, reason text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- (on a Citus distributed table, the failure reason reaches the shards'
+-- history through SET LOCAL: _fail_batch_citus())
+SET citus.propagate_set_commands = 'local'
 AS $$
 DECLARE
     cfg       @extschema@.tracked;
@@ -349,8 +438,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The value given is %s.', coalesce(batch_size::text, 'NULL'));
     END IF;
-    FOR cfg IN SELECT * FROM @extschema@._configs(tbl, as_of, 'Call fail_stuck() without a table to sweep every tracked table.',
-                                                  ARRAY['SELECT', 'UPDATE'])
+    -- the tables that have a stuck row as of as_of (or whose query failed:
+    -- their batch reports it), read as stuck() reads them, so that tables
+    -- with nothing to fail cost one prepared query each
+    FOR cfg IN SELECT t.* FROM ROWS FROM (@extschema@._read_each(tbl, as_of, 'sweep') AS (relid regclass))
+                               WITH ORDINALITY AS s(relid, n)
+                 JOIN @extschema@.tracked t ON t.relid OPERATOR(pg_catalog.=) s.relid
+                ORDER BY s.n
     LOOP
         SELECT p.phase INTO failed FROM @extschema@.lifecycle_phases p
          WHERE p.lifecycle = cfg.lifecycle AND p.kind = 'failed' ORDER BY p.position LIMIT 1;

@@ -250,6 +250,60 @@ COMMENT ON FUNCTION @extschema@._readable_config(regclass) IS
 -- Statistics, timeline and steps
 --------------------------------------------------------------------------
 
+-- The transitions of one table (of one row of it when k is not NULL) that
+-- the caller can read, as the transitions view gives them.  A Citus
+-- distributed table's history is on the workers, where its shards' triggers
+-- write it under the table's name (on this node: what was written before
+-- the table was distributed, and that of shards placed here): it is also
+-- read there, through each worker's
+-- transitions view (so with the caller's rights and row-level security on
+-- that worker), one query per worker, and given under this node's relid.
+-- History ids are unique per node only; the readers order by time first.
+-- A worker that cannot be read is an error, or for a global reader (named
+-- by "reader") a warning, and its history is left out.
+CREATE OR REPLACE FUNCTION @extschema@._transitions(tbl regclass, k text DEFAULT NULL, reader text DEFAULT NULL)
+RETURNS SETOF @extschema@.transitions
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w record;
+BEGIN
+    RETURN QUERY SELECT * FROM @extschema@.transitions x
+                  WHERE x.relid OPERATOR(pg_catalog.=) tbl AND (k IS NULL OR x.key OPERATOR(pg_catalog.=) k);
+    IF @extschema@._citus_kind(tbl) IS DISTINCT FROM 'distributed' THEN
+        RETURN;
+    END IF;
+    FOR w IN EXECUTE 'SELECT r.nodename, r.nodeport, r.success, r.result FROM pg_catalog.run_command_on_workers($1) r'
+        USING format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x) OPERATOR(pg_catalog.-) ''relid''), ''[]'')'
+                     '  FROM deploy_progress.transitions x'
+                     ' WHERE x.relid OPERATOR(pg_catalog.=) %L::pg_catalog.regclass%s',
+                     tbl::text,
+                     CASE WHEN k IS NULL THEN ''
+                          ELSE format(' AND x.key OPERATOR(pg_catalog.=) %L COLLATE "C"', k) END)
+    LOOP
+        IF NOT w.success AND reader IS NOT NULL THEN
+            -- a global reader goes on without that worker's history
+            PERFORM @extschema@._skipped(tbl, reader, '08006',
+                                         format('the history on worker %s:%s cannot be read: %s', w.nodename, w.nodeport, w.result));
+            CONTINUE;
+        END IF;
+        IF NOT w.success THEN
+            RAISE EXCEPTION 'cannot read the history of table % on worker %:%', tbl, w.nodename, w.nodeport
+                USING ERRCODE = 'connection_failure',
+                      DETAIL = format('The worker answered: %s', w.result),
+                      HINT = 'The history of a distributed table is kept on the workers that hold its shards; check that this one is up.';
+        END IF;
+        RETURN QUERY
+            SELECT x.id, tbl, x.key, x.from_phase, x.to_phase, x.to_kind, x.at, x.time_in_previous,
+                   x.completed, x.total, x.reason, x.txid, x.label, x.message, x.metadata
+              FROM pg_catalog.jsonb_populate_recordset(NULL::@extschema@.transitions, w.result::pg_catalog.jsonb) x;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._transitions(regclass, text, text) IS
+    'Internal: the readable transitions of one table (or of one of its rows), those of a Citus distributed table read from the workers';
+
 -- The suggested deadline of a phase from its completed stays: 1.5 times
 -- their 95th percentile, rounded up to a whole minute (at least one), once
 -- there are at least 20 of them; NULL below that, and for phases that take
@@ -286,8 +340,8 @@ BEGIN
                h.to_kind <> ALL (@extschema@._kinds('unsuccessful')) AND h.time_in_previous IS NOT NULL AS completed,
                h.to_kind = 'failed' AS failure,
                extract(epoch FROM h.time_in_previous)::double precision AS secs
-          FROM @extschema@.transitions h
-         WHERE h.relid = tbl AND h.from_phase IS NOT NULL
+          FROM @extschema@._transitions(tbl) h
+         WHERE h.from_phase IS NOT NULL
            AND (since IS NULL OR h.at >= since)
     ), agg AS (
         SELECT s.from_phase,
@@ -334,8 +388,7 @@ BEGIN
            END,
            h.reason
       FROM (SELECT x.*, lead(x.at) OVER (ORDER BY x.at, x.id) AS next_at
-              FROM @extschema@.transitions x
-             WHERE x.relid = tbl AND x.key = k) h
+              FROM @extschema@._transitions(tbl, k) x) h
      ORDER BY h.at, h.id;
 END
 $$;
@@ -384,8 +437,7 @@ BEGIN
                            row_number() OVER w AS ord,
                            x.from_phase IS NULL
                                OR lag(x.to_kind) OVER w = ANY (@extschema@._kinds('terminal')) AS starts
-                      FROM @extschema@.transitions x
-                     WHERE x.relid = tbl AND x.key = k
+                      FROM @extschema@._transitions(tbl, k) x
                     WINDOW w AS (ORDER BY x.at, x.id)) h) a
      WHERE a.ord >= coalesce(a.attempt, 1);
 

@@ -115,27 +115,44 @@ COMMENT ON FUNCTION @extschema@.refresh_estimates(regclass, interval) IS
 -- the table's runs, and the expected time of the phases after it (each
 -- visited by 5 % of the runs or more: its share times its median, and times
 -- its 95th percentile), with "thin" when one of them has fewer than 20
--- stays.  _run_eta_part() (C) adds the current phase's time left.
-CREATE OR REPLACE FUNCTION @extschema@._phase_eta_table(tbl regclass, lc text)
-RETURNS TABLE (phase text, quantiles double precision[], stays bigint, runs bigint,
-               ahead_p50 double precision, ahead_p95 double precision, thin boolean)
+-- stays.  _run_eta_part() (C) adds the current phase's time left.  The
+-- readers' queries (_figures_sql()) join this SQL itself, so that it is
+-- planned with them, once.
+CREATE OR REPLACE FUNCTION @extschema@._phase_eta_sql(tbl regclass, lc text)
+RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT lp.phase, e.quantiles, e.stays, e.runs,
-           coalesce(a.p50, 0), coalesce(a.p95, 0), coalesce(a.thin, false)
-      FROM @extschema@.lifecycle_phases lp
-      JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) tbl AND e.phase OPERATOR(pg_catalog.=) lp.phase
-     CROSS JOIN LATERAL (
-            SELECT pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[11]) AS p50,
-                   pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[20]) AS p95,
-                   pg_catalog.bool_or(x.stays OPERATOR(pg_catalog.<) 20) AS thin
-              FROM @extschema@.lifecycle_phases lx
-              JOIN @extschema@.phase_estimates x ON x.relid OPERATOR(pg_catalog.=) tbl
-                                                AND x.phase OPERATOR(pg_catalog.=) lx.phase
-             WHERE lx.lifecycle OPERATOR(pg_catalog.=) lc AND lx.position OPERATOR(pg_catalog.>) lp.position
-               AND x.visit_share OPERATOR(pg_catalog.>=) 0.05) a
-     WHERE lp.lifecycle OPERATOR(pg_catalog.=) lc
+    SELECT pg_catalog.format(
+        'SELECT lp.phase, e.quantiles, e.stays, e.runs,'
+        '       coalesce(a.p50, 0) AS ahead_p50, coalesce(a.p95, 0) AS ahead_p95, coalesce(a.thin, false) AS thin'
+        '  FROM @extschema@.lifecycle_phases lp'
+        '  JOIN @extschema@.phase_estimates e ON e.relid OPERATOR(pg_catalog.=) %1$L::pg_catalog.regclass'
+        '                                    AND e.phase OPERATOR(pg_catalog.=) lp.phase'
+        ' CROSS JOIN LATERAL ('
+        '        SELECT pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[11]) AS p50,'
+        '               pg_catalog.sum(x.visit_share OPERATOR(pg_catalog.*) x.quantiles[20]) AS p95,'
+        '               pg_catalog.bool_or(x.stays OPERATOR(pg_catalog.<) 20) AS thin'
+        '          FROM @extschema@.lifecycle_phases lx'
+        '          JOIN @extschema@.phase_estimates x ON x.relid OPERATOR(pg_catalog.=) %1$L::pg_catalog.regclass'
+        '                                            AND x.phase OPERATOR(pg_catalog.=) lx.phase'
+        '         WHERE lx.lifecycle OPERATOR(pg_catalog.=) %2$L AND lx.position OPERATOR(pg_catalog.>) lp.position'
+        '           AND x.visit_share OPERATOR(pg_catalog.>=) 0.05) a'
+        ' WHERE lp.lifecycle OPERATOR(pg_catalog.=) %2$L',
+        tbl::pg_catalog.oid, lc)
+$$;
+COMMENT ON FUNCTION @extschema@._phase_eta_sql(regclass, text) IS
+    'Internal: SQL giving, per phase of a tracked table, its stay quantiles, stays, the runs, and the expected time of the phases after it, for the whole run''s ETA';
+
+CREATE OR REPLACE FUNCTION @extschema@._phase_eta_table(tbl regclass, lc text)
+RETURNS TABLE (phase text, quantiles double precision[], stays bigint, runs bigint,
+               ahead_p50 double precision, ahead_p95 double precision, thin boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE @extschema@._phase_eta_sql(tbl, lc);
+END
 $$;
 COMMENT ON FUNCTION @extschema@._phase_eta_table(regclass, text) IS
     'Internal: per phase of a tracked table, its stay quantiles, stays, the runs, and the expected time of the phases after it, for the whole run''s ETA';

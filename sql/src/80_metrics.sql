@@ -17,51 +17,76 @@ $$;
 COMMENT ON FUNCTION @extschema@._table_label(regclass) IS
     'Internal: the schema-qualified name of a table, as metric labels and events give it';
 
--- The metrics read from the tables themselves, for every tracked table the
--- caller can read, one table at a time (all or nothing for a table):
+-- The metrics read from a table itself ($1: as of), in one pass over its
+-- in-flight rows (through the in-flight partial index):
 --   in_flight  rows per non-terminal phase of the lifecycle (zero when
---              empty), counted through the in-flight partial index
+--              empty)
 --   stuck      stuck rows per reason, as stuck() reports them
---   stalled    1 when the table's fleet is stalled (stuck_tables()), else 0
---   skipped    1 when the table's queries raised (it is then reported with a
---              WARNING and has no other rows here), else 0
-CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
-RETURNS TABLE (relid regclass, metric text, label text, label_position integer, value bigint)
-LANGUAGE plpgsql STABLE
+--   stalled    1 when the table's fleet is stalled (as stuck_tables()
+--              decides it), else 0
+--   skipped    0 (1 when the table's query raised: _read_each() then
+--              reports it with a WARNING, and it has no other rows here)
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics_query(cfg @extschema@.tracked)
+RETURNS text
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cfg @extschema@.tracked;
-BEGIN
-    FOR cfg IN SELECT * FROM @extschema@._configs(NULL, now(), NULL)
-    LOOP
-        BEGIN
-            RETURN QUERY EXECUTE format(
-                'SELECT %1$L::pg_catalog.regclass, ''in_flight'', p.phase, p.position, coalesce(c.n, 0)'
-                '  FROM @extschema@.lifecycle_phases p'
-                '  LEFT JOIN (SELECT %2$s AS phase, pg_catalog.count(*) AS n'
-                '               FROM %3$s t WHERE %4$s GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
-                ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %5$L'
-                '   AND p.kind OPERATOR(pg_catalog.=) ANY (%6$L::pg_catalog.text[])'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''stuck'', s.reason, NULL, pg_catalog.count(*)'
-                '   FROM (%7$s) s(relid, key, phase, reason) GROUP BY s.reason'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
-                '        (EXISTS (SELECT FROM @extschema@.stuck_tables(%1$L::pg_catalog.regclass, $1)))::integer'
-                ' UNION ALL'
-                ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
-                ' ORDER BY 2, 4, 3',
-                cfg.relid::oid, @extschema@._phase_expr(cfg, 't'), cfg.relid,
-                @extschema@._in_flight_predicate(cfg, 't'), cfg.lifecycle, @extschema@._kinds('in_flight'),
-                @extschema@._stuck_query(cfg))
-            USING now();
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM @extschema@._skipped(cfg.relid, 'metrics', SQLSTATE, SQLERRM);
-            RETURN QUERY SELECT cfg.relid, 'skipped'::text, NULL::text, NULL::integer, 1::bigint;
-        END;
-    END LOOP;
-END
+    SELECT pg_catalog.format(
+        'WITH r AS MATERIALIZED (SELECT r.phase, r.kind, r.stuck_reason FROM (%2$s) r)'
+        ' SELECT %1$L::pg_catalog.regclass, ''in_flight'', p.phase, p.position, coalesce(c.n, 0)'
+        '  FROM @extschema@.lifecycle_phases p'
+        '  LEFT JOIN (SELECT r.phase, pg_catalog.count(*) AS n FROM r GROUP BY 1) c ON c.phase OPERATOR(pg_catalog.=) p.phase'
+        ' WHERE p.lifecycle OPERATOR(pg_catalog.=) %3$L'
+        '   AND p.kind OPERATOR(pg_catalog.=) ANY (%4$L::pg_catalog.text[])'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''stuck'', r.stuck_reason, NULL, pg_catalog.count(*)'
+        '   FROM r WHERE r.stuck_reason IS NOT NULL GROUP BY r.stuck_reason'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''stalled'', NULL, NULL,'
+        '        (pg_catalog.count(*) FILTER (WHERE r.stuck_reason OPERATOR(pg_catalog.=) ''queue_overdue'') OPERATOR(pg_catalog.>) 0'
+        '         AND pg_catalog.count(*) FILTER (WHERE r.kind OPERATOR(pg_catalog.=) ''active'''
+        '                                          AND (r.stuck_reason IS NULL OR r.stuck_reason OPERATOR(pg_catalog.=) ''phase_overdue''))'
+        '             OPERATOR(pg_catalog.=) 0)::integer::pg_catalog.int8'
+        '   FROM r'
+        ' UNION ALL'
+        ' SELECT %1$L::pg_catalog.regclass, ''skipped'', NULL, NULL, 0'
+        ' ORDER BY 2, 4, 3',
+        cfg.relid::oid, @extschema@._rows_sql(cfg), cfg.lifecycle, @extschema@._kinds('in_flight'))
+$$;
+COMMENT ON FUNCTION @extschema@._table_metrics_query(@extschema@.tracked) IS
+    'Internal: the query of the metrics read from one tracked table: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled';
+
+-- What _table_metrics_query() gives for a table ($2) without in-flight
+-- rows, without reading it: zero rows in each in-flight phase, not
+-- stalled, not skipped.  _read_each() runs it for a table whose in-flight
+-- index is empty.
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics_empty_query()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'SELECT t.relid, ''in_flight''::pg_catalog.text, p.phase, p.position, 0::pg_catalog.int8'
+           '  FROM @extschema@.tracked t'
+           '  JOIN @extschema@.lifecycle_phases p ON p.lifecycle OPERATOR(pg_catalog.=) t.lifecycle'
+           ' WHERE t.relid OPERATOR(pg_catalog.=) $2'
+           '   AND p.kind OPERATOR(pg_catalog.=) ANY (@extschema@._kinds(''in_flight''))'
+           ' UNION ALL SELECT $2, ''stalled'', NULL, NULL, 0'
+           ' UNION ALL SELECT $2, ''skipped'', NULL, NULL, 0'
+           ' ORDER BY 2, 4, 3'::pg_catalog.text
+$$;
+COMMENT ON FUNCTION @extschema@._table_metrics_empty_query() IS
+    'Internal: the query of the metrics of a tracked table ($2) without in-flight rows (zeros), run without reading the table';
+
+-- The metrics read from the tables themselves, for every tracked table the
+-- caller can read, one table at a time (all or nothing for a table; a
+-- table whose query raised gives only skipped = 1).
+CREATE OR REPLACE FUNCTION @extschema@._table_metrics()
+RETURNS TABLE (relid regclass, metric text, label text, label_position integer, value bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@._read_each(NULL, pg_catalog.now(), 'metrics')
+        AS r(relid regclass, metric text, label text, label_position integer, value bigint)
 $$;
 COMMENT ON FUNCTION @extschema@._table_metrics() IS
     'Internal: in-flight rows per phase, stuck rows per reason, whether the fleet is stalled, and whether the table had to be skipped, for every tracked table the caller can read';
@@ -74,7 +99,8 @@ WITH tables AS (
     -- only the history of the rows it can see counts, and none of the
     -- pruned totals (which cannot be split by row)
     SELECT t.relid, t.lifecycle, @extschema@._table_label(t.relid) AS label,
-           pg_catalog.row_security_active(t.relid) AS rls
+           pg_catalog.row_security_active(t.relid) AS rls,
+           @extschema@._citus_kind(t.relid) IS NOT DISTINCT FROM 'distributed' AS distributed
       FROM @extschema@.tracked t
      WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
 ), pruned AS (
@@ -86,9 +112,17 @@ WITH tables AS (
            h.from_phase IS NOT NULL AND h.time_in_previous IS NOT NULL
                AND h.to_kind OPERATOR(pg_catalog.<>) ALL (@extschema@._kinds('unsuccessful')) AS completed_stay,
            pg_catalog.date_part('epoch', h.time_in_previous) AS secs
-      FROM @extschema@.history h
-      JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
-     WHERE NOT t.rls OR @extschema@._row_visible(h.relid, h.key)
+      FROM (SELECT h.relid, h.from_phase, h.to_phase, h.to_kind, h.time_in_previous
+              FROM @extschema@.history h
+              JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.relid
+             WHERE (NOT t.rls OR @extschema@._row_visible(h.relid, h.key))
+               AND NOT t.distributed
+            UNION ALL
+            -- a Citus distributed table's history is on the workers too
+            SELECT x.relid, x.from_phase, x.to_phase, x.to_kind, x.time_in_previous
+              FROM tables t
+             CROSS JOIN LATERAL @extschema@._transitions(t.relid, reader => 'metrics') x
+             WHERE t.distributed) h
 ), counts AS (
     SELECT c.relid, c.phase, pg_catalog.sum(c.transitions) AS transitions, pg_catalog.sum(c.failures) AS failures
       FROM (SELECT k.relid, k.to_phase AS phase, 1 AS transitions, 0 AS failures FROM kept k

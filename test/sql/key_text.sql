@@ -67,4 +67,13 @@ SELECT deploy_progress._type_text_varies(t) AS varies, t
   FROM unnest(ARRAY['integer', 'text', 'character', 'uuid', 'numeric', 'date', 'timestamptz',
                     'interval', 'double precision', 'bytea', 'integer[]', 'date[]']::regtype[]) t;
 
+-- the fields of a key text of several columns (what a reader of one row of
+-- a Citus distributed table gives Citus to pick the shard): each field of
+-- record_out's text reads back as the value it was written from
+SELECT v, deploy_progress._key_field(pg_catalog.format('%s', ROW(v, 7)), 1) IS NOT DISTINCT FROM v AS first,
+       deploy_progress._key_field(pg_catalog.format('%s', ROW(7, v)), 2) IS NOT DISTINCT FROM v AS second
+  FROM unnest(ARRAY['plain', 'a b', 'x,y', 'q"uote', 'back\slash', '(paren)', '', ' ', NULL]) v;
+SELECT deploy_progress._key_field(k, 3) AS absent, deploy_progress._key_field('42', 1) AS not_a_record
+  FROM (VALUES ('(1,2)')) x(k);
+
 DROP TABLE kt_char, kt_day, kt_at;

@@ -187,4 +187,56 @@ SELECT count(*) AS side_rows FROM deploy_progress.side_timings WHERE relid = 'pt
 DROP TABLE pt_side;
 SELECT count(*) AS left_behind FROM deploy_progress.tracked WHERE relid::text LIKE 'pt\_%';
 
+-- The history of rows that move between partitions: PostgreSQL runs such
+-- an UPDATE as a DELETE and an INSERT (firing the new partition's AFTER
+-- INSERT), but the history records the transition the UPDATE made, from
+-- the old phase with the time spent in it, and a move that keeps the
+-- phase is no transition; in row and in side storage.
+CREATE TABLE pt_moves (id integer, phase deploy_progress.phase NOT NULL, region text NOT NULL,
+                       phase_updated_at timestamptz, PRIMARY KEY (id, phase))
+    PARTITION BY LIST (phase);
+CREATE TABLE pt_moves_live PARTITION OF pt_moves FOR VALUES IN ('queued', 'building');
+CREATE TABLE pt_moves_done PARTITION OF pt_moves DEFAULT;
+CREATE TABLE pt_moves_side (LIKE pt_moves) PARTITION BY LIST (region);
+ALTER TABLE pt_moves_side ADD PRIMARY KEY (id, region);
+CREATE TABLE pt_moves_side_eu PARTITION OF pt_moves_side FOR VALUES IN ('eu');
+CREATE TABLE pt_moves_side_us PARTITION OF pt_moves_side FOR VALUES IN ('us');
+SELECT relid FROM deploy_progress.track('pt_moves', key => '{id}');
+SELECT relid FROM deploy_progress.track('pt_moves_side', key => '{id}', storage => 'side',
+                                        columns => '{"phase_updated_at": null}');
+SET deploy_progress.stamping = off;
+INSERT INTO pt_moves VALUES (1, 'queued', 'eu', '2026-01-01 10:00+00'), (2, 'building', 'eu', '2026-01-01 11:00+00'),
+                            (3, 'queued', 'eu', '2026-01-01 10:00+00');
+RESET deploy_progress.stamping;
+INSERT INTO pt_moves_side VALUES (1, 'queued', 'eu'), (2, 'queued', 'eu');
+SELECT max(id) AS before_moves FROM deploy_progress.history \gset
+-- into another partition with a new phase (1, 2), in the same partition (3)
+UPDATE pt_moves SET phase = (CASE id WHEN 1 THEN 'succeeded' WHEN 2 THEN 'failed' ELSE 'building' END)::deploy_progress.phase;
+-- into another partition keeping the phase (1), and with a new one (2)
+UPDATE pt_moves_side SET region = 'us', phase = (CASE id WHEN 1 THEN 'queued' ELSE 'building' END)::deploy_progress.phase;
+-- a move rolled back to a savepoint leaves nothing behind it: the row
+-- inserted afterwards under the same key is an insertion
+BEGIN;
+SAVEPOINT s;
+UPDATE pt_moves SET phase = 'failed' WHERE id = 3;
+ROLLBACK TO s;
+DELETE FROM pt_moves WHERE id = 3;
+INSERT INTO pt_moves VALUES (3, 'cancelled', 'eu');
+COMMIT;
+-- (side storage stamped its rows' phases: their time in the previous
+-- phase is the time between the two stamps)
+SELECT h.relid, h.key, h.from_phase, h.to_phase,
+       CASE WHEN h.relid = 'pt_moves'::regclass
+            THEN h.time_in_previous = h.at - CASE h.key WHEN '2' THEN timestamptz '2026-01-01 11:00+00'
+                                                         ELSE timestamptz '2026-01-01 10:00+00' END
+            ELSE h.time_in_previous = h.at - (SELECT p.at FROM deploy_progress.history p
+                                               WHERE p.relid = h.relid AND p.key = h.key AND p.id < h.id
+                                               ORDER BY p.id DESC LIMIT 1)
+       END AS time_in_previous_right
+  FROM deploy_progress.history h
+ WHERE h.id > :before_moves
+ ORDER BY h.relid::text, h.key, h.id;
+SELECT deploy_progress.untrack('pt_moves_side');
+DROP TABLE pt_moves, pt_moves_side;
+
 DROP FUNCTION pt_show(regclass);

@@ -2,7 +2,8 @@
 # rows, their side-table timings, lifecycles and configuration replicate;
 # the read-only functions (stuck(), the figures, timings(), in_flight() and
 # the in_flight view) work on the standby and agree with the primary; the
-# functions that write fail there with SQLSTATE 25006 and a clear message.
+# functions that write fail there with SQLSTATE 25006 and a clear message;
+# claims replicate, but owner_gone is reported on the primary only.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -120,6 +121,21 @@ fails_read_only(q{SELECT deploy_progress.define_lifecycle('job2', '[{"phase": "a
 	qr/cannot execute INSERT in a read-only transaction/, 'define_lifecycle()');
 fails_read_only(q{UPDATE deployments SET completed_items = 41 WHERE id = 2},
 	qr/cannot execute UPDATE in a read-only transaction/, 'a write to a tracked table');
+fails_read_only(q{SELECT deploy_progress.claim('deployments', '2')},
+	qr/cannot claim rows on a standby/, 'claim()');
+fails_read_only(q{SELECT deploy_progress.release('deployments', '2')},
+	qr/cannot release rows on a standby/, 'release()');
+
+# a claim replicates, but a standby cannot see the primary's sessions: its
+# owner's liveness is unknown there, and owner_gone is not reported
+$primary->safe_psql('postgres',
+	q{INSERT INTO deploy_progress.claims VALUES ('jobs', '2', 2147483647, '2000-01-01', now())});
+$primary->wait_for_catchup($standby);
+my $claim_sql = q{SELECT key || ' ' || coalesce(alive::text, 'unknown') || ' '
+  || coalesce((SELECT reason FROM deploy_progress.stuck('jobs') WHERE key = '2'), 'not stuck')
+  FROM deploy_progress.owners};
+is($primary->safe_psql('postgres', $claim_sql), '2 false owner_gone', 'the primary sees the owner gone');
+is($standby->safe_psql('postgres', $claim_sql), '2 unknown not stuck', 'the standby does not know, and reports nothing');
 
 # and the standby still follows: the primary can do all of it
 $primary->safe_psql('postgres', q{

@@ -729,6 +729,44 @@ class WatchTest(unittest.TestCase):
         self.move(16, "succeeded")
         self.assertEqual(w.wait(), 0, w.stderr)
 
+    def test_refreshes_on_a_bulk_summary_event(self):
+        # A statement that moves more rows than deploy_progress.
+        # notify_bulk_threshold (100 by default) sends one summary event
+        # without a "key": the watch re-reads the rows it shows on any
+        # event, so it shows every row's new phase at once, not after the
+        # polling interval (an hour here).
+        n = 150
+        self.sql("INSERT INTO deployments (id) SELECT g FROM generate_series(101, 100 + %s) g" % n)
+        with psycopg.connect(autocommit=True) as listener:
+            listener.execute("LISTEN deploy_progress")
+            w = Watch("-t", "deployments", "-i", "3600")
+            for _ in range(n):
+                self.assertRegex(w.next_line(), r" deployments \d+ Queued for ")
+            started = time.monotonic()
+            self.sql("UPDATE deployments SET phase = 'building' WHERE id > 100")
+            moved = set()
+            while len(moved) < n:
+                m = re.search(r" deployments (\d+) Building for \d+s$", w.next_line(timeout=30))
+                self.assertTrue(m, w.output())
+                moved.add(int(m.group(1)))
+            self.assertEqual(moved, set(range(101, 101 + n)))
+            self.assertLess(time.monotonic() - started, 30, "refreshed on the summary, not after an hour")
+            # what it woke up on: one summary of the statement (a sentinel
+            # sent after it marks the end: notifications come in commit order)
+            self.sql("NOTIFY deploy_progress, 'sentinel'")
+            events = []
+            for e in listener.notifies():
+                if e.payload == "sentinel":
+                    break
+                events.append(json.loads(e.payload))
+        self.assertEqual(len(events), 1, events)
+        self.assertEqual({k: events[0][k] for k in ("table", "to", "kind", "count", "bulk")},
+                         {"table": "public.deployments", "to": "building", "kind": "active",
+                          "count": n, "bulk": True})
+        self.assertNotIn("key", events[0])
+        w.proc.send_signal(signal.SIGINT)
+        self.assertEqual(w.wait(), 0, w.stderr)
+
     def test_listens_on_the_tables_own_channel(self):
         self.sql("INSERT INTO jobs (id) VALUES (3)")
         w = Watch("-t", "jobs", "-k", "3", "-i", "60")
