@@ -37,7 +37,11 @@
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/procarray.h"
+#if PG_VERSION_NUM >= 140000
 #include "utils/backend_status.h"
+#else
+#include "pgstat.h"
+#endif
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -77,7 +81,11 @@ snapshot_start(int pid, TimestampTz *start)
 
 	for (int i = 1; i <= n; i++)
 	{
+#if PG_VERSION_NUM >= 160000
+		LocalPgBackendStatus *l = pgstat_get_local_beentry_by_index(i);
+#else
 		LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
+#endif
 
 		if (l && l->backendStatus.st_procpid == pid)
 		{
@@ -118,7 +126,11 @@ dp_owner_alive(PG_FUNCTION_ARGS)
 	if (snapshot_start(pid, &seen) && seen == start)
 		PG_RETURN_BOOL(true);
 	/* a snapshot from before that process, or a new process with that ID */
+#if PG_VERSION_NUM >= 140000
 	pgstat_clear_backend_activity_snapshot();
+#else
+	pgstat_clear_snapshot();
+#endif
 	PG_RETURN_BOOL(snapshot_start(pid, &seen) && seen == start);
 }
 

@@ -60,6 +60,13 @@
 
 #include "deploy_progress.h"
 
+/* This backend's local transaction id (in PGPROC's vxid from 17 on). */
+#if PG_VERSION_NUM >= 170000
+#define DP_MY_LXID (MyProc->vxid.lxid)
+#else
+#define DP_MY_LXID (MyProc->lxid)
+#endif
+
 static HTAB *dp_tracks = NULL;
 static MemoryContext dp_cache_cxt = NULL;
 static DpTrack *dp_last_track = NULL;	/* entry returned last (entries never move) */
@@ -820,7 +827,7 @@ dp_build_track(DpTrack *t, Relation rel)
 		if (copying)
 		{
 			t->citus_copy = true;
-			t->copy_lxid = MyProc->lxid;
+			t->copy_lxid = DP_MY_LXID;
 			SPI_finish();
 			return;
 		}
@@ -1102,7 +1109,7 @@ dp_get_track(Relation rel)
 		t->citus_copy = false;
 	}
 	/* a shard being filled by Citus: only during that transaction */
-	if (t->valid && t->citus_copy && t->copy_lxid != MyProc->lxid)
+	if (t->valid && t->citus_copy && t->copy_lxid != DP_MY_LXID)
 		t->valid = false;
 	while (!t->valid)
 	{
