@@ -451,7 +451,11 @@ dp_may_have_rows(Oid relid, Oid indexoid)
 		relation_close(heap, NoLock);
 		return true;
 	}
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 0, 0);
+#else
 	scan = index_beginscan(heap, index, GetActiveSnapshot(), 0, 0);
+#endif
 	index_rescan(scan, NULL, 0, NULL, 0);
 	found = index_getnext_tid(scan, ForwardScanDirection) != NULL;
 	index_endscan(scan);
