@@ -46,7 +46,7 @@ BEGIN;
 INSERT INTO rd_idle VALUES (3, 'queued');
 SELECT relid, key, phase FROM deploy_progress.in_flight WHERE relid = 'rd_idle'::regclass;
 SELECT labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
- WHERE labels ->> 'table' = 'public.rd_idle' AND name = 'deploy_progress_in_flight' AND value > 0;
+ WHERE labels ->> 'table' = 'public.rd_idle' AND name = 'deploy_progress_in_flight' AND value > 0 ORDER BY 1;
 ROLLBACK;
 SELECT count(*) AS rolled_back FROM deploy_progress.in_flight WHERE relid = 'rd_idle'::regclass;
 UPDATE rd_idle SET phase = 'building' WHERE id = 1;
@@ -130,12 +130,12 @@ SET ROLE rd_acme;
 SELECT relid, key FROM deploy_progress.in_flight ORDER BY 1, 2;
 SELECT relid, key, reason FROM deploy_progress.stuck(NULL, '2026-01-01 13:00') ORDER BY 1, 2;
 SELECT labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
- WHERE name = 'deploy_progress_in_flight' AND value > 0;
+ WHERE name = 'deploy_progress_in_flight' AND value > 0 ORDER BY 1;
 SET ROLE rd_globex;
 SELECT relid, key FROM deploy_progress.in_flight ORDER BY 1, 2;
 SELECT relid, key, reason FROM deploy_progress.stuck(NULL, '2026-01-01 13:00') ORDER BY 1, 2;
 SELECT labels ->> 'phase' AS phase, value FROM deploy_progress.metrics
- WHERE name = 'deploy_progress_in_flight' AND value > 0;
+ WHERE name = 'deploy_progress_in_flight' AND value > 0 ORDER BY 1;
 RESET ROLE;
 SELECT relid, key FROM deploy_progress.in_flight WHERE relid::text LIKE 'rd\_%' ORDER BY 1, 2;
 -- a policy that calls a reader: the reader inside the reader plans its own
